@@ -1,0 +1,53 @@
+# strm-spark: `make run` and `make test` do all the set-up themselves.
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+M2          := $(HOME)/.m2/repository
+# Delta's JVM jars. pip's delta-spark 4.4.1 has no 4.4.1 jars on Maven Central; 4.4.0 is the
+# newest Delta release built for Spark 4.2 there (see README, "Versions").
+DELTA_JAR_VERSION := 4.4.0
+DELTA_JARS  := $(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/delta-spark_4.2_2.13-$(DELTA_JAR_VERSION).jar \
+               $(M2)/io/delta/delta-storage/$(DELTA_JAR_VERSION)/delta-storage-$(DELTA_JAR_VERSION).jar
+DEMO_ROWS   ?= 100000
+
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+
+.PHONY: setup venv jars run run-uci test clean
+
+setup: venv jars
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "strm-spark needs Python 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+jars: $(DELTA_JARS)
+
+$(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-spark_4.2_2.13:$(DELTA_JAR_VERSION)
+
+$(M2)/io/delta/delta-storage/$(DELTA_JAR_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-storage:$(DELTA_JAR_VERSION)
+
+out/demo/input/clickstream.csv: | venv
+	$(BIN)/strm-spark generate --rows $(DEMO_ROWS) --out $@
+
+out/demo/secrets/mask-seed: | venv
+	$(BIN)/strm-spark new-secret $@
+
+run: setup out/demo/input/clickstream.csv out/demo/secrets/mask-seed
+	$(BIN)/strm-spark run conf/demo.yaml
+
+run-uci: setup out/demo/secrets/mask-seed
+	$(BIN)/strm-spark run conf/online_retail.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf out

@@ -1,0 +1,29 @@
+"""strm-spark: privacy-by-design batch processing on Apache Spark."""
+
+from __future__ import annotations
+
+from .config import JobConfig, load_job_config, parse_job_config
+from .contract import Contract, load_contract, parse_contract
+from .errors import ConfigError, DataError, StrmSparkError
+
+__all__ = [
+    "ConfigError",
+    "Contract",
+    "DataError",
+    "JobConfig",
+    "StrmSparkError",
+    "load_contract",
+    "load_job_config",
+    "parse_contract",
+    "parse_job_config",
+    "run_job",
+]
+
+__version__ = "0.1.0"
+
+
+def run_job(spark, config):  # noqa: ANN001 - thin lazy wrapper keeps `import strm_spark` light
+    """Run a batch job; see strm_spark.job.run_job."""
+    from .job import run_job as _run_job
+
+    return _run_job(spark, config)

@@ -1,0 +1,309 @@
+"""Native job configuration (YAML): typed, frozen and validated before Spark starts."""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._validate import Node
+from .contract import Contract, parse_contract, read_document
+from .errors import ConfigError, SecretError
+from .timestamps import PatternError, check_pattern
+
+SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
+OUTPUT_FORMATS = ("delta", "parquet", "csv")
+CONSENT_TYPES = ("CUMULATIVE", "GRANULAR")
+WRITE_MODES = ("append", "overwrite")
+DEFAULT_RETENTION_DAYS = 2556  # STRM's default key retention (7 years)
+
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def is_uri(path: str) -> bool:
+    return bool(_URI.match(path))
+
+
+def resolve_location(path: str, base_dir: Path) -> str:
+    """Cloud URIs stay as they are; local paths are made absolute, relative to the config file."""
+    if is_uri(path):
+        return path.rstrip("/")
+    if path.startswith("file:"):
+        path = path[len("file:"):]
+    return os.path.normpath(str((base_dir / os.path.expanduser(path)).resolve()))
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A secret referenced by env var or file, never written in the config itself."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def describe(self) -> str:
+        return f"env var {self.env}" if self.env else f"file {self.file}"
+
+    def resolve(self) -> bytes:
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise SecretError(f"the masking seed env var {self.env} is not set or empty")
+            return value.encode("utf-8")
+        assert self.file is not None
+        try:
+            data = Path(self.file).read_bytes().strip()
+        except FileNotFoundError:
+            raise SecretError(
+                f"the masking seed file {self.file} does not exist; "
+                f"create one with: strm-spark new-secret {self.file}"
+            ) from None
+        if not data:
+            raise SecretError(f"the masking seed file {self.file} is empty")
+        return data
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    path: str
+    format: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    default_levels: tuple[int, ...]
+    extractor_field: str | None = None
+    mapping: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class TimestampConfig:
+    field: str
+    pattern: str
+    default_time_zone: str
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str
+    format: str = "delta"
+
+
+@dataclass(frozen=True)
+class DerivedConfig:
+    name: str
+    path: str
+    format: str
+    consent_type: str
+    consent_levels: tuple[int, ...]
+    masked_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    source: SourceConfig
+    contract: Contract
+    event_contract_ref: str
+    consent: ConsentConfig
+    timestamp: TimestampConfig
+    group_id: str
+    key_store: str
+    retention_days: int
+    encrypted: OutputConfig
+    data_subjects: OutputConfig
+    rejected: OutputConfig
+    derived: tuple[DerivedConfig, ...]
+    summary_dir: str
+    write_mode: str = "append"
+    masking_seed: SecretRef | None = None
+    config_path: str = "<inline>"
+
+    def with_source_path(self, path: str) -> JobConfig:
+        from dataclasses import replace
+
+        return replace(self, source=replace(self.source, path=resolve_location(path, Path.cwd())))
+
+
+_TOP_FIELDS = {
+    "name", "source", "contract", "event_contract_ref", "consent", "timestamp", "keys",
+    "masking", "outputs",
+}
+
+
+def _output(node: Node, base: Path, formats: tuple[str, ...] = OUTPUT_FORMATS) -> OutputConfig:
+    if isinstance(node.value, str):
+        return OutputConfig(resolve_location(node.string(), base))
+    node.mapping({"path", "format"})
+    fmt = node.child("format", "delta").choice(formats)
+    return OutputConfig(resolve_location(node.child("path").string(), base), fmt)
+
+
+def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None = None) -> JobConfig:
+    """Validate a job config document; paths resolve relative to `base_dir`."""
+    base = base_dir or Path.cwd()
+    root = Node(source, data)
+    root.mapping(_TOP_FIELDS)
+    name = root.child("name").string()
+    if not _NAME.match(name):
+        raise root.child("name").error("expected letters, digits, '_' or '-'")
+
+    # Contract: a file path (relative to this config) or an inline mapping.
+    cnode = root.child("contract")
+    if isinstance(cnode.value, str):
+        cpath = resolve_location(cnode.string(), base)
+        contract = parse_contract(read_document(cpath), cpath)
+    else:
+        contract = parse_contract(cnode.value, f"{source} (contract)")
+    fields = {n.name: n for n in contract.nodes}
+
+    def field_ref(node: Node, what: str, string_only: bool = False) -> str:
+        value = node.string()
+        if value not in fields:
+            raise node.error(f"{what} {value!r} is not a field of the contract schema")
+        if string_only and not fields[value].is_scalar_string:
+            raise node.error(f"{what} {value!r} must be a STRING field, it is {fields[value].type}")
+        return value
+
+    # Source.
+    snode = root.child("source")
+    snode.mapping({"path", "format", "options"})
+    fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
+    options = []
+    for key, opt in snode.child("options", {}).entries():
+        if isinstance(opt.value, bool):
+            options.append((key, "true" if opt.value else "false"))
+        elif isinstance(opt.value, (str, int, float)):
+            options.append((key, str(opt.value)))
+        else:
+            raise opt.error("expected a string, number or boolean reader option")
+    src = SourceConfig(resolve_location(snode.child("path").string(), base), fmt, tuple(options))
+    if fmt == "csv":
+        for i, n in enumerate(contract.nodes):
+            if n.type == "NODE" or n.repeated:
+                raise ConfigError(
+                    contract.source, f"schema.nodes[{i}]",
+                    f"CSV sources hold flat fields only; {n.name!r} is a {'repeated ' if n.repeated else ''}{n.type}",
+                )
+
+    ref = root.child("event_contract_ref", f"strm-spark/{name}/1.0.0").string()
+
+    # Consent.
+    consent_node = root.child("consent")
+    consent_node.mapping({"default_levels", "extractor"})
+    default_levels = consent_node.child("default_levels").levels()
+    ex_field = None
+    mapping: list[tuple[str, tuple[int, ...]]] = []
+    if consent_node.has("extractor"):
+        ex = consent_node.child("extractor")
+        ex.mapping({"field", "mapping"})
+        ex_field = field_ref(ex.child("field"), "consent field")
+        for value, levels in ex.child("mapping", {}).entries():
+            mapping.append((value, levels.levels()))
+    consent = ConsentConfig(default_levels, ex_field, tuple(mapping))
+
+    # Timestamp.
+    tnode = root.child("timestamp")
+    tnode.mapping({"field", "pattern", "default_time_zone"})
+    ts_field = field_ref(tnode.child("field"), "timestamp field", string_only=True)
+    pnode = tnode.child("pattern")
+    try:
+        check_pattern(pnode.string())
+    except PatternError as exc:
+        raise pnode.error(f"not a usable Java DateTimeFormatter pattern: {exc}") from None
+    znode = tnode.child("default_time_zone", "UTC")
+    zone = znode.string()
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise znode.error(f"unknown time zone {zone!r}; expected an IANA zone id like Europe/Amsterdam") from None
+    timestamp = TimestampConfig(ts_field, pnode.value, zone)
+
+    # Keys.
+    knode = root.child("keys")
+    knode.mapping({"group_id", "store", "retention_days"})
+    group_id = knode.child("group_id").string()
+    key_store = resolve_location(knode.child("store").string(), base)
+    retention = knode.child("retention_days", DEFAULT_RETENTION_DAYS).integer(minimum=0)
+
+    # Masking seed.
+    seed: SecretRef | None = None
+    if root.has("masking"):
+        mnode = root.child("masking")
+        mnode.mapping({"seed_env", "seed_file"})
+        if mnode.has("seed_env") == mnode.has("seed_file"):
+            raise mnode.error("expected exactly one of seed_env or seed_file")
+        if mnode.has("seed_env"):
+            seed = SecretRef(env=mnode.child("seed_env").string())
+        else:
+            seed = SecretRef(file=resolve_location(mnode.child("seed_file").string(), base))
+
+    # Outputs.
+    onode = root.child("outputs")
+    onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir"})
+    mode = onode.child("mode", "append").choice(WRITE_MODES)
+    encrypted = _output(onode.child("encrypted"), base)
+    subjects = _output(onode.child("data_subjects"), base, ("delta",))
+    rejected = _output(onode.child("rejected"), base)
+    derived: list[DerivedConfig] = []
+    names: set[str] = set()
+    for dnode in onode.child("derived", []).items():
+        dnode.mapping({"name", "path", "format", "consent_type", "consent_levels", "masked_fields"})
+        dname = dnode.child("name").string()
+        if dname in names:
+            raise dnode.child("name").error(f"duplicate derived output name {dname!r}")
+        names.add(dname)
+        ctype = dnode.child("consent_type").choice(CONSENT_TYPES)
+        levels_node = dnode.child("consent_levels")
+        levels = levels_node.levels()
+        if ctype == "CUMULATIVE" and len(levels) != 1:
+            raise levels_node.error("a CUMULATIVE output takes exactly one level, e.g. [2]")
+        if ctype == "GRANULAR" and not levels:
+            raise levels_node.error("a GRANULAR output takes at least one level")
+        masked = tuple(field_ref(m, "masked field") for m in dnode.child("masked_fields", []).items())
+        if masked and seed is None:
+            raise dnode.child("masked_fields").error(
+                "masked fields need a secret seed: set masking.seed_env or masking.seed_file"
+            )
+        out = _output(Node(source, {k: v for k, v in dnode.value.items() if k in ("path", "format")}, dnode.path), base)
+        derived.append(DerivedConfig(dname, out.path, out.format, ctype, levels, masked))
+
+    summary_default = str(Path(encrypted.path).parent / "_runs") if not is_uri(encrypted.path) else encrypted.path.rsplit("/", 1)[0] + "/_runs"
+    summary_dir = (
+        resolve_location(onode.child("summary_dir").string(), base)
+        if onode.has("summary_dir")
+        else summary_default
+    )
+
+    # Locations must not overlap: each table owns its folder, and keys live apart from data.
+    locations = [("outputs.encrypted", encrypted.path), ("outputs.data_subjects", subjects.path),
+                 ("outputs.rejected", rejected.path)]
+    locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
+    for i, (path_a, loc_a) in enumerate(locations):
+        for path_b, loc_b in locations[i + 1:]:
+            if _contains(loc_a, loc_b) or _contains(loc_b, loc_a):
+                raise ConfigError(source, path_b, f"same or nested location as {path_a}: each output needs its own folder")
+        if _contains(loc_a, key_store) or _contains(key_store, loc_a):
+            raise ConfigError(source, "keys.store", f"the key store must be kept apart from the data outputs; it overlaps {path_a}")
+    if _contains(src.path, key_store):
+        raise ConfigError(source, "keys.store", "the key store must not be inside the source location")
+
+    return JobConfig(
+        name=name, source=src, contract=contract, event_contract_ref=ref, consent=consent,
+        timestamp=timestamp, group_id=group_id, key_store=key_store, retention_days=retention,
+        encrypted=encrypted, data_subjects=subjects, rejected=rejected, derived=tuple(derived),
+        summary_dir=summary_dir, write_mode=mode, masking_seed=seed, config_path=source,
+    )
+
+
+def load_job_config(path: str | Path) -> JobConfig:
+    p = Path(path)
+    return parse_job_config(read_document(p), str(path), p.resolve().parent)

@@ -1,0 +1,114 @@
+"""Tink deterministic AEAD (AES256-SIV) keysets and cell encryption, STRM-compatible.
+
+A PII cell becomes standard padded base64 of Tink's output (0x01 || key id || SIV || ct)
+under empty associated data, exactly as STRM wrote it. Keysets travel as Tink JSON bytes;
+primitives are built on the worker and cached per keyset (Tink handles do not pickle).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+import tink
+from tink import daead, secret_key_access
+
+daead.register()
+
+ASSOCIATED_DATA = b""
+_CACHE_SIZE = 4096
+
+
+class _PrimitiveCache:
+    """A bounded LRU of DeterministicAead primitives, keyed by the serialized keyset."""
+
+    def __init__(self, size: int = _CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, daead.DeterministicAead] = OrderedDict()
+
+    def get(self, keyset: bytes) -> daead.DeterministicAead:
+        prim = self._items.get(keyset)
+        if prim is not None:
+            self._items.move_to_end(keyset)
+            return prim
+        prim = _parse_keyset(keyset).primitive(daead.DeterministicAead)
+        self._items[keyset] = prim
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return prim
+
+
+_primitives = _PrimitiveCache()
+
+
+def _parse_keyset(keyset: bytes | str) -> tink.KeysetHandle:
+    try:
+        text = keyset.decode("utf-8") if isinstance(keyset, bytes) else keyset
+        return tink.json_proto_keyset_format.parse(text, secret_key_access.TOKEN)
+    except Exception:
+        # Never echo the keyset: the underlying message can contain key material.
+        raise ValueError("invalid Tink keyset") from None
+
+
+def new_keyset() -> bytes:
+    """A fresh AES256-SIV keyset with TINK output prefix, as Tink JSON (UTF-8 bytes)."""
+    handle = tink.new_keyset_handle(daead.deterministic_aead_key_templates.AES256_SIV)
+    return tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN).encode("utf-8")
+
+
+def primitive(keyset: bytes) -> daead.DeterministicAead:
+    return _primitives.get(keyset)
+
+
+def encrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None:
+    if value is None:
+        return None
+    ct = prim.encrypt_deterministically(value.encode("utf-8"), ASSOCIATED_DATA)
+    return base64.b64encode(ct).decode("ascii")
+
+
+def decrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None:
+    """Decrypt one cell; raises ValueError (without details) on a wrong key or tampering."""
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+        return prim.decrypt_deterministically(raw, ASSOCIATED_DATA).decode("utf-8")
+    except (tink.TinkError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("cannot decrypt: wrong key or tampered ciphertext") from None
+
+
+def decrypt(keyset: bytes | str, value: str | None) -> str | None:
+    """Convenience: decrypt one base64 cell with a Tink JSON keyset."""
+    ks = keyset.encode("utf-8") if isinstance(keyset, str) else keyset
+    return decrypt_text(primitive(ks), value)
+
+
+def encrypt_columns(
+    keysets: Sequence[bytes | None],
+    columns: Iterable[Sequence[str | None]],
+) -> list[list[str | None]]:
+    """Encrypt several columns of one batch; rows are grouped by keyset so each primitive is
+    looked up once per batch, not once per row."""
+    groups: dict[bytes, list[int]] = {}
+    for i, ks in enumerate(keysets):
+        if ks is not None:
+            groups.setdefault(ks, []).append(i)
+    out: list[list[str | None]] = []
+    for col_index, values in enumerate(columns):
+        for i, ks in enumerate(keysets):
+            if ks is None and values[i] is not None:
+                # Every row must have a key; refuse rather than drop or leak the value.
+                raise ValueError(f"row {i} of the batch has no key for encrypted column {col_index}")
+        result: list[str | None] = [None] * len(keysets)
+        for ks, rows in groups.items():
+            prim = primitive(ks)
+            enc = prim.encrypt_deterministically
+            for i in rows:
+                v = values[i]
+                if v is not None:
+                    result[i] = base64.b64encode(enc(v.encode("utf-8"), ASSOCIATED_DATA)).decode("ascii")
+        out.append(result)
+    return out

@@ -1,0 +1,32 @@
+"""One exception hierarchy for strm-spark.
+
+Messages name files, field paths, rules and counts; never row values, plaintext or keys.
+"""
+
+from __future__ import annotations
+
+
+class StrmSparkError(Exception):
+    """Base class of every error strm-spark raises on purpose."""
+
+
+class ConfigError(StrmSparkError):
+    """A job config or contract is invalid; raised before Spark does any work."""
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source = source
+        self.path = path
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {message}")
+
+
+class DataError(StrmSparkError):
+    """Input data cannot be processed as a whole (e.g. a file with the wrong header)."""
+
+
+class SecretError(StrmSparkError):
+    """A referenced secret (env var or file) is missing or unusable."""
+
+
+class KeyStoreError(StrmSparkError):
+    """The key store is missing, corrupt or inconsistent."""

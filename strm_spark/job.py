@@ -1,0 +1,263 @@
+"""The batch job: source + contract in; encrypted, keys, data subjects, derived, rejected out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from . import consent as consent_rules
+from . import transformations as tf
+from .config import JobConfig
+from .hashing import hmac_column
+from .io import BLOCK, FILE, ROW_ID, read_source
+from .keystore import KeyStore
+from .tables import create_delta_table, write_table
+
+log = logging.getLogger("strm_spark")
+
+DATA_SUBJECTS_SCHEMA = T.StructType([
+    T.StructField("dataSubject", T.StringType(), False),
+    T.StructField("keyLink", T.StringType(), False),
+    T.StructField("groupId", T.StringType(), False),
+    T.StructField("expiresAt", T.TimestampType(), False),
+    T.StructField("createdAt", T.TimestampType(), False),
+])
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed at the end and written as JSON next to the outputs."""
+
+    job: str
+    run_id: str
+    started_at: str
+    source: str
+    rows_read: int = 0
+    rows_encrypted: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    keys_needed: int = 0
+    keys_created: int = 0
+    keys_reused: int = 0
+    quarantine_key: bool = False
+    derived_rows: dict[str, int] = field(default_factory=dict)
+    data_subject_links_added: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    rows_per_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def render(self) -> str:
+        lines = [
+            f"strm-spark run summary: job {self.job} (run {self.run_id})",
+            f"  source            {self.source}",
+            f"  rows read         {self.rows_read:,}",
+            f"  rows encrypted    {self.rows_encrypted:,}",
+            f"  rows rejected     {self.rows_rejected:,}",
+        ]
+        for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
+            lines.append(f"      {count:>9,}  {reason}")
+        lines += [
+            f"  keys              {self.keys_needed:,} used: {self.keys_created:,} created, "
+            f"{self.keys_reused:,} reused" + (" (+1 quarantine key)" if self.quarantine_key else ""),
+            f"  data subject links added {self.data_subject_links_added:,}",
+        ]
+        for name, count in self.derived_rows.items():
+            lines.append(f"  derived {name:<10} {count:,} rows")
+        lines.append(f"  wall time         {self.wall_time_s:.1f} s ({self.rows_per_s:,.0f} rows/s)")
+        lines.append("  outputs:")
+        for name, path in self.outputs.items():
+            lines.append(f"    {name:<22} {path}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        return "\n".join(lines)
+
+
+def _write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small text file through Hadoop's FileSystem, so cloud URIs work too."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    out = fs.create(path, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def _row_numbers(src: DataFrame) -> DataFrame:
+    """(file, row id) -> 1-based record number in its file (header not counted).
+
+    Rows of one file split are read in order by one task, so their monotonically increasing
+    ids are consecutive; the offsets of earlier splits come from a small aggregate."""
+    blocks = (src.groupBy(FILE, BLOCK).agg(F.min(ROW_ID).alias("first_id"), F.count("*").alias("n"))
+              .collect())
+    offsets = []
+    for file in {b[FILE] for b in blocks}:
+        before = 0
+        for b in sorted((b for b in blocks if b[FILE] == file), key=lambda b: b[BLOCK]):
+            offsets.append((file, b[BLOCK], b["first_id"], before))
+            before += b["n"]
+    return src.sparkSession.createDataFrame(
+        offsets, f"{FILE} string, {BLOCK} long, first_id long, before long"
+    )
+
+
+def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None) -> RunSummary:
+    """Run the batch job described by `config` on `spark`."""
+    started = time.monotonic()
+    run_id = run_id or uuid.uuid4().hex[:12]
+    contract = config.contract
+    summary = RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         config.source.path)
+    mask_seed = config.masking_seed.resolve() if config.masking_seed else None
+
+    log.info("[1/6] reading %s (%s) with contract %s", config.source.path, config.source.format, contract.source)
+    store = KeyStore(spark, config.key_store)
+    store.ensure()
+    hash_key = store.hash_key(config.group_id)
+
+    src = (
+        read_source(spark, config.source, contract)
+        .transform(tf.with_typed_fields, contract)
+        .transform(tf.with_event_time, config.timestamp.field, config.timestamp.pattern,
+                   config.timestamp.default_time_zone)
+        .transform(tf.with_consent, config.consent.default_levels, config.consent.extractor_field,
+                   config.consent.mapping)
+        .transform(tf.with_validations, contract)
+        .transform(tf.with_malformed_records)
+        .transform(tf.with_subject, contract.data_subject_field)
+    )
+    quarantine = f"quarantine:{run_id}"
+    src = src.withColumn(
+        tf.KEY_HASH,
+        F.when(F.col(tf.DAY).isNull(), F.lit(quarantine))
+        .otherwise(hmac_column(F.coalesce(F.col(f"`{contract.key_field}`"), F.lit("")), hash_key)),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+
+    try:
+        stats = src.agg(
+            F.count("*").alias("rows"),
+            F.count_if(F.size(tf.REASONS) > 0).alias("rejected"),
+            F.count_if(F.col(tf.DAY).isNull()).alias("no_day"),
+        ).first()
+        summary.rows_read = stats["rows"]
+        summary.rows_rejected = stats["rejected"]
+        summary.rows_encrypted = stats["rows"] - stats["rejected"]
+        if stats["rejected"]:
+            reasons = (src.where(F.size(tf.REASONS) > 0).select(F.explode(tf.REASONS).alias("r"))
+                       .groupBy("r").count().collect())
+            summary.rejected_by_reason = {r["r"]: r["count"] for r in reasons}
+        log.info("[2/6] %s rows read, %s rejected", f"{summary.rows_read:,}", f"{summary.rows_rejected:,}")
+
+        # Keys: one per (group, key-field value, UTC day), committed before any data.
+        pairs = src.select(F.col(tf.KEY_HASH).alias("keyHash"), F.col(tf.DAY).alias("day")).distinct()
+        pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
+        needed = pairs.count()
+        summary.quarantine_key = stats["no_day"] > 0
+        summary.keys_needed = needed - (1 if summary.quarantine_key else 0)
+        created = store.create_missing(config.group_id, pairs, config.retention_days, run_id)
+        summary.keys_created = created - (1 if summary.quarantine_key else 0)
+        summary.keys_reused = summary.keys_needed - summary.keys_created
+        log.info("[3/6] keys: %s needed, %s created, %s reused", summary.keys_needed,
+                 summary.keys_created, summary.keys_reused)
+
+        keymap = store.lookup(config.group_id, pairs)
+        if needed <= 500_000:
+            keymap = F.broadcast(keymap)
+        joined = src.join(
+            keymap,
+            (src[tf.KEY_HASH] == keymap["keyHash"]) & src[tf.DAY].eqNullSafe(keymap["day"]),
+            "left",
+        ).drop("keyHash", "day")
+        if stats["rejected"]:
+            numbers = _row_numbers(src)
+            joined = (joined.join(F.broadcast(numbers), [FILE, BLOCK], "left")
+                      .withColumn("rowNumber", F.col(ROW_ID) - F.col("first_id") + F.col("before") + 1)
+                      .drop("first_id", "before"))
+        else:
+            joined = joined.withColumn("rowNumber", F.lit(None).cast("long"))
+        encrypt = list(contract.pii_names) + ["__corrupt"]
+        processed = tf.with_encrypted_fields(joined, encrypt, keep_plain=contract.pii_names)
+        processed = processed.persist(StorageLevel.MEMORY_AND_DISK)
+
+        valid = processed.where(F.size(tf.REASONS) == 0)
+        derived_counts = valid.agg(*[
+            F.count_if(consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels)).alias(d.name)
+            for d in config.derived
+        ] or [F.count("*").alias("_")]).first()
+        src.unpersist()
+        pairs.unpersist()
+        log.info("[4/6] encrypted; writing outputs")
+
+        stats_cols = [n for n in contract.field_names if n not in contract.sensitive_columns]
+        stats_cols += ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink"]
+        mode = config.write_mode
+        write_table(tf.encrypted_rows(valid, contract, config.event_contract_ref),
+                    config.encrypted.path, config.encrypted.format, mode, ["strmDay"], stats_cols)
+        summary.outputs["encrypted"] = config.encrypted.path
+        summary.outputs["keys"] = store.keys_path
+
+        for d in config.derived:
+            masks = {name: (lambda c, s=mask_seed: hmac_column(c, s)) for name in d.masked_fields}
+            rows = tf.derived_rows(valid, contract, config.event_contract_ref, d.consent_type,
+                                   d.consent_levels, masks)
+            write_table(rows, d.path, d.format, mode, ["strmDay"], stats_cols)
+            summary.derived_rows[d.name] = derived_counts[d.name]
+            summary.outputs[f"derived {d.name}"] = d.path
+
+        rejected = tf.rejected_rows(processed.where(F.size(tf.REASONS) > 0), contract,
+                                    config.event_contract_ref, run_id)
+        rejected_stats = [n for n in contract.field_names if n not in contract.sensitive_columns]
+        rejected_stats += ["sourceFile", "rowNumber", "runId", "rejectedAt"]
+        write_table(rejected, config.rejected.path, config.rejected.format,
+                    mode, (), rejected_stats)
+        summary.outputs["rejected"] = config.rejected.path
+        log.info("[5/6] encrypted, derived and rejected tables written")
+
+        summary.data_subject_links_added = _merge_data_subjects(spark, processed, config)
+        summary.outputs["data subjects"] = config.data_subjects.path
+        log.info("[6/6] data subjects updated")
+        processed.unpersist()
+    finally:
+        src.unpersist()
+
+    summary.wall_time_s = round(time.monotonic() - started, 2)
+    summary.rows_per_s = round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0
+    summary_path = f"{config.summary_dir}/run-{summary.started_at.replace(':', '')[:17]}-{run_id}.json"
+    summary.outputs["run summary"] = summary_path
+    _write_text(spark, summary_path, summary.to_json())
+    return summary
+
+
+def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobConfig) -> int:
+    """Add (data subject, key link) entries for rows with a subject value; idempotent."""
+    path = config.data_subjects.path
+    create_delta_table(spark, path, DATA_SUBJECTS_SCHEMA, stats_columns="keyLink,groupId,expiresAt,createdAt")
+    links = (processed.where(F.col(tf.SUBJECT).isNotNull() & F.col(tf.DAY).isNotNull() & F.col(tf.KEY_LINK).isNotNull())
+             .select(F.col(tf.SUBJECT).alias("dataSubject"), F.col(tf.KEY_LINK).alias("keyLink"),
+                     F.col(tf.EXPIRES_AT).alias("expiresAt")).distinct()
+             .withColumn("groupId", F.lit(config.group_id))
+             .withColumn("createdAt", F.current_timestamp())
+             .select(*DATA_SUBJECTS_SCHEMA.fieldNames()))
+    table = DeltaTable.forPath(spark, path)
+    before = table.history(1).select("version").first()[0]
+    (table.alias("t").merge(links.alias("s"), "t.dataSubject = s.dataSubject AND t.keyLink = s.keyLink")
+     .whenNotMatchedInsertAll().execute())
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    if last["version"] == before:
+        return 0
+    return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))

@@ -1,0 +1,53 @@
+"""Test helpers: small job configs written to temporary folders."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from strm_spark.config import JobConfig, parse_job_config
+
+UCI_CONTRACT_DOC: dict[str, Any] = {
+    "schema": {"name": "UCI Online Retail", "nodes": [
+        {"name": "InvoiceNo", "type": "STRING"},
+        {"name": "StockCode", "type": "STRING"},
+        {"name": "Description", "type": "STRING"},
+        {"name": "Quantity", "type": "INTEGER"},
+        {"name": "InvoiceDate", "type": "STRING"},
+        {"name": "UnitPrice", "type": "STRING"},
+        {"name": "CustomerID", "type": "STRING"},
+        {"name": "Country", "type": "STRING"},
+    ]},
+    "key_field": "CustomerID",
+    "pii_fields": {"CustomerID": 1},
+    "data_subject_field": "CustomerID",
+}
+
+
+def job_doc(source: str | Path, out: Path, contract: Any = None, **overrides: Any) -> dict[str, Any]:
+    """A job config document like conf/online_retail.yaml, writing under `out`."""
+    doc: dict[str, Any] = {
+        "name": "test_job",
+        "contract": copy.deepcopy(contract if contract is not None else UCI_CONTRACT_DOC),
+        "event_contract_ref": "strmprivacy/online-retail/1.0.0",
+        "source": {"path": str(source), "format": "csv"},
+        "consent": {"default_levels": [2]},
+        "timestamp": {"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss",
+                      "default_time_zone": "Europe/Amsterdam"},
+        "keys": {"group_id": "test-group", "store": str(out / "keystore")},
+        "outputs": {
+            "encrypted": str(out / "encrypted"),
+            "data_subjects": str(out / "data_subjects"),
+            "rejected": str(out / "rejected"),
+            "derived": [{"name": "decrypted-0", "path": str(out / "derived" / "d0"),
+                         "consent_type": "CUMULATIVE", "consent_levels": [2]}],
+        },
+    }
+    for key, value in overrides.items():
+        doc[key] = value
+    return doc
+
+
+def job_config(source: str | Path, out: Path, contract: Any = None, **overrides: Any) -> JobConfig:
+    return parse_job_config(job_doc(source, out, contract, **overrides), "test.yaml", out)

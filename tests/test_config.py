@@ -1,0 +1,153 @@
+"""Config and contract validation: pure Python, no JVM."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import UCI_CONTRACT_DOC, job_doc
+from strm_spark.config import load_job_config, parse_job_config
+from strm_spark.contract import parse_contract
+from strm_spark.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _error(doc, tmp_path) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_job_config(doc, "job.yaml", tmp_path)
+    return str(info.value)
+
+
+def _contract(**changes):
+    doc = copy.deepcopy(UCI_CONTRACT_DOC)
+    doc.update(changes)
+    return doc
+
+
+def test_example_configs_are_valid():
+    demo = load_job_config(REPO / "conf" / "demo.yaml")
+    assert demo.contract.key_field == "session_id"
+    assert {d.consent_type for d in demo.derived} == {"CUMULATIVE", "GRANULAR"}
+    assert len(set(demo.contract.pii_levels.values())) > 1
+    uci = load_job_config(REPO / "conf" / "online_retail.yaml")
+    assert uci.contract.pii_levels == {"CustomerID": 1}
+    assert uci.consent.default_levels == (2,)
+    assert uci.timestamp.default_time_zone == "Europe/Amsterdam"
+    assert uci.encrypted.format == "delta"
+
+
+def test_valid_config_resolves_paths_relative_to_base(tmp_path):
+    cfg = parse_job_config(job_doc("in.csv", Path("out")), "job.yaml", tmp_path)
+    assert cfg.source.path == str(tmp_path / "in.csv")
+    assert cfg.key_store == str(tmp_path / "out" / "keystore")
+    assert cfg.summary_dir == str(tmp_path / "out" / "_runs")
+    assert cfg.write_mode == "append"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "expected"),
+    [
+        (lambda d: d.update(extra=1), "extra", "unknown field"),
+        (lambda d: d["keys"].update(retention_days="long"), "keys.retention_days", "expected an integer"),
+        (lambda d: d["consent"].update(default_levels=[2, -1]), "consent.default_levels[1]", ">= 0"),
+        (lambda d: d["timestamp"].update(default_time_zone="Mars/Olympus"), "timestamp.default_time_zone",
+         "unknown time zone"),
+        (lambda d: d["timestamp"].update(pattern="yyyy-MM-dd HH:mm:ss.nnnnnn"), "timestamp.pattern", "'n'"),
+        (lambda d: d["timestamp"].update(pattern="yyyy-MM-dd 'at HH"), "timestamp.pattern", "unterminated"),
+        (lambda d: d["timestamp"].update(pattern="yyyy-MM-dd bb"), "timestamp.pattern", "unknown pattern letter"),
+        (lambda d: d["timestamp"].update(field="Nope"), "timestamp.field", "not a field"),
+        (lambda d: d["timestamp"].update(field="Quantity"), "timestamp.field", "must be a STRING"),
+        (lambda d: d["source"].update(format="xml"), "source.format", "expected one of csv, json, parquet, delta"),
+        (lambda d: d["outputs"].update(rejected=d["outputs"]["encrypted"]), "outputs.rejected",
+         "same or nested location as outputs.encrypted"),
+        (lambda d: d["outputs"]["derived"][0].update(path=d["outputs"]["encrypted"] + "/sub"),
+         "outputs.derived[0]", "same or nested location"),
+        (lambda d: d["keys"].update(store=d["outputs"]["encrypted"] + "/keys"), "keys.store",
+         "kept apart from the data outputs"),
+        (lambda d: d["outputs"]["derived"][0].update(consent_levels=[1, 2]), "outputs.derived[0].consent_levels",
+         "exactly one level"),
+        (lambda d: d["outputs"]["derived"][0].update(consent_type="SOMETIMES"), "outputs.derived[0].consent_type",
+         "CUMULATIVE, GRANULAR"),
+        (lambda d: d["outputs"]["derived"][0].update(masked_fields=["CustomerID"]),
+         "outputs.derived[0].masked_fields", "seed"),
+        (lambda d: d["outputs"].update(data_subjects={"path": "x", "format": "csv"}),
+         "outputs.data_subjects.format", "expected one of delta"),
+        (lambda d: d["contract"].update(pii_fields={"Email": 1}), "pii_fields.Email", "not a field of the schema"),
+        (lambda d: d["contract"].update(pii_fields={"Quantity": 1}), "pii_fields.Quantity", "must be STRING"),
+        (lambda d: d["contract"].update(pii_fields={"CustomerID": -2}), "pii_fields.CustomerID", ">= 0"),
+        (lambda d: d["contract"].update(key_field="Quantity"), "key_field", "must be a STRING"),
+        (lambda d: d["contract"].update(validations=[{"field": "Country", "type": "regex", "value": "(unclosed"}]),
+         "validations[0].value", "not a valid regular expression"),
+        (lambda d: d["contract"].update(validations=[{"field": "Country", "type": "sql", "value": "x"}]),
+         "validations[0].type", "expected one of regex"),
+        (lambda d: d["contract"]["schema"]["nodes"].append({"name": "strmMeta", "type": "STRING"}),
+         "schema.nodes[8].name", "reserved"),
+        (lambda d: d["contract"]["schema"]["nodes"].append({"name": "X", "type": "DECIMAL"}),
+         "schema.nodes[8].type", "expected one of"),
+    ],
+)
+def test_bad_config_names_file_field_and_expectation(tmp_path, mutate, path, expected):
+    doc = job_doc("in.csv", tmp_path / "out")
+    mutate(doc)
+    message = _error(doc, tmp_path)
+    assert path in message
+    assert expected in message
+    assert message.startswith("job.yaml")
+
+
+def test_missing_required_field(tmp_path):
+    doc = job_doc("in.csv", tmp_path / "out")
+    del doc["timestamp"]
+    assert "job.yaml: timestamp: required field is missing" in _error(doc, tmp_path)
+
+
+def test_contract_file_errors_name_the_contract_file(tmp_path):
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(yaml.safe_dump(_contract(pii_fields={"Nope": 1})))
+    doc = job_doc("in.csv", tmp_path / "out", contract=str(contract))
+    message = _error(doc, tmp_path)
+    assert message.startswith(str(contract))
+    assert "pii_fields.Nope" in message
+
+
+def test_contract_accepts_strm_camel_case_json():
+    doc = {
+        "schema": UCI_CONTRACT_DOC["schema"],
+        "keyField": "CustomerID",
+        "piiFields": {"CustomerID": 1},
+        "dataSubjectField": "CustomerID",
+        "validations": [{"field": "Country", "type": "regex", "value": "[A-Z].*"}],
+    }
+    contract = parse_contract(doc, "c.json")
+    assert contract.key_field == "CustomerID"
+    assert contract.pii_levels == {"CustomerID": 1}
+    assert contract.validations[0].pattern == "[A-Z].*"
+
+
+def test_config_error_does_not_echo_secret_values(tmp_path):
+    doc = job_doc("in.csv", tmp_path / "out")
+    doc["masking"] = {"seed_env": "X", "seed": "hunter2-very-secret"}
+    message = _error(doc, tmp_path)
+    assert "masking.seed" in message
+    assert "hunter2" not in message
+
+
+def test_cli_bad_config_exits_nonzero_without_spark_or_output(tmp_path):
+    doc = job_doc("in.csv", tmp_path / "out")
+    doc["timestamp"]["default_time_zone"] = "Nowhere/Atlantis"
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    proc = subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", "run", str(cfg)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert f"{cfg}: timestamp.default_time_zone: unknown time zone" in proc.stderr
+    assert "SparkContext" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
