@@ -1,0 +1,84 @@
+"""Keysets and ciphertexts in STRM's format; failure cases included."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import tink
+from tink import cleartext_keyset_handle, daead
+
+from strm_spark import crypto
+from strm_spark.hashing import hmac_sha256_hex
+
+
+def _reference_decrypt(keyset: bytes, ciphertext: str) -> str:
+    """The decryption snippet of STRM's own notebook (reference page)."""
+    daead.register()
+    prim = cleartext_keyset_handle.read(tink.JsonKeysetReader(keyset.decode())).primitive(daead.DeterministicAead)
+    return prim.decrypt_deterministically(base64.b64decode(ciphertext), b"").decode()
+
+
+def test_keyset_is_tink_json_aes_siv_with_tink_prefix():
+    doc = json.loads(crypto.new_keyset())
+    assert list(doc) == ["primaryKeyId", "key"]
+    (key,) = doc["key"]
+    assert key["keyData"]["typeUrl"] == "type.googleapis.com/google.crypto.tink.AesSivKey"
+    assert key["keyData"]["keyMaterialType"] == "SYMMETRIC"
+    assert key["status"] == "ENABLED" and key["outputPrefixType"] == "TINK"
+    assert key["keyId"] == doc["primaryKeyId"]
+
+
+def test_ciphertext_layout_and_reference_decryption():
+    keyset = crypto.new_keyset()
+    ct = crypto.encrypt_text(crypto.primitive(keyset), "17850")
+    raw = base64.b64decode(ct, validate=True)
+    key_id = json.loads(keyset)["primaryKeyId"]
+    assert raw[0] == 1 and int.from_bytes(raw[1:5], "big") == key_id
+    assert len(raw) == 1 + 4 + 16 + len("17850")
+    assert _reference_decrypt(keyset, ct) == "17850"
+    # Deterministic: same key and value, same ciphertext; a new key, a different one.
+    assert crypto.encrypt_text(crypto.primitive(keyset), "17850") == ct
+    assert crypto.encrypt_text(crypto.primitive(crypto.new_keyset()), "17850") != ct
+
+
+def test_decrypts_ciphertext_made_by_plain_tink():
+    handle = tink.new_keyset_handle(daead.deterministic_aead_key_templates.AES256_SIV)
+    keyset = tink.json_proto_keyset_format.serialize(handle, tink.secret_key_access.TOKEN)
+    ct = base64.b64encode(handle.primitive(daead.DeterministicAead).encrypt_deterministically(b"a@b.nl", b""))
+    assert crypto.decrypt(keyset, ct.decode()) == "a@b.nl"
+
+
+def test_wrong_key_and_tampering_fail_without_leaking():
+    keyset, other = crypto.new_keyset(), crypto.new_keyset()
+    ct = crypto.encrypt_text(crypto.primitive(keyset), "secret-value")
+    with pytest.raises(ValueError) as info:
+        crypto.decrypt(other, ct)
+    assert "secret" not in str(info.value) and "key" in str(info.value)
+    raw = bytearray(base64.b64decode(ct))
+    raw[-1] ^= 1
+    with pytest.raises(ValueError):
+        crypto.decrypt(keyset, base64.b64encode(bytes(raw)).decode())
+    with pytest.raises(ValueError):
+        crypto.decrypt(keyset, "not base64 !!")
+    with pytest.raises(ValueError) as info:
+        crypto.decrypt(b'{"primaryKeyId": 1, "key": "AAAA-secret-material"}', ct)
+    assert "AAAA" not in str(info.value)
+
+
+def test_nulls_stay_null_and_rows_without_a_key_are_refused():
+    ks1, ks2 = crypto.new_keyset(), crypto.new_keyset()
+    out = crypto.encrypt_columns([ks1, ks2, ks1], [["a", None, "c"]])
+    assert out[0][1] is None
+    assert crypto.decrypt(ks1, out[0][0]) == "a" and crypto.decrypt(ks1, out[0][2]) == "c"
+    with pytest.raises(ValueError, match="no key"):
+        crypto.encrypt_columns([ks1, None], [["a", "b"]])
+    assert crypto.encrypt_columns([ks1, None], [["a", None]])[0][1] is None
+
+
+def test_hmac_sha256_known_vector():
+    # RFC 4231 test case 2.
+    assert hmac_sha256_hex(b"Jefe", "what do ya want for nothing?") == (
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    )

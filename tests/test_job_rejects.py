@@ -1,0 +1,135 @@
+"""Invalid rows are quarantined, encrypted and located; the rest of the job succeeds."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import UCI_CSV, require_shared
+from helpers import UCI_CONTRACT_DOC, job_config
+from strm_spark import crypto
+from strm_spark.job import run_job
+
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+# (line, customer id, reason); customer ids are unique so leaks can be searched for.
+BAD = [
+    ("800001,X1,BAD TS,1,2010-13-45 25:61,1.0,99001,United Kingdom", "99001",
+     "timestamp field 'InvoiceDate' does not match pattern 'yyyy-MM-dd HH:mm:ss'"),
+    ("800002,X2,BAD QTY,three,2010-12-01 09:00:00,1.0,99002,United Kingdom", "99002",
+     "field 'Quantity' is not a valid INTEGER"),
+    ("800003,X3,EXTRA,1,2010-12-01 09:00:00,1.0,99003,United Kingdom,surplus", "99003",
+     "malformed record (wrong number of fields or bad quoting)"),
+    ("800004,X4,NO TS,1,,1.0,99004,United Kingdom", "99004", "timestamp field 'InvoiceDate' is missing"),
+    ("800005,X5,BAD COUNTRY,1,2010-12-02 09:00:00,1.0,99005,uk!", "99005",
+     "field 'Country' does not match regex '[A-Z][A-Za-z ]+'"),
+]
+GOOD_PER_FILE = 150
+
+
+@pytest.fixture(scope="module")
+def reject_run(spark, tmp_path_factory):
+    require_shared()
+    root = tmp_path_factory.mktemp("rejects")
+    src = root / "input"
+    src.mkdir()
+    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[1:]
+    files = {}
+    # Two files; bad rows spread over both, at known record numbers.
+    for f, (good, bad) in enumerate([(lines[:GOOD_PER_FILE], BAD[:2]), (lines[GOOD_PER_FILE:2 * GOOD_PER_FILE], BAD[2:])]):
+        rows = list(good)
+        positions = {}
+        for i, (line, cid, reason) in enumerate(bad):
+            at = 10 + 40 * i
+            rows.insert(at, line)
+            positions[cid] = at + 1
+        path = src / f"part-{f}.csv"
+        path.write_text(HEADER + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        files[path] = positions
+    contract = copy.deepcopy(UCI_CONTRACT_DOC)
+    contract["validations"] = [{"field": "Country", "type": "regex", "value": "[A-Z][A-Za-z ]+"}]
+    out = root / "out"
+    config = job_config(src, out, contract=contract)
+    # Small splits: each file is read in several blocks, which row numbers must survive.
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    try:
+        summary = run_job(spark, config)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
+        spark.conf.unset("spark.sql.files.openCostInBytes")
+    return config, summary, files
+
+
+def test_summary_counts_rejects_by_reason(reject_run):
+    _, summary, _ = reject_run
+    assert summary.rows_read == 2 * GOOD_PER_FILE + len(BAD)
+    assert summary.rows_rejected == len(BAD)
+    assert summary.rows_encrypted == 2 * GOOD_PER_FILE
+    assert summary.rejected_by_reason == {reason: 1 for _, _, reason in BAD}
+    assert summary.quarantine_key
+
+
+def test_valid_rows_still_succeed(spark, reject_run):
+    config, _, _ = reject_run
+    enc = spark.read.format("delta").load(config.encrypted.path)
+    assert enc.count() == 2 * GOOD_PER_FILE
+    assert enc.where(F.col("InvoiceNo").startswith("80000")).count() == 0
+
+
+def test_rejected_rows_are_located_and_encrypted(spark, reject_run):
+    config, _, files = reject_run
+    rejected = spark.read.format("delta").load(config.rejected.path)
+    keys = {r["keyLink"]: (bytes(r["keyset"]), r["kind"])
+            for r in spark.read.format("delta").load(f"{config.key_store}/keys").collect()}
+    rows = rejected.collect()
+    assert len(rows) == len(BAD)
+    expected_location = {cid: (str(path), n) for path, pos in files.items() for cid, n in pos.items()}
+    by_line = {cid: (line, reason) for line, cid, reason in BAD}
+    for r in rows:
+        keyset, kind = keys[r["strmMeta"]["keyLink"]]
+        if r["rawRecord"] is not None:
+            raw = crypto.decrypt(keyset, r["rawRecord"])
+            cid = raw.split(",")[6]
+            assert raw == by_line[cid][0]
+            assert all(r[f] is None for f in ("InvoiceNo", "CustomerID", "Country"))
+            assert kind == "quarantine"
+        else:
+            cid = crypto.decrypt(keyset, r["CustomerID"])
+            assert r["CustomerID"] != cid
+        assert r["rejectReasons"] == [by_line[cid][1]]
+        path, number = expected_location[cid]
+        assert r["sourceFile"].endswith(path) and r["rowNumber"] == number, cid
+        assert kind == ("row" if r["strmMeta"]["timestamp"] is not None else "quarantine")
+    qty = next(r for r in rows if r["rejectReasons"] == [BAD[1][2]])
+    assert qty["Quantity"] == "three"  # the text as read, kept for repair
+
+
+def test_no_plaintext_of_rejected_pii_anywhere_in_outputs(reject_run):
+    config, _, _ = reject_run
+    ids = [cid.encode() for _, cid, _ in BAD]
+    roots = [Path(config.rejected.path), Path(config.encrypted.path), Path(config.key_store),
+             Path(config.data_subjects.path), Path(config.derived[0].path)]
+    checked = 0
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and (path.suffix == ".json" or "_delta_log" in path.parts):
+                data = path.read_bytes()
+                checked += 1
+                assert not [i for i in ids if i in data], f"plaintext id in {path}"
+    assert checked > 5
+    stats = [json.loads(json.loads(line)["add"]["stats"])
+             for log in (Path(config.rejected.path) / "_delta_log").glob("*.json")
+             for line in log.read_text().splitlines() if '"add"' in line and '"stats"' in line]
+    assert stats and all("CustomerID" not in s.get("minValues", {}) for s in stats)
+
+
+def test_data_subjects_skip_quarantined_rows(spark, reject_run):
+    config, _, _ = reject_run
+    subjects = {r["dataSubject"] for r in spark.read.format("delta").load(config.data_subjects.path).collect()}
+    assert "99002" in subjects and "99005" in subjects   # rejected but with a known day
+    assert not {"99001", "99003", "99004"} & subjects     # quarantined: no per-subject key
