@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     except StrmSparkError as exc:
         print(f"strm-spark: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # Spark or I/O failure: say what failed, first line only
+        condition = getattr(exc, "getCondition", lambda: None)() or type(exc).__name__
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        print(f"strm-spark: error: the job failed ({condition}): {first[:300]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

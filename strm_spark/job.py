@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ from pyspark.sql import types as T
 from . import consent as consent_rules
 from . import transformations as tf
 from .config import JobConfig
+from .errors import DataError, StrmSparkError
 from .hashing import hmac_column
 from .io import BLOCK, FILE, ROW_ID, read_source
 from .keystore import KeyStore
@@ -116,14 +118,45 @@ def _row_numbers(src: DataFrame) -> DataFrame:
     )
 
 
+_HEADER = re.compile(r"CSV header does not conform to the schema\.\s*Header: (?P<header>.*?)\s*Schema: "
+                     r"(?P<schema>.*?)\s*Expected: (?P<expected>.*?) but found: (?P<found>.*?)\s*CSV file: (?P<file>\S+)",
+                     re.S)
+
+
+def _as_data_error(exc: Exception) -> DataError | None:
+    """Translate Spark read failures we know into a clear DataError naming the file."""
+    m = _HEADER.search(str(exc))
+    if m:
+        return DataError(
+            f"{m['file']}: the CSV header does not match the contract's fields "
+            f"(column {m['expected']!r} expected, {m['found']!r} found; header: {m['header']}); "
+            "fix the file or the contract"
+        )
+    return None
+
+
 def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None) -> RunSummary:
     """Run the batch job described by `config` on `spark`."""
+    try:
+        return _run(spark, config, run_id)
+    except StrmSparkError:
+        raise
+    except Exception as exc:
+        translated = _as_data_error(exc)
+        if translated is not None:
+            raise translated from None
+        raise
+
+
+def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSummary:
     started = time.monotonic()
     run_id = run_id or uuid.uuid4().hex[:12]
     contract = config.contract
     summary = RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          config.source.path)
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
+    # The CSV reader only flags malformed records reliably when it parses every column.
+    spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
 
     log.info("[1/6] reading %s (%s) with contract %s", config.source.path, config.source.format, contract.source)
     store = KeyStore(spark, config.key_store)

@@ -92,17 +92,24 @@ class KeyStore:
 
     def hash_key(self, group_id: str) -> bytes:
         """The group's HMAC secret for key-field values; created on first use."""
+        found = self._read_hash_key(group_id)
+        if found is not None:
+            return found
         table = DeltaTable.forPath(self.spark, self.hash_keys_path)
         candidate = self.spark.createDataFrame(
             [(group_id, bytearray(secrets.token_bytes(32)))], "groupId string, hashKey binary"
         ).withColumn("createdAt", F.current_timestamp())
         (table.alias("t").merge(candidate.alias("s"), "t.groupId = s.groupId")
          .whenNotMatchedInsertAll().execute())
+        found = self._read_hash_key(group_id)
+        if found is None:
+            raise KeyStoreError(f"key store {self.location}: no hash key for group {group_id!r}")
+        return found
+
+    def _read_hash_key(self, group_id: str) -> bytes | None:
         rows = (self.spark.read.format("delta").load(self.hash_keys_path)
                 .where(F.col("groupId") == F.lit(group_id)).orderBy("createdAt").limit(1).collect())
-        if not rows:
-            raise KeyStoreError(f"key store {self.location}: no hash key for group {group_id!r}")
-        return bytes(rows[0]["hashKey"])
+        return bytes(rows[0]["hashKey"]) if rows else None
 
     def create_missing(self, group_id: str, pairs: DataFrame, retention_days: int, run_id: str) -> int:
         """Create keys for the (keyHash, day) pairs the store lacks; returns how many were added.
@@ -114,6 +121,15 @@ class KeyStore:
             (pairs["keyHash"] == existing["keyHash"]) & pairs["day"].eqNullSafe(existing["day"]),
             "left_anti",
         )
+        missing = missing.persist()
+        try:
+            if missing.isEmpty():
+                return 0
+            return self._insert_new_keys(group_id, missing, retention_days, run_id)
+        finally:
+            missing.unpersist()
+
+    def _insert_new_keys(self, group_id: str, missing: DataFrame, retention_days: int, run_id: str) -> int:
         new = (missing.mapInPandas(_generate_keys, _NEW_KEY_SCHEMA)
                .withColumn("groupId", F.lit(group_id))
                .withColumn("kind", F.when(F.col("day").isNull(), "quarantine").otherwise("row"))

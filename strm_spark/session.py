@@ -38,6 +38,8 @@ def get_spark(app_name: str = "strm-spark", master: str | None = None,
         return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     master = master or os.environ.get("STRM_SPARK_MASTER", "local[*]")
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.appName(app_name).master(master)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
@@ -49,6 +51,7 @@ def get_spark(app_name: str = "strm-spark", master: str | None = None,
         # Delta's snapshot state is small here; its default of 50 partitions dominates small jobs.
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        .config("spark.sql.debug.maxToStringFields", "500")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
     )
     jars = delta_jars()

@@ -25,13 +25,13 @@ UCI_CONTRACT_DOC: dict[str, Any] = {
 }
 
 
-def job_doc(source: str | Path, out: Path, contract: Any = None, **overrides: Any) -> dict[str, Any]:
+def job_doc(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any) -> dict[str, Any]:
     """A job config document like conf/online_retail.yaml, writing under `out`."""
     doc: dict[str, Any] = {
         "name": "test_job",
         "contract": copy.deepcopy(contract if contract is not None else UCI_CONTRACT_DOC),
         "event_contract_ref": "strmprivacy/online-retail/1.0.0",
-        "source": {"path": str(source), "format": "csv"},
+        "source": {"path": str(source), "format": fmt},
         "consent": {"default_levels": [2]},
         "timestamp": {"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss",
                       "default_time_zone": "Europe/Amsterdam"},
@@ -49,5 +49,5 @@ def job_doc(source: str | Path, out: Path, contract: Any = None, **overrides: An
     return doc
 
 
-def job_config(source: str | Path, out: Path, contract: Any = None, **overrides: Any) -> JobConfig:
-    return parse_job_config(job_doc(source, out, contract, **overrides), "test.yaml", out)
+def job_config(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any) -> JobConfig:
+    return parse_job_config(job_doc(source, out, contract, fmt, **overrides), "test.yaml", out)

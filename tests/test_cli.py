@@ -1,0 +1,48 @@
+"""The `strm-spark` command end to end, in its own process (its own JVM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import UCI_CSV, require_shared
+from helpers import job_doc
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
+    return subprocess.run([sys.executable, "-m", "strm_spark.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_run_prints_summary_and_exits_zero(tmp_path):
+    require_shared()
+    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:301]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc("in.csv", Path("out"))))
+    proc = _cli("run", "job.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "strm-spark run summary: job test_job" in proc.stdout
+    assert "rows read         300" in proc.stdout
+    assert "[3/6] keys:" in proc.stderr  # progress, one line per stage
+    summaries = list((tmp_path / "out" / "_runs").glob("run-*.json"))
+    assert len(summaries) == 1 and json.loads(summaries[0].read_text())["rows_encrypted"] == 300
+    # No plaintext customer id on the console.
+    ids = {line.split(",")[6] for line in lines[1:] if line.split(",")[6]}
+    assert not [i for i in ids if i in proc.stdout + proc.stderr]
+
+
+def test_validate_and_generate_commands(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    proc = _cli("validate", str(repo / "conf" / "demo.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0 and "valid (job demo" in proc.stdout
+    proc = _cli("generate", "--rows", "50", "--out", "g.csv", cwd=tmp_path)
+    assert proc.returncode == 0 and (tmp_path / "g.csv").read_text().count("\n") == 51
+    proc = _cli("new-secret", "s/seed", cwd=tmp_path)
+    assert proc.returncode == 0 and len((tmp_path / "s" / "seed").read_text().strip()) == 64
+    assert oct((tmp_path / "s" / "seed").stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,84 @@
+"""Source formats and whole-file problems: JSON lines, Parquet, Delta, a wrong CSV header."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import job_config
+from strm_spark import crypto
+from strm_spark.errors import DataError
+from strm_spark.job import run_job
+
+ROWS = [
+    {"InvoiceNo": "1", "StockCode": "A", "Description": "x", "Quantity": 2, "InvoiceDate": "2010-12-01 23:30:00",
+     "UnitPrice": "1.0", "CustomerID": "c-1", "Country": "NL"},
+    {"InvoiceNo": "2", "StockCode": "B", "Description": None, "Quantity": 1, "InvoiceDate": "2010-12-02 00:30:00",
+     "UnitPrice": "2.0", "CustomerID": "c-1", "Country": "NL"},
+    {"InvoiceNo": "3", "StockCode": "C", "Description": "z", "Quantity": None, "InvoiceDate": "2010-12-02 08:00:00",
+     "UnitPrice": "3.0", "CustomerID": None, "Country": "NL"},
+]
+
+
+def _decrypted_ids(spark, config):
+    keys = {r["keyLink"]: bytes(r["keyset"])
+            for r in spark.read.format("delta").load(f"{config.key_store}/keys").collect()}
+    enc = spark.read.format("delta").load(config.encrypted.path).collect()
+    return sorted((r["InvoiceNo"], crypto.decrypt(keys[r["strmMeta"]["keyLink"]], r["CustomerID"]),
+                   r["strmMeta"]["keyLink"]) for r in enc)
+
+
+def _check(spark, config, summary, rejected=0):
+    assert summary.rows_read == len(ROWS) + rejected
+    assert summary.rows_rejected == rejected
+    got = _decrypted_ids(spark, config)
+    assert [(i, c) for i, c, _ in got] == [("1", "c-1"), ("2", "c-1"), ("3", None)]
+    # 23:30 and 00:30 Amsterdam time are both Dec 1 in UTC: one key for c-1.
+    assert got[0][2] == got[1][2]
+    assert summary.keys_needed == 2
+
+
+def test_json_lines_source_with_a_broken_line(spark, tmp_path):
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps(r) for r in ROWS] + ['{"InvoiceNo": "4", "CustomerID": "c-9", broken']
+    src.write_text("\n".join(lines) + "\n")
+    config = job_config(src, tmp_path / "out", fmt="json")
+    summary = run_job(spark, config)
+    _check(spark, config, summary, rejected=1)
+    assert summary.rejected_by_reason == {"malformed record (wrong number of fields or bad quoting)": 1}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_parquet_and_delta_sources(spark, tmp_path, fmt):
+    schema = ("InvoiceNo string, StockCode string, Description string, Quantity int, InvoiceDate string, "
+              "UnitPrice string, CustomerID string, Country string, extra string")
+    df = spark.createDataFrame([(*r.values(), "ignored") for r in ROWS], schema)
+    df.write.format(fmt).save(str(tmp_path / "src"))
+    config = job_config(tmp_path / "src", tmp_path / "out", fmt=fmt)
+    _check(spark, config, run_job(spark, config))
+
+
+def test_parquet_source_missing_a_contract_field_is_a_clear_error(spark, tmp_path):
+    spark.createDataFrame([("1", "x")], "InvoiceNo string, Other string").write.parquet(str(tmp_path / "src"))
+    config = job_config(tmp_path / "src", tmp_path / "out", fmt="parquet")
+    with pytest.raises(DataError, match="lacks contract field.*StockCode"):
+        run_job(spark, config)
+
+
+def test_csv_with_a_different_header_names_the_file(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "good.csv").write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "1,A,x,1,2010-12-01 08:00:00,1.0,c-1,NL\n")
+    (src / "swapped.csv").write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Country,CustomerID\n"
+        "2,B,y,1,2010-12-01 08:00:00,1.0,NL,c-2\n")
+    config = job_config(src, tmp_path / "out")
+    with pytest.raises(DataError) as info:
+        run_job(spark, config)
+    message = str(info.value)
+    assert "swapped.csv" in message and "'CustomerID' expected, 'Country' found" in message
+    assert "c-2" not in message
+    assert not (tmp_path / "out" / "encrypted").exists()
