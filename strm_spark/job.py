@@ -88,6 +88,19 @@ class RunSummary:
         return "\n".join(lines)
 
 
+class _Progress:
+    """One log line per stage, with the seconds the stage took."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.last = time.monotonic()
+
+    def __call__(self, step: int, message: str, *args: object) -> None:
+        now = time.monotonic()
+        log.info(f"[{step}/{self.total}] {message} (%.1f s)", *args, now - self.last)
+        self.last = now
+
+
 def _write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write a small text file through Hadoop's FileSystem, so cloud URIs work too."""
     jvm = spark.sparkContext._jvm
@@ -155,15 +168,18 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
     summary = RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          config.source.path)
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
+    progress = _Progress(6)
     # The CSV reader only flags malformed records reliably when it parses every column.
     spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
 
-    log.info("[1/6] reading %s (%s) with contract %s", config.source.path, config.source.format, contract.source)
+    log.info("job %s (run %s): %s source %s, contract %s", config.name, run_id, config.source.format,
+             config.source.path, contract.source)
     store = KeyStore(spark, config.key_store)
     store.ensure()
     hash_key = store.hash_key(config.group_id)
+    progress(1, "key store ready: %s", store.location)
 
-    src = (
+    rows = (
         read_source(spark, config.source, contract)
         .transform(tf.with_typed_fields, contract)
         .transform(tf.with_event_time, config.timestamp.field, config.timestamp.pattern,
@@ -173,51 +189,57 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         .transform(tf.with_validations, contract)
         .transform(tf.with_malformed_records)
         .transform(tf.with_subject, contract.data_subject_field)
-    )
-    quarantine = f"quarantine:{run_id}"
-    src = src.withColumn(
-        tf.KEY_HASH,
-        F.when(F.col(tf.DAY).isNull(), F.lit(quarantine))
-        .otherwise(hmac_column(F.coalesce(F.col(f"`{contract.key_field}`"), F.lit("")), hash_key)),
+        .transform(tf.with_key_value, contract.key_field)
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
     try:
-        stats = src.agg(
-            F.count("*").alias("rows"),
-            F.count_if(F.size(tf.REASONS) > 0).alias("rejected"),
-            F.count_if(F.col(tf.DAY).isNull()).alias("no_day"),
+        # One aggregate over all rows: the (key value, day) pairs that need a key, and counts.
+        pairs = (rows.groupBy(tf.KEY_VALUE, tf.DAY)
+                 .agg(F.count("*").alias("n"), F.count_if(F.size(tf.REASONS) > 0).alias("rejected"))
+                 .persist(StorageLevel.MEMORY_AND_DISK))
+        totals = pairs.agg(
+            F.coalesce(F.sum("n"), F.lit(0)).alias("rows"),
+            F.coalesce(F.sum("rejected"), F.lit(0)).alias("rejected"),
+            F.count("*").alias("pairs"),
+            F.count_if(F.col(tf.DAY).isNull()).alias("quarantine"),
         ).first()
-        summary.rows_read = stats["rows"]
-        summary.rows_rejected = stats["rejected"]
-        summary.rows_encrypted = stats["rows"] - stats["rejected"]
-        if stats["rejected"]:
-            reasons = (src.where(F.size(tf.REASONS) > 0).select(F.explode(tf.REASONS).alias("r"))
+        summary.rows_read = totals["rows"]
+        summary.rows_rejected = totals["rejected"]
+        summary.rows_encrypted = totals["rows"] - totals["rejected"]
+        if totals["rejected"]:
+            reasons = (rows.where(F.size(tf.REASONS) > 0).select(F.explode(tf.REASONS).alias("r"))
                        .groupBy("r").count().collect())
             summary.rejected_by_reason = {r["r"]: r["count"] for r in reasons}
-        log.info("[2/6] %s rows read, %s rejected", f"{summary.rows_read:,}", f"{summary.rows_rejected:,}")
+        progress(2, "read and validated %s rows, %s rejected", f"{summary.rows_read:,}", f"{summary.rows_rejected:,}")
 
-        # Keys: one per (group, key-field value, UTC day), committed before any data.
-        pairs = src.select(F.col(tf.KEY_HASH).alias("keyHash"), F.col(tf.DAY).alias("day")).distinct()
-        pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
-        needed = pairs.count()
-        summary.quarantine_key = stats["no_day"] > 0
-        summary.keys_needed = needed - (1 if summary.quarantine_key else 0)
-        created = store.create_missing(config.group_id, pairs, config.retention_days, run_id)
-        summary.keys_created = created - (1 if summary.quarantine_key else 0)
+        # Keys: one per (group, key-field value, UTC day), committed before any data. Only the
+        # distinct pairs are hashed; rows whose day is unknown share one quarantine key per run.
+        hashed = pairs.select(
+            tf.KEY_VALUE, tf.DAY,
+            F.when(F.col(tf.DAY).isNull(), F.lit(f"quarantine:{run_id}"))
+            .otherwise(hmac_column(F.col(tf.KEY_VALUE), hash_key)).alias("keyHash"),
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        summary.quarantine_key = totals["quarantine"] > 0
+        summary.keys_needed = totals["pairs"] - totals["quarantine"]
+        created = store.create_missing(config.group_id, hashed.select("keyHash", F.col(tf.DAY).alias("day")),
+                                       config.retention_days, run_id)
+        summary.keys_created = created - totals["quarantine"]
         summary.keys_reused = summary.keys_needed - summary.keys_created
-        log.info("[3/6] keys: %s needed, %s created, %s reused", summary.keys_needed,
-                 summary.keys_created, summary.keys_reused)
+        progress(3, "keys: %s needed, %s created, %s reused", f"{summary.keys_needed:,}",
+                 f"{summary.keys_created:,}", f"{summary.keys_reused:,}")
 
-        keymap = store.lookup(config.group_id, pairs)
-        if needed <= 500_000:
+        keymap = store.lookup(config.group_id, hashed, day_col=tf.DAY).select(
+            F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"),
+            tf.KEY_LINK, tf.KEYSET, tf.EXPIRES_AT)
+        if totals["pairs"] <= 1_000_000:
             keymap = F.broadcast(keymap)
-        joined = src.join(
+        joined = rows.join(
             keymap,
-            (src[tf.KEY_HASH] == keymap["keyHash"]) & src[tf.DAY].eqNullSafe(keymap["day"]),
+            rows[tf.KEY_VALUE].eqNullSafe(keymap["__jk_value"]) & rows[tf.DAY].eqNullSafe(keymap["__jk_day"]),
             "left",
-        ).drop("keyHash", "day")
-        if stats["rejected"]:
-            numbers = _row_numbers(src)
+        ).drop("__jk_value", "__jk_day")
+        if totals["rejected"]:
+            numbers = _row_numbers(rows)
             joined = (joined.join(F.broadcast(numbers), [FILE, BLOCK], "left")
                       .withColumn("rowNumber", F.col(ROW_ID) - F.col("first_id") + F.col("before") + 1)
                       .drop("first_id", "before"))
@@ -232,9 +254,10 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
             F.count_if(consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels)).alias(d.name)
             for d in config.derived
         ] or [F.count("*").alias("_")]).first()
-        src.unpersist()
+        rows.unpersist()
         pairs.unpersist()
-        log.info("[4/6] encrypted; writing outputs")
+        hashed.unpersist()
+        progress(4, "encrypted %s rows", f"{summary.rows_read:,}")
 
         stats_cols = [n for n in contract.field_names if n not in contract.sensitive_columns]
         stats_cols += ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink"]
@@ -259,14 +282,14 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         write_table(rejected, config.rejected.path, config.rejected.format,
                     mode, (), rejected_stats)
         summary.outputs["rejected"] = config.rejected.path
-        log.info("[5/6] encrypted, derived and rejected tables written")
+        progress(5, "encrypted, derived and rejected tables written")
 
         summary.data_subject_links_added = _merge_data_subjects(spark, processed, config)
         summary.outputs["data subjects"] = config.data_subjects.path
-        log.info("[6/6] data subjects updated")
+        progress(6, "data subjects updated")
         processed.unpersist()
     finally:
-        src.unpersist()
+        rows.unpersist()
 
     summary.wall_time_s = round(time.monotonic() - started, 2)
     summary.rows_per_s = round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0

@@ -147,11 +147,11 @@ class KeyStore:
         metrics = last["operationMetrics"] or {}
         return int(metrics.get("numTargetRowsInserted", 0))
 
-    def lookup(self, group_id: str, pairs: DataFrame) -> DataFrame:
-        """(keyHash, day) -> __keyLink, __keyset, __expiresAt for the given pairs."""
-        keys = self.keys(group_id).select("keyHash", "day", "keyLink", "keyset", "expiresAt")
-        found = pairs.join(
-            keys, (pairs["keyHash"] == keys["keyHash"]) & pairs["day"].eqNullSafe(keys["day"]), "inner"
-        ).select(pairs["keyHash"], pairs["day"], F.col("keyLink").alias("__keyLink"),
-                 F.col("keyset").alias("__keyset"), F.col("expiresAt").alias("__expiresAt"))
-        return found
+    def lookup(self, group_id: str, pairs: DataFrame, day_col: str = "day") -> DataFrame:
+        """`pairs` (with keyHash and a day column) plus __keyLink, __keyset, __expiresAt."""
+        keys = self.keys(group_id).select(
+            F.col("keyHash").alias("__k_hash"), F.col("day").alias("__k_day"),
+            F.col("keyLink").alias("__keyLink"), F.col("keyset").alias("__keyset"),
+            F.col("expiresAt").alias("__expiresAt"))
+        cond = (pairs["keyHash"] == keys["__k_hash"]) & pairs[day_col].eqNullSafe(keys["__k_day"])
+        return pairs.join(keys, cond, "inner").drop("__k_hash", "__k_day")

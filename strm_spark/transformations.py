@@ -17,7 +17,7 @@ REASONS = "__reasons"
 EPOCH_MS = "__epoch_ms"
 DAY = "__day"
 CONSENT = "__consent"
-KEY_HASH = "__kh"
+KEY_VALUE = "__kv"
 SUBJECT = "__subject"
 RAW_PREFIX = "__raw_"
 PLAIN_PREFIX = "__plain_"
@@ -113,6 +113,13 @@ def with_malformed_records(df: DataFrame) -> DataFrame:
 def with_subject(df: DataFrame, field: str | None) -> DataFrame:
     value = F.nullif(col(field).cast("string"), F.lit("")) if field else F.lit(None).cast("string")
     return df.withColumn(SUBJECT, value)
+
+
+def with_key_value(df: DataFrame, key_field: str) -> DataFrame:
+    """`__kv`: the value rows are keyed by ("" for null: one entity); null when the row's day is
+    unknown, so those rows fall to the run's quarantine key."""
+    value = F.coalesce(col(key_field).cast("string"), F.lit(""))
+    return df.withColumn(KEY_VALUE, F.when(col(DAY).isNull(), F.lit(None)).otherwise(value))
 
 
 def strm_meta(event_contract_ref: str) -> Column:
