@@ -24,6 +24,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_strm(args: argparse.Namespace) -> int:
+    from .strm import load_strm_job, parse_connectors
+
+    config = load_strm_job(args.config, args.contract, args.schema, parse_connectors(args.connector),
+                           key_store=args.keys_store)
+    from .job import run_job
+    from .session import get_spark
+
+    spark = get_spark(f"strm-spark {config.name}", master=args.master)
+    summary = run_job(spark, config)
+    print(summary.render())
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from .config import load_job_config
 
@@ -60,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--source", help="override source.path (a file, folder or URI)")
     run.add_argument("--master", help="Spark master for a new local session (default local[*])")
     run.set_defaults(func=_run)
+
+    strm = sub.add_parser("run-strm", help="run STRM Privacy's batch-job config, contract and schema unchanged")
+    strm.add_argument("--config", required=True, help="STRM batch-job config (JSON)")
+    strm.add_argument("--contract", required=True, help="STRM data contract (JSON)")
+    strm.add_argument("--schema", required=True, help="Simple Schema (JSON or YAML)")
+    strm.add_argument("--connector", action="append", default=[], metavar="NAME=BASE_URI",
+                      help="where a data_connector_ref name points: a local folder or a URI; repeatable")
+    strm.add_argument("--keys-store", help="key store location (default: beside keys.csv, in strm-spark/keystore)")
+    strm.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    strm.set_defaults(func=_run_strm)
 
     val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")
     val.add_argument("config")

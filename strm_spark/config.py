@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,8 @@ class TimestampConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     path: str
-    format: str = "delta"
+    format: str = "delta"  # delta | parquet | csv | strm-csv (one CSV file in STRM's layout)
+    charset: str = "UTF-8"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class DerivedConfig:
     consent_type: str
     consent_levels: tuple[int, ...]
     masked_fields: tuple[str, ...] = ()
+    charset: str = "UTF-8"
+    hash_type: str = "HMAC_SHA256"  # or MURMUR3 (STRM's default, not a cryptographic hash)
+    # A seed written in the job config itself (STRM configs only); native configs reference a
+    # secret (masking.seed_env / seed_file) instead.
+    inline_seed: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -126,11 +132,28 @@ class JobConfig:
     write_mode: str = "append"
     masking_seed: SecretRef | None = None
     config_path: str = "<inline>"
+    keys_export: OutputConfig | None = None  # STRM's keys.csv for the key links of a run
 
     def with_source_path(self, path: str) -> JobConfig:
         from dataclasses import replace
 
         return replace(self, source=replace(self.source, path=resolve_location(path, Path.cwd())))
+
+
+def check_locations(source: str, outputs: list[tuple[str, str]], key_store: tuple[str, str],
+                    source_path: str) -> None:
+    """Each output owns its location, and the key store lives apart from data and source.
+
+    `outputs` and `key_store` are (config field path, location) pairs."""
+    ks_field, ks = key_store
+    for i, (path_a, loc_a) in enumerate(outputs):
+        for path_b, loc_b in outputs[i + 1:]:
+            if _contains(loc_a, loc_b) or _contains(loc_b, loc_a):
+                raise ConfigError(source, path_b, f"same or nested location as {path_a}: each output needs its own location")
+        if _contains(loc_a, ks) or _contains(ks, loc_a):
+            raise ConfigError(source, ks_field, f"the key store must be kept apart from the data outputs; it overlaps {path_a}")
+    if _contains(source_path, ks):
+        raise ConfigError(source, ks_field, "the key store must not be inside the source location")
 
 
 _TOP_FIELDS = {
@@ -163,14 +186,18 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         contract = parse_contract(read_document(cpath), cpath)
     else:
         contract = parse_contract(cnode.value, f"{source} (contract)")
-    fields = {n.name: n for n in contract.nodes}
-
     def field_ref(node: Node, what: str, string_only: bool = False) -> str:
+        """A field path of the contract's schema (`customer/id` for nested fields), scalar."""
         value = node.string()
-        if value not in fields:
-            raise node.error(f"{what} {value!r} is not a field of the contract schema")
-        if string_only and not fields[value].is_scalar_string:
-            raise node.error(f"{what} {value!r} must be a STRING field, it is {fields[value].type}")
+        try:
+            found = contract.node(value)
+        except KeyError:
+            raise node.error(f"{what} {value!r} is not a field of the contract schema") from None
+        if found.type == "NODE" or found.repeated:
+            raise node.error(f"{what} {value!r} must be a scalar field, it is a "
+                             f"{'repeated ' if found.repeated else ''}{found.type}")
+        if string_only and found.type != "STRING":
+            raise node.error(f"{what} {value!r} must be a STRING field, it is {found.type}")
         return value
 
     # Source.
@@ -283,18 +310,10 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         else summary_default
     )
 
-    # Locations must not overlap: each table owns its folder, and keys live apart from data.
     locations = [("outputs.encrypted", encrypted.path), ("outputs.data_subjects", subjects.path),
                  ("outputs.rejected", rejected.path)]
     locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
-    for i, (path_a, loc_a) in enumerate(locations):
-        for path_b, loc_b in locations[i + 1:]:
-            if _contains(loc_a, loc_b) or _contains(loc_b, loc_a):
-                raise ConfigError(source, path_b, f"same or nested location as {path_a}: each output needs its own folder")
-        if _contains(loc_a, key_store) or _contains(key_store, loc_a):
-            raise ConfigError(source, "keys.store", f"the key store must be kept apart from the data outputs; it overlaps {path_a}")
-    if _contains(src.path, key_store):
-        raise ConfigError(source, "keys.store", "the key store must not be inside the source location")
+    check_locations(source, locations, ("keys.store", key_store), src.path)
 
     return JobConfig(
         name=name, source=src, contract=contract, event_contract_ref=ref, consent=consent,

@@ -85,22 +85,37 @@ class Contract:
     def pii_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.pii_fields)
 
-    def node(self, name: str) -> SchemaNode:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+    def node(self, path: str) -> SchemaNode:
+        """The schema node at a field path (`customer/id` for nested fields)."""
+        nodes = self.nodes
+        found: SchemaNode | None = None
+        for part in split_path(path):
+            found = next((n for n in nodes if n.name == part), None)
+            if found is None:
+                raise KeyError(path)
+            nodes = found.nodes
+        assert found is not None
+        return found
 
     def spark_schema(self) -> T.StructType:
         return T.StructType([T.StructField(n.name, n.spark_type(), True) for n in self.nodes])
 
     @property
     def sensitive_columns(self) -> tuple[str, ...]:
-        """Columns that can hold plaintext personal data: PII fields and the data subject."""
-        cols = list(self.pii_names)
-        if self.data_subject_field and self.data_subject_field not in cols:
-            cols.append(self.data_subject_field)
+        """Top-level columns that can hold plaintext personal data (PII fields, or structs with
+        PII inside, and the data subject field); never indexed in Delta statistics."""
+        paths = list(self.pii_names) + ([self.data_subject_field] if self.data_subject_field else [])
+        cols: list[str] = []
+        for path in paths:
+            top = split_path(path)[0]
+            if top not in cols:
+                cols.append(top)
         return tuple(cols)
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """`customer/id` -> ('customer', 'id'): STRM's notation for nested fields."""
+    return tuple(path.split("/"))
 
 
 def read_document(path: str | Path) -> Any:
@@ -150,27 +165,55 @@ _CONTRACT_ALIASES = {
     "keyField": "key_field",
     "piiFields": "pii_fields",
     "dataSubjectField": "data_subject_field",
+    "fieldMetadata": "field_metadata",
 }
+# Fields of STRM's DataContract that say nothing about processing; accepted and ignored.
+_STRM_IGNORED = {"ref", "id", "state", "isPublic", "is_public", "metadata", "projectId", "project_id"}
 
 
-def parse_contract(data: Any, source: str = "<inline>") -> Contract:
-    """Validate a contract document (already parsed YAML/JSON) into a Contract."""
+class _SpelledNode(Node):
+    """The contract root: error paths use the field names as the user spelled them."""
+
+    def __init__(self, source: str, value: Any, spelled: dict[str, str]) -> None:
+        super().__init__(source, value)
+        self.spelled = spelled
+
+    def _child_path(self, key: str | int) -> str:
+        return super()._child_path(self.spelled.get(key, key) if isinstance(key, str) else key)
+
+
+def parse_schema(schema: Node) -> tuple[str, tuple[SchemaNode, ...]]:
+    """A Simple Schema document `{name, nodes}` (STRM's `simpleSchema` wrapper accepted)."""
+    if schema.has("simpleSchema") or schema.has("simple_schema"):
+        schema = schema.child("simpleSchema" if schema.has("simpleSchema") else "simple_schema")
+    schema.mapping({"name", "nodes", "description", "doc", "namespace", "avroName", "avro_name"})
+    name = schema.child("name", "schema").string()
+    return name, tuple(_parse_node(n) for n in schema.child("nodes").items())
+
+
+def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = None) -> Contract:
+    """Validate a contract document (already parsed YAML/JSON) into a Contract.
+
+    `schema` is a Simple Schema given apart from the contract (STRM's --schema file)."""
     root = Node(source, data)
-    raw = dict(root.mapping())
+    raw = {k: v for k, v in root.mapping().items() if k not in _STRM_IGNORED}
     for camel, snake in _CONTRACT_ALIASES.items():
         if camel in raw:
             if snake in raw:
                 raise ConfigError(source, camel, f"given twice (also as {snake})")
             raw[snake] = raw.pop(camel)
-    root = Node(source, raw)
-    root.mapping({"schema", "key_field", "pii_fields", "data_subject_field", "validations", "name"})
+    spelled = {snake: camel for camel, snake in _CONTRACT_ALIASES.items() if camel in root.value}
+    root = _SpelledNode(source, raw, spelled)
+    root.mapping({"schema", "key_field", "pii_fields", "data_subject_field", "validations", "name",
+                  "field_metadata"})
 
-    schema = root.child("schema")
-    schema.mapping({"name", "nodes", "description"})
-    schema_name = schema.child("name", "schema").string()
-    nodes = tuple(_parse_node(n) for n in schema.child("nodes").items())
+    if schema is None:
+        schema = root.child("schema")
+    elif root.has("schema"):
+        raise root.child("schema").error("the schema is given both here and as a separate file")
+    schema_name, nodes = parse_schema(schema)
     if not nodes:
-        raise schema.child("nodes").error("expected at least one field")
+        raise ConfigError(schema.source, schema.path + ".nodes" if schema.path else "nodes", "expected at least one field")
     seen: set[str] = set()
     for i, n in enumerate(nodes):
         path = f"schema.nodes[{i}].name"
@@ -181,51 +224,91 @@ def parse_contract(data: Any, source: str = "<inline>") -> Contract:
         seen.add(n.name)
     by_name = {n.name: n for n in nodes}
 
-    def top_level_field(node: Node, what: str) -> SchemaNode:
-        name = node.string()
-        if "/" in name:
-            raise node.error(f"nested {what} paths are not supported yet; use a top-level field")
-        if name not in by_name:
-            raise node.error(f"{what} {name!r} is not a field of the schema ({', '.join(by_name)})")
-        return by_name[name]
+    def resolve(node: Node, what: str) -> SchemaNode:
+        """A field path (`customer/id` for nested fields) that must exist in the schema."""
+        path = node.string()
+        level = nodes
+        found: SchemaNode | None = None
+        parts = split_path(path)
+        for i, part in enumerate(parts):
+            found = next((n for n in level if n.name == part), None)
+            if found is None:
+                names = ", ".join(n.name for n in level)
+                where = f" inside {'/'.join(parts[:i])!r}" if i else ""
+                raise node.error(f"{what} {path!r} is not a field of the schema{where} ({names})")
+            if i < len(parts) - 1:
+                if found.type != "NODE":
+                    raise node.error(f"{what} {path!r}: {part!r} is a {found.type}, not a NODE")
+                if found.repeated:
+                    raise node.error(f"{what} {path!r}: fields inside a repeated NODE are not supported")
+                level = found.nodes
+        assert found is not None
+        return found
 
-    key_node = root.child("key_field")
-    key = top_level_field(key_node, "key field")
-    if not key.is_scalar_string:
-        raise key_node.error(f"the key field must be a STRING field, {key.name!r} is {key.type}")
+    def scalar(node: Node, what: str, string_only: bool = False) -> str:
+        found = resolve(node, what)
+        if found.type == "NODE" or found.repeated or (string_only and found.type != "STRING"):
+            kind = f"{'repeated ' if found.repeated else ''}{found.type}"
+            need = "a STRING field" if string_only else "a scalar field"
+            raise node.error(f"the {what} must be {need}, {node.value!r} is {kind}")
+        return node.value
+
+    key = scalar(root.child("key_field"), "key field", string_only=True)
 
     pii: list[tuple[str, int]] = []
-    for name, level_node in root.child("pii_fields", {}).entries():
-        field_node = Node(source, name, level_node.path)
-        pii_node = top_level_field(field_node, "PII field")
-        if not pii_node.is_scalar_string:
-            kind = f"repeated {pii_node.type}" if pii_node.repeated else pii_node.type
-            raise field_node.error(f"PII fields must be STRING fields, {name!r} is {kind}")
-        pii.append((name, level_node.integer(minimum=0)))
+    if root.has("field_metadata"):
+        # STRM's newer form; it wins over pii_fields when both are given.
+        for entry in root.child("field_metadata").items():
+            for camel, snake in (("fieldName", "field_name"), ("personalDataConfig", "personal_data_config")):
+                if isinstance(entry.value, dict) and camel in entry.value:
+                    entry = Node(source, {**{k: v for k, v in entry.value.items() if k != camel},
+                                          snake: entry.value[camel]}, entry.path)
+            entry.mapping({"field_name", "personal_data_config", "statistical_data_type",
+                           "statisticalDataType", "ordinal_values", "ordinalValues",
+                           "null_handling_config", "nullHandlingConfig"})
+            if not entry.has("personal_data_config"):
+                continue
+            conf = entry.child("personal_data_config")
+            conf_map = {_CAMEL.get(k, k): v for k, v in conf.mapping().items()}
+            conf = Node(source, conf_map, conf.path)
+            conf.mapping({"is_pii", "is_quasi_id", "purpose_level", "gdpr_special_personal_data_type"})
+            if not conf.child("is_pii", False).boolean():
+                continue
+            pii.append((_pii_field(entry.child("field_name"), resolve), conf.child("purpose_level", 0).integer(minimum=0)))
+    else:
+        for name, level_node in root.child("pii_fields", {}).entries():
+            pii.append((_pii_field(Node(source, name, level_node.path), resolve), level_node.integer(minimum=0)))
 
     subject: str | None = None
     if root.has("data_subject_field"):
-        subj_node = root.child("data_subject_field")
-        subj = top_level_field(subj_node, "data subject field")
-        if subj.type == "NODE" or subj.repeated:
-            raise subj_node.error("the data subject field must be a scalar field")
-        subject = subj.name
+        subject = scalar(root.child("data_subject_field"), "data subject field")
 
     validations: list[Validation] = []
     for item in root.child("validations", []).items():
         item.mapping({"field", "type", "value"})
-        vfield = top_level_field(item.child("field"), "validation field")
-        if vfield.type == "NODE" or vfield.repeated:
-            raise item.child("field").error("regex validations apply to scalar fields only")
+        vfield = scalar(item.child("field"), "validation field")
         item.child("type", "regex").choice(["regex"])
         pattern = item.child("value").string()
         try:
             re.compile(pattern)
         except re.error as exc:
             raise item.child("value").error(f"not a valid regular expression: {exc.msg} at position {exc.pos}") from None
-        validations.append(Validation(vfield.name, pattern))
+        validations.append(Validation(vfield, pattern))
 
-    return Contract(schema_name, nodes, key.name, tuple(pii), subject, tuple(validations), source)
+    return Contract(schema_name, nodes, key, tuple(pii), subject, tuple(validations), source)
+
+
+_CAMEL = {"isPii": "is_pii", "isQuasiId": "is_quasi_id", "purposeLevel": "purpose_level",
+          "gdprSpecialPersonalDataType": "gdpr_special_personal_data_type"}
+
+
+def _pii_field(node: Node, resolve: Any) -> str:
+    """A PII field path: a STRING field, or a repeated STRING field (each element encrypted)."""
+    found = resolve(node, "PII field")
+    if found.type != "STRING":
+        kind = f"{'repeated ' if found.repeated else ''}{found.type}"
+        raise node.error(f"PII fields must be STRING fields (or repeated STRING), {node.value!r} is {kind}")
+    return node.value
 
 
 def load_contract(path: str | Path) -> Contract:

@@ -11,6 +11,7 @@ import hmac
 import secrets
 from pathlib import Path
 
+import mmh3
 import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
@@ -34,6 +35,28 @@ def hmac_column(col: Column, secret: bytes, null_as: str | None = None) -> Colum
 
     udf = F.pandas_udf(_hash, "string")
     return udf(col.cast("string"))
+
+
+def strm_murmur3_hex(seed: str, value: str) -> str:
+    """STRM's masking hash: MurmurHash3 x64_128 (hash seed 0) of UTF-8 `seed + value`, as
+    hex(h1) + hex(h2) of the two unsigned 64-bit halves without zero padding."""
+    digest = mmh3.hash_bytes((seed + value).encode("utf-8"), 0, True)
+    h1 = int.from_bytes(digest[:8], "little")
+    h2 = int.from_bytes(digest[8:], "little")
+    return f"{h1:x}{h2:x}"
+
+
+def murmur3_column(col: Column, seed: str) -> Column:
+    """STRM-compatible MurmurHash3 masking of a string column (vectorised per Arrow batch)."""
+
+    def _hash(values: pd.Series) -> pd.Series:
+        return pd.Series(
+            [None if v is None or (isinstance(v, float) and pd.isna(v)) else strm_murmur3_hex(seed, v)
+             for v in values],
+            dtype=object,
+        )
+
+    return F.pandas_udf(_hash, "string")(col.cast("string"))
 
 
 def new_secret_file(path: str | Path) -> bool:

@@ -7,23 +7,24 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from . import consent as consent_rules
 from . import transformations as tf
-from .config import JobConfig
+from .config import DerivedConfig, JobConfig, OutputConfig
 from .errors import DataError, StrmSparkError
-from .hashing import hmac_column
-from .io import BLOCK, FILE, ROW_ID, read_source
+from .hashing import hmac_column, murmur3_column
+from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
 from .keystore import KeyStore
-from .tables import create_delta_table, write_table
+from .tables import create_delta_table, write_strm_csv, write_table
 
 log = logging.getLogger("strm_spark")
 
@@ -190,6 +191,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         .transform(tf.with_malformed_records)
         .transform(tf.with_subject, contract.data_subject_field)
         .transform(tf.with_key_value, contract.key_field)
+        .transform(tf.with_pii_columns, contract)
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
     try:
@@ -245,8 +247,9 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
                       .drop("first_id", "before"))
         else:
             joined = joined.withColumn("rowNumber", F.lit(None).cast("long"))
-        encrypt = list(contract.pii_names) + ["__corrupt"]
-        processed = tf.with_encrypted_fields(joined, encrypt, keep_plain=contract.pii_names)
+        targets = {tf.pii_column(i): tf.enc_column(i) for i in range(len(contract.pii_names))}
+        targets[CORRUPT] = tf.ENC_CORRUPT
+        processed = tf.with_encrypted_columns(joined, targets)
         processed = processed.persist(StorageLevel.MEMORY_AND_DISK)
 
         valid = processed.where(F.size(tf.REASONS) == 0)
@@ -262,16 +265,33 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         stats_cols = [n for n in contract.field_names if n not in contract.sensitive_columns]
         stats_cols += ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink"]
         mode = config.write_mode
-        write_table(tf.encrypted_rows(valid, contract, config.event_contract_ref),
-                    config.encrypted.path, config.encrypted.format, mode, ["strmDay"], stats_cols)
+        # STRM's CSV layout carries the source text of every field and keeps input order.
+        order = [FILE, BLOCK, ROW_ID]
+        text = tf.with_raw_text(valid, contract)
+
+        def write(rows_for: Callable[[DataFrame, Sequence[str]], DataFrame], out: OutputConfig | DerivedConfig) -> None:
+            if out.format == "strm-csv":
+                write_strm_csv(rows_for(text, order), out.path, out.charset, order)
+            else:
+                write_table(rows_for(valid, ()), out.path, out.format, mode, ["strmDay"], stats_cols)
+
+        write(lambda df, carry: tf.encrypted_rows(df, contract, config.event_contract_ref, carry), config.encrypted)
         summary.outputs["encrypted"] = config.encrypted.path
         summary.outputs["keys"] = store.keys_path
+        if config.keys_export is not None:
+            export = store.keys_export(valid.select(tf.KEY_LINK, *order))
+            write_strm_csv(export, config.keys_export.path, config.keys_export.charset, order)
+            summary.outputs["keys export"] = config.keys_export.path
+            summary.notes.append(f"{config.keys_export.path} holds cleartext keysets: protect or delete it")
 
         for d in config.derived:
-            masks = {name: (lambda c, s=mask_seed: hmac_column(c, s)) for name in d.masked_fields}
-            rows = tf.derived_rows(valid, contract, config.event_contract_ref, d.consent_type,
-                                   d.consent_levels, masks)
-            write_table(rows, d.path, d.format, mode, ["strmDay"], stats_cols)
+            masks = {name: _masker(d, mask_seed) for name in d.masked_fields}
+            if d.masked_fields and d.hash_type == "MURMUR3":
+                summary.notes.append(f"derived {d.name}: MurmurHash3 masking is not a cryptographic hash"
+                                     + ("; the seed is empty, so masked values can be reversed by brute force"
+                                        if not d.inline_seed else ""))
+            write(lambda df, carry, d=d, masks=masks: tf.derived_rows(
+                df, contract, config.event_contract_ref, d.consent_type, d.consent_levels, masks, carry), d)
             summary.derived_rows[d.name] = derived_counts[d.name]
             summary.outputs[f"derived {d.name}"] = d.path
 
@@ -297,6 +317,16 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
     summary.outputs["run summary"] = summary_path
     _write_text(spark, summary_path, summary.to_json())
     return summary
+
+
+def _masker(derived: DerivedConfig, secret: bytes | None) -> Callable[[Column], Column]:
+    """The masking hash of a derived output: HMAC-SHA256 with the job's secret seed (native), or
+    STRM's MurmurHash3 / HMAC with the seed written in a STRM config."""
+    if derived.hash_type == "MURMUR3":
+        return lambda c: murmur3_column(c, derived.inline_seed or "")
+    key = derived.inline_seed.encode("utf-8") if derived.inline_seed else secret
+    assert key, "config validation guarantees a seed for masked fields"
+    return lambda c: hmac_column(c, key)
 
 
 def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobConfig) -> int:

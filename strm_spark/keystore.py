@@ -155,3 +155,16 @@ class KeyStore:
             F.col("expiresAt").alias("__expiresAt"))
         cond = (pairs["keyHash"] == keys["__k_hash"]) & pairs[day_col].eqNullSafe(keys["__k_day"])
         return pairs.join(keys, cond, "inner").drop("__k_hash", "__k_day")
+
+    def keys_export(self, used: DataFrame) -> DataFrame:
+        """STRM's keys.csv rows (keyLink, encryptionKey, policyId, expiresAt) for the key links
+        in `used` (a `__keyLink` column plus ordering columns: first use decides the order)."""
+        order = [c for c in used.columns if c != "__keyLink"]
+        first = used.groupBy("__keyLink").agg(F.min(F.struct(*order)).alias("__first"))
+        keys = self.spark.read.format("delta").load(self.keys_path)
+        utc = F.to_utc_timestamp(F.col("expiresAt"), F.current_timezone())
+        return (first.join(keys, first["__keyLink"] == keys["keyLink"])
+                .select(F.col("keyLink"), F.col("keyset").cast("string").alias("encryptionKey"),
+                        F.lit(None).cast("string").alias("policyId"),
+                        F.date_format(utc, "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("expiresAt"),
+                        *[F.col(f"__first.{c}").alias(c) for c in order]))

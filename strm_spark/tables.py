@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -89,3 +89,81 @@ def read_table(spark: SparkSession, path: str, fmt: str = "delta") -> DataFrame:
     if fmt == "csv":
         reader = reader.option("header", "true")
     return reader.load(path)
+
+
+def strm_csv_layout(df: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
+    """STRM's CSV columns: the fields as text ("" for null), then the strmMeta columns
+    (`[2]`-style consent levels, empty billingId)."""
+    cols = []
+    for field in df.schema.fields:
+        if field.name in keep or field.name == "strmDay":
+            continue
+        if field.name == "strmMeta":
+            meta = F.col("strmMeta")
+            cols += [
+                meta["eventContractRef"].alias("strmMeta.eventContractRef"),
+                meta["nonce"].cast("string").alias("strmMeta.nonce"),
+                meta["timestamp"].cast("string").alias("strmMeta.timestamp"),
+                meta["keyLink"].alias("strmMeta.keyLink"),
+                meta["billingId"].alias("strmMeta.billingId"),
+                F.concat(F.lit("["), F.array_join(meta["consentLevels"], ","), F.lit("]")).alias("strmMeta.consentLevels"),
+            ]
+        else:
+            value = F.col(f"`{field.name}`")
+            if not isinstance(field.dataType, T.StringType):
+                value = F.to_json(value) if isinstance(field.dataType, (T.StructType, T.ArrayType)) else value.cast("string")
+            cols.append(F.coalesce(value, F.lit("")).alias(field.name))
+    return df.select(*cols, *[F.col(f"`{k}`") for k in keep])
+
+
+def _quoted(value: Column) -> Column:
+    """A CSV field quoted the way STRM wrote every value: "…" with inner quotes doubled."""
+    return F.concat(F.lit('"'), F.regexp_replace(value, '"', '""'), F.lit('"'))
+
+
+def write_strm_csv(df: DataFrame, path: str, charset: str, order_by: Sequence[str]) -> None:
+    """One CSV file at exactly `path` (not a folder of part files), rows in `order_by` order
+    (input order), a header row, every value quoted and null billingIds empty, as STRM wrote."""
+    spark = df.sparkSession
+    layout = df if "strmMeta" not in df.columns else strm_csv_layout(df, order_by)
+    data = [c for c in layout.columns if c not in order_by]
+    tmp = f"{path}.strm-spark-tmp"
+    if charset.upper().replace("_", "-") in ("UTF-8", "UTF8", "US-ASCII", "ASCII"):
+        # Lines built here: Spark's CSV writer cannot quote every value but leave nulls bare.
+        fields = [F.when(F.col(f"`{c}`").isNull(), F.lit("")).otherwise(_quoted(F.col(f"`{c}`"))) for c in data]
+        lines = layout.select(F.concat_ws(",", *fields).alias("value"), *order_by)
+        header = spark.createDataFrame([(",".join(f'"{c}"' for c in data),)], "value string")
+        for key in order_by:
+            kind = lines.schema[key].dataType
+            header = header.withColumn(key, F.lit(-1 if not isinstance(kind, T.StringType) else "").cast(kind))
+        (header.unionByName(lines).repartition(1).sortWithinPartitions(*order_by).select("value")
+         .write.mode("overwrite").option("lineSep", "\n").text(tmp))
+    else:
+        (layout.repartition(1).sortWithinPartitions(*order_by).drop(*order_by)
+         .write.mode("overwrite").format("csv")
+         .option("header", "true").option("quoteAll", "true").option("escape", '"')
+         .option("ignoreLeadingWhiteSpace", "false").option("ignoreTrailingWhiteSpace", "false")
+         .option("encoding", charset).option("lineSep", "\n")
+         .save(tmp))
+    _move_single_part(spark, tmp, path)
+
+
+def _move_single_part(spark: SparkSession, folder: str, target: str) -> None:
+    """Replace `target` by the one part file Spark wrote into `folder`, then drop the folder."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    Path = jvm.org.apache.hadoop.fs.Path
+    folder_path = Path(folder)
+    fs = folder_path.getFileSystem(conf)
+    parts = [st.getPath() for st in fs.listStatus(folder_path) if st.getPath().getName().startswith("part-")]
+    if len(parts) != 1:
+        raise RuntimeError(f"expected one part file in {folder}, found {len(parts)}")
+    target_path = Path(target)
+    fs.delete(target_path, False)
+    if not fs.rename(parts[0], target_path):
+        raise RuntimeError(f"could not move the output to {target}")
+    fs.delete(folder_path, True)
+    # The local file system keeps a checksum file beside the data; it is not part of the output.
+    crc = Path(target_path.getParent(), f".{target_path.getName()}.crc")
+    if fs.exists(crc):
+        fs.delete(crc, False)

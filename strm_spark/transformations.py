@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from . import consent as consent_rules
-from .contract import Contract
+from .contract import Contract, split_path
 from .io import CORRUPT
 from .timestamps import epoch_millis, parse_event_time, utc_day
 
@@ -20,14 +20,19 @@ CONSENT = "__consent"
 KEY_VALUE = "__kv"
 SUBJECT = "__subject"
 RAW_PREFIX = "__raw_"
-PLAIN_PREFIX = "__plain_"
 KEY_LINK = "__keyLink"
 KEYSET = "__keyset"
 EXPIRES_AT = "__expiresAt"
 
 
 def col(name: str) -> Column:
+    """A top-level column, whatever characters its name has."""
     return F.col(f"`{name}`")
+
+
+def field_col(path: str) -> Column:
+    """A contract field by path: `customer/id` is the `id` field inside the `customer` struct."""
+    return F.col(".".join(f"`{p}`" for p in split_path(path)))
 
 
 def _reason(cond: Column, text: str) -> Column:
@@ -65,18 +70,18 @@ def _add_reasons(df: DataFrame, reasons: Sequence[Column]) -> DataFrame:
 
 def with_event_time(df: DataFrame, field: str, pattern: str, default_time_zone: str) -> DataFrame:
     """`__epoch_ms` (epoch milliseconds, truncated) and `__day` (UTC day) of each row."""
-    ts = parse_event_time(col(field), pattern, default_time_zone)
+    ts = parse_event_time(field_col(field), pattern, default_time_zone)
     df = df.withColumn(EPOCH_MS, epoch_millis(ts)).withColumn(DAY, utc_day(col(EPOCH_MS)))
     return _add_reasons(df, [
-        _reason(col(field).isNull(), f"timestamp field '{field}' is missing"),
-        _reason(col(field).isNotNull() & col(EPOCH_MS).isNull(),
+        _reason(field_col(field).isNull(), f"timestamp field '{field}' is missing"),
+        _reason(field_col(field).isNotNull() & col(EPOCH_MS).isNull(),
                 f"timestamp field '{field}' does not match pattern '{pattern}'"),
     ])
 
 
 def with_consent(df: DataFrame, default_levels: Sequence[int], field: str | None,
                  mapping: Sequence[tuple[str, Sequence[int]]]) -> DataFrame:
-    value = col(field) if field else None
+    value = field_col(field) if field else None
     return df.withColumn(CONSENT, consent_rules.consent_levels(value, default_levels, mapping))
 
 
@@ -87,7 +92,7 @@ def with_validations(df: DataFrame, contract: Contract) -> DataFrame:
         if node.required:
             reasons.append(_reason(col(node.name).isNull(), f"required field '{node.name}' is missing"))
     for rule in contract.validations:
-        value = col(rule.field).cast("string")
+        value = field_col(rule.field).cast("string")
         reasons.append(_reason(
             value.isNotNull() & ~value.rlike(f"^(?:{rule.pattern})$"),
             f"field '{rule.field}' does not match regex '{rule.pattern}'",
@@ -110,15 +115,24 @@ def with_malformed_records(df: DataFrame) -> DataFrame:
     return df.select(*cleared).withColumn(REASONS, F.when(malformed, reason).otherwise(col(REASONS)))
 
 
+def with_raw_text(df: DataFrame, contract: Contract) -> DataFrame:
+    """Fields as the text they were read as (CSV sources), for outputs that echo the input."""
+    return df.select(*[
+        col(RAW_PREFIX + c.name).alias(c.name) if RAW_PREFIX + c.name in df.columns
+        else col(c.name)
+        for c in contract.nodes
+    ], *[col(c) for c in df.columns if c not in contract.field_names])
+
+
 def with_subject(df: DataFrame, field: str | None) -> DataFrame:
-    value = F.nullif(col(field).cast("string"), F.lit("")) if field else F.lit(None).cast("string")
+    value = F.nullif(field_col(field).cast("string"), F.lit("")) if field else F.lit(None).cast("string")
     return df.withColumn(SUBJECT, value)
 
 
 def with_key_value(df: DataFrame, key_field: str) -> DataFrame:
     """`__kv`: the value rows are keyed by ("" for null: one entity); null when the row's day is
     unknown, so those rows fall to the run's quarantine key."""
-    value = F.coalesce(col(key_field).cast("string"), F.lit(""))
+    value = F.coalesce(field_col(key_field).cast("string"), F.lit(""))
     return df.withColumn(KEY_VALUE, F.when(col(DAY).isNull(), F.lit(None)).otherwise(value))
 
 
@@ -134,12 +148,54 @@ def strm_meta(event_contract_ref: str) -> Column:
     )
 
 
-def encrypted_rows(df: DataFrame, contract: Contract, event_contract_ref: str) -> DataFrame:
-    """The encrypted table: contract fields (PII as ciphertext), strmMeta, strmDay."""
+def pii_column(index: int) -> str:
+    """Name of the flat column holding the plaintext of the contract's index-th PII field."""
+    return f"__pii{index}"
+
+
+def enc_column(index: int) -> str:
+    """Name of the flat column holding the ciphertext of the contract's index-th PII field."""
+    return f"__enc{index}"
+
+
+ENC_CORRUPT = "__enc_corrupt"
+
+
+def with_pii_columns(df: DataFrame, contract: Contract) -> DataFrame:
+    """Copy every PII field (top-level or nested) into a flat `__pii<i>` column to encrypt."""
+    return df.select("*", *[field_col(path).alias(pii_column(i)) for i, path in enumerate(contract.pii_names)])
+
+
+def _rebuild(contract: Contract, leaves: dict[str, Column]) -> list[Column]:
+    """The contract's top-level columns with the given field paths replaced by new values;
+    nested paths are replaced inside their struct (a null struct stays null)."""
+    out = []
+    for name in contract.field_names:
+        if name in leaves:
+            out.append(leaves[name].alias(name))
+            continue
+        value = col(name)
+        for path, leaf in leaves.items():
+            parts = split_path(path)
+            if len(parts) > 1 and parts[0] == name:
+                value = value.withField(".".join(parts[1:]), leaf)
+        out.append(value.alias(name))
+    return out
+
+
+def _ciphertext_leaves(contract: Contract) -> dict[str, Column]:
+    return {path: col(enc_column(i)) for i, path in enumerate(contract.pii_names)}
+
+
+def encrypted_rows(df: DataFrame, contract: Contract, event_contract_ref: str,
+                   carry: Sequence[str] = ()) -> DataFrame:
+    """The encrypted table: contract fields (PII as ciphertext), strmMeta, strmDay; `carry`
+    keeps extra bookkeeping columns (e.g. for ordering STRM CSV output)."""
     return df.select(
-        *[col(n) for n in contract.field_names],
+        *_rebuild(contract, _ciphertext_leaves(contract)),
         strm_meta(event_contract_ref).alias("strmMeta"),
         col(DAY).alias("strmDay"),
+        *[col(c) for c in carry],
     )
 
 
@@ -149,37 +205,47 @@ def derived_rows(
     event_contract_ref: str,
     consent_type: str,
     levels: Sequence[int],
-    mask: dict[str, Column] | None = None,
+    mask: dict[str, Callable[[Column], Column]] | None = None,
+    carry: Sequence[str] = (),
 ) -> DataFrame:
     """A derived output: rows whose consent passes the rule, PII fields allowed for the purpose
     in plaintext (others stay ciphertext), then masked fields replaced by their hash.
 
-    `mask` maps a field to a function of its (derived) value; see hashing.hmac_column."""
+    `mask` maps a field path to a function of its (derived) value; see hashing.hmac_column."""
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
     rows = df.where(consent_rules.allows_column(col(CONSENT), consent_type, levels))
-    fields = []
-    for name in contract.field_names:
-        value = col(PLAIN_PREFIX + name) if name in allowed else col(name)
-        fields.append(value.alias(name))
-    out = rows.select(*fields, strm_meta(event_contract_ref).alias("strmMeta"), col(DAY).alias("strmDay"))
-    for name, masker in (mask or {}).items():
-        out = out.withColumn(name, masker(col(name)))
-    return out
+    leaves = {
+        path: col(pii_column(i)) if path in allowed else col(enc_column(i))
+        for i, path in enumerate(contract.pii_names)
+    }
+    for path, masker in (mask or {}).items():
+        leaves[path] = masker(leaves.get(path, field_col(path)))
+    return rows.select(
+        *_rebuild(contract, leaves),
+        strm_meta(event_contract_ref).alias("strmMeta"),
+        col(DAY).alias("strmDay"),
+        *[col(c) for c in carry],
+    )
 
 
 def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, run_id: str) -> DataFrame:
-    """The rejected table: every field as text (PII encrypted), the encrypted raw record of
-    malformed lines, the reasons, and where the row came from."""
+    """The rejected table: every field as text (PII encrypted; nested fields as JSON), the
+    encrypted raw record of malformed lines, the reasons, and where the row came from."""
+    rebuilt = df.select(*_rebuild(contract, _ciphertext_leaves(contract)), *[c for c in df.columns if c.startswith("__")],
+                        "rowNumber")
     fields = []
     for node in contract.nodes:
         raw = RAW_PREFIX + node.name
-        value = col(raw) if raw in df.columns else col(node.name)
-        if not isinstance(df.schema[raw if raw in df.columns else node.name].dataType, T.StringType):
-            value = F.to_json(value) if node.type == "NODE" or node.repeated else value.cast("string")
+        if raw in rebuilt.columns:
+            value = col(raw)
+        elif node.type == "NODE" or node.repeated:
+            value = F.to_json(col(node.name))
+        else:
+            value = col(node.name).cast("string")
         fields.append(value.alias(node.name))
-    return df.select(
+    return rebuilt.select(
         *fields,
-        col(CORRUPT).alias("rawRecord"),
+        col(ENC_CORRUPT).alias("rawRecord"),
         col(REASONS).alias("rejectReasons"),
         col("__file").alias("sourceFile"),
         col("rowNumber"),
@@ -189,35 +255,54 @@ def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, ru
     )
 
 
-def with_encrypted_fields(df: DataFrame, fields: Sequence[str], keep_plain: Sequence[str] = (),
-                          keyset_col: str = KEYSET) -> DataFrame:
-    """Encrypt `fields` in place with each row's keyset (Arrow batches, one Tink primitive per
-    key per worker); `keep_plain` fields also keep their plaintext in `__plain_<f>` for derived
-    outputs. The keyset column is dropped."""
+def with_encrypted_columns(df: DataFrame, targets: dict[str, str], keyset_col: str = KEYSET) -> DataFrame:
+    """Add, for each `source -> target`, the ciphertext of a string (or array of strings)
+    column under the row's keyset. Arrow batches, rows grouped by key, one Tink primitive per
+    key per worker; no row-at-a-time UDF. The keyset column is dropped."""
     import pyarrow as pa
 
     from . import crypto
 
-    names = list(fields)
-    plain = [f for f in keep_plain if f in names]
+    sources = list(targets)
+    is_array = {s: isinstance(df.schema[s].dataType, T.ArrayType) for s in sources}
     out_fields = [f for f in df.schema.fields if f.name != keyset_col]
-    out_fields += [T.StructField(PLAIN_PREFIX + f, T.StringType(), True) for f in plain]
+    out_fields += [T.StructField(targets[s], df.schema[s].dataType, True) for s in sources]
     out_schema = T.StructType(out_fields)
     out_names = [f.name for f in out_schema.fields]
+    arrow_types = {targets[s]: pa.list_(pa.string()) if is_array[s] else pa.string() for s in sources}
 
     def encrypt(batches):
         for batch in batches:
             keysets = batch.column(keyset_col).to_pylist()
-            values = [batch.column(n).to_pylist() for n in names]
-            encrypted = dict(zip(names, crypto.encrypt_columns(keysets, values)))
-            arrays = []
-            for name in out_names:
-                if name in encrypted:
-                    arrays.append(pa.array(encrypted[name], type=pa.string()))
-                elif name.startswith(PLAIN_PREFIX) and name[len(PLAIN_PREFIX):] in plain:
-                    arrays.append(batch.column(name[len(PLAIN_PREFIX):]))
+            produced = {}
+            for s in sources:
+                values = batch.column(s).to_pylist()
+                if is_array[s]:
+                    produced[targets[s]] = _encrypt_lists(crypto, keysets, values)
                 else:
-                    arrays.append(batch.column(name))
+                    produced[targets[s]] = crypto.encrypt_columns(keysets, [values])[0]
+            arrays = [
+                pa.array(produced[n], type=arrow_types[n]) if n in produced else batch.column(n)
+                for n in out_names
+            ]
             yield pa.RecordBatch.from_arrays(arrays, names=out_names)
 
     return df.mapInArrow(encrypt, out_schema)
+
+
+def _encrypt_lists(crypto, keysets: list, values: list) -> list:  # noqa: ANN001
+    """Encrypt every element of list cells (repeated PII) with the row's keyset."""
+    flat_keys, flat_values = [], []
+    for ks, cell in zip(keysets, values):
+        for item in cell or ():
+            flat_keys.append(ks)
+            flat_values.append(item)
+    flat = crypto.encrypt_columns(flat_keys, [flat_values])[0]
+    out, pos = [], 0
+    for cell in values:
+        if cell is None:
+            out.append(None)
+            continue
+        out.append(flat[pos:pos + len(cell)])
+        pos += len(cell)
+    return out

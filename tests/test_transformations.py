@@ -48,15 +48,15 @@ def test_typing_validation_and_time_reasons(spark):
 
 
 def _processed(spark):
-    """Rows as the job has them after encryption: ciphertext in place, plaintext aside."""
+    """Rows as the job has them after encryption: plaintext fields, PII copies and ciphertext."""
     return spark.createDataFrame(
-        [("a", "ct-e1", "ct-p1", 1, "t1", "e1", "p1", [0, 1, 2], 1000, "k1", dt.date(2024, 1, 1)),
-         ("b", "ct-e2", "ct-p2", 2, "t2", "e2", "p2", [1], 2000, "k2", dt.date(2024, 1, 1)),
-         ("c", None, None, None, None, None, None, [], 3000, "k3", dt.date(2024, 1, 2)),
-         ("d", "ct-e4", None, 4, "t4", "e4", None, [2], 4000, "k4", dt.date(2024, 1, 2))],
-        f"id string, email string, phone string, n int, ts string, {tf.PLAIN_PREFIX}email string, "
-        f"{tf.PLAIN_PREFIX}phone string, {tf.CONSENT} array<int>, {tf.EPOCH_MS} bigint, {tf.KEY_LINK} string, "
-        f"{tf.DAY} date",
+        [("a", "e1", "p1", 1, "t1", "e1", "p1", "ct-e1", "ct-p1", [0, 1, 2], 1000, "k1", dt.date(2024, 1, 1)),
+         ("b", "e2", "p2", 2, "t2", "e2", "p2", "ct-e2", "ct-p2", [1], 2000, "k2", dt.date(2024, 1, 1)),
+         ("c", None, None, None, None, None, None, None, None, [], 3000, "k3", dt.date(2024, 1, 2)),
+         ("d", "e4", None, 4, "t4", "e4", None, "ct-e4", None, [2], 4000, "k4", dt.date(2024, 1, 2))],
+        f"id string, email string, phone string, n int, ts string, {tf.pii_column(0)} string, "
+        f"{tf.pii_column(1)} string, {tf.enc_column(0)} string, {tf.enc_column(1)} string, "
+        f"{tf.CONSENT} array<int>, {tf.EPOCH_MS} bigint, {tf.KEY_LINK} string, {tf.DAY} date",
     )
 
 
