@@ -51,3 +51,23 @@ def job_doc(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv
 
 def job_config(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any) -> JobConfig:
     return parse_job_config(job_doc(source, out, contract, fmt, **overrides), "test.yaml", out)
+
+
+class KeyRing(dict):
+    """key link -> keyset, for tests; its repr never shows key material in a failure report."""
+
+    def __repr__(self) -> str:
+        return f"<KeyRing of {len(self)} keysets>"
+
+
+def key_ring(spark, key_store: str) -> KeyRing:
+    """Every keyset of a key store, by key link."""
+    rows = spark.read.format("delta").load(f"{key_store}/keys").select("keyLink", "keyset").collect()
+    return KeyRing({r["keyLink"]: bytes(r["keyset"]) for r in rows})
+
+
+class Secret(bytes):
+    """Secret bytes whose repr never shows them in a failure report."""
+
+    def __repr__(self) -> str:
+        return "<secret>"

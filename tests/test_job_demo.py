@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import Secret, key_ring
 from strm_spark import crypto
 from strm_spark.config import load_job_config
 from strm_spark.generate import generate
@@ -43,9 +44,8 @@ def demo(spark, tmp_path_factory):
     summary = run_job(spark, config)
     with open(gen.path, newline="", encoding="utf-8") as fh:
         rows = {r["event_id"]: r for r in csv.DictReader(fh) if r.get(None) is None}
-    seed = (root / "out/demo/secrets/mask-seed").read_bytes().strip()
-    keys = {r["keyLink"]: bytes(r["keyset"])
-            for r in spark.read.format("delta").load(f"{config.key_store}/keys").collect()}
+    seed = Secret((root / "out/demo/secrets/mask-seed").read_bytes().strip())
+    keys = key_ring(spark, config.key_store)
     return config, summary, gen, rows, seed, keys
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import job_config
+from helpers import job_config, key_ring
 from strm_spark import crypto
 from strm_spark.errors import DataError
 from strm_spark.job import run_job
@@ -22,8 +22,7 @@ ROWS = [
 
 
 def _decrypted_ids(spark, config):
-    keys = {r["keyLink"]: bytes(r["keyset"])
-            for r in spark.read.format("delta").load(f"{config.key_store}/keys").collect()}
+    keys = key_ring(spark, config.key_store)
     enc = spark.read.format("delta").load(config.encrypted.path).collect()
     return sorted((r["InvoiceNo"], crypto.decrypt(keys[r["strmMeta"]["keyLink"]], r["CustomerID"]),
                    r["strmMeta"]["keyLink"]) for r in enc)
