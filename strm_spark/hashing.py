@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import mmh3
@@ -57,6 +58,17 @@ def murmur3_column(col: Column, seed: str) -> Column:
         )
 
     return F.pandas_udf(_hash, "string")(col.cast("string"))
+
+
+def masker_for(hash_type: str, inline_seed: str | None, secret: bytes | None) -> Callable[[Column], Column]:
+    """The masking function of a derived output: HMAC-SHA256 keyed with the job's secret seed
+    (native jobs), or STRM's MurmurHash3 / HMAC with the seed written in a STRM config."""
+    if hash_type == "MURMUR3":
+        return lambda c: murmur3_column(c, inline_seed or "")
+    key = inline_seed.encode("utf-8") if inline_seed else secret
+    if not key:
+        raise ValueError("HMAC_SHA256 masking needs a secret seed")
+    return lambda c: hmac_column(c, key)
 
 
 def new_secret_file(path: str | Path) -> bool:

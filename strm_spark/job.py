@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -21,7 +21,7 @@ from . import consent as consent_rules
 from . import transformations as tf
 from .config import DerivedConfig, JobConfig, OutputConfig
 from .errors import DataError, StrmSparkError
-from .hashing import hmac_column, murmur3_column
+from .hashing import hmac_column, masker_for
 from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
 from .keystore import KeyStore
 from .tables import create_delta_table, write_strm_csv, write_table
@@ -285,7 +285,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
             summary.notes.append(f"{config.keys_export.path} holds cleartext keysets: protect or delete it")
 
         for d in config.derived:
-            masks = {name: _masker(d, mask_seed) for name in d.masked_fields}
+            masks = {name: masker_for(d.hash_type, d.inline_seed, mask_seed) for name in d.masked_fields}
             if d.masked_fields and d.hash_type == "MURMUR3":
                 summary.notes.append(f"derived {d.name}: MurmurHash3 masking is not a cryptographic hash"
                                      + ("; the seed is empty, so masked values can be reversed by brute force"
@@ -317,16 +317,6 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
     summary.outputs["run summary"] = summary_path
     _write_text(spark, summary_path, summary.to_json())
     return summary
-
-
-def _masker(derived: DerivedConfig, secret: bytes | None) -> Callable[[Column], Column]:
-    """The masking hash of a derived output: HMAC-SHA256 with the job's secret seed (native), or
-    STRM's MurmurHash3 / HMAC with the seed written in a STRM config."""
-    if derived.hash_type == "MURMUR3":
-        return lambda c: murmur3_column(c, derived.inline_seed or "")
-    key = derived.inline_seed.encode("utf-8") if derived.inline_seed else secret
-    assert key, "config validation guarantees a seed for masked fields"
-    return lambda c: hmac_column(c, key)
 
 
 def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobConfig) -> int:

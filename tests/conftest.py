@@ -28,3 +28,32 @@ def spark():
     session = get_spark("strm-spark-tests", master="local[2]", shuffle_partitions=2)
     yield session
     session.stop()
+
+
+DEMO_ROWS = 3000
+
+
+@pytest.fixture(scope="session")
+def demo(spark, tmp_path_factory):
+    """The shipped demo job (conf/) on 3,000 generated rows, run once for the session.
+
+    Returns (config, summary, generate result, input rows by event id, masking seed, keys)."""
+    import csv
+    import shutil
+
+    from helpers import Secret, key_ring
+    from strm_spark.config import load_job_config
+    from strm_spark.generate import generate
+    from strm_spark.hashing import new_secret_file
+    from strm_spark.job import run_job
+
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copytree(REPO / "conf", root / "conf")
+    gen = generate(str(root / "out/demo/input/clickstream.csv"), rows=DEMO_ROWS, seed=7, invalid_fraction=0.01)
+    new_secret_file(root / "out/demo/secrets/mask-seed")
+    config = load_job_config(root / "conf" / "demo.yaml")
+    summary = run_job(spark, config)
+    with open(gen.path, newline="", encoding="utf-8") as fh:
+        rows = {r["event_id"]: r for r in csv.DictReader(fh) if r.get(None) is None}
+    seed = Secret((root / "out/demo/secrets/mask-seed").read_bytes().strip())
+    return config, summary, gen, rows, seed, key_ring(spark, config.key_store)

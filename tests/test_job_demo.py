@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 from pathlib import Path
 
-import pytest
-
-from helpers import Secret, key_ring
+from conftest import DEMO_ROWS as ROWS
 from strm_spark import crypto
-from strm_spark.config import load_job_config
-from strm_spark.generate import generate
-from strm_spark.hashing import hmac_sha256_hex, new_secret_file
-from strm_spark.job import run_job
+from strm_spark.hashing import hmac_sha256_hex
 
-REPO = Path(__file__).resolve().parents[1]
-ROWS = 3000
 MAPPING = {"all": [0, 1, 2, 3], "analytics": [0, 1], "marketing": [0, 2], "none": []}
 PII = ("customer_id", "ip_address", "email", "phone")
 
@@ -32,21 +23,6 @@ def _consent(value: str) -> list[int]:
     if text.isdigit():
         return [int(text)]
     return [0]
-
-
-@pytest.fixture(scope="module")
-def demo(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    shutil.copytree(REPO / "conf", root / "conf")
-    gen = generate(str(root / "out/demo/input/clickstream.csv"), rows=ROWS, seed=7, invalid_fraction=0.01)
-    new_secret_file(root / "out/demo/secrets/mask-seed")
-    config = load_job_config(root / "conf" / "demo.yaml")
-    summary = run_job(spark, config)
-    with open(gen.path, newline="", encoding="utf-8") as fh:
-        rows = {r["event_id"]: r for r in csv.DictReader(fh) if r.get(None) is None}
-    seed = Secret((root / "out/demo/secrets/mask-seed").read_bytes().strip())
-    keys = key_ring(spark, config.key_store)
-    return config, summary, gen, rows, seed, keys
 
 
 def _table(spark, path):

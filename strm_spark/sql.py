@@ -1,0 +1,211 @@
+"""Decrypt on the fly: Spark SQL functions and decrypting views over the encrypted table.
+
+Decrypted copies are toxic waste; a view applies a derived output's consent and purpose
+rules at query time, so the plaintext is never written. Functions are vectorised (Arrow)
+and build one Tink primitive per keyset per worker (bounded cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from . import consent as consent_rules
+from . import crypto
+from .config import JobConfig
+from .contract import Contract, split_path
+from .hashing import hmac_sha256_hex, masker_for, strm_murmur3_hex
+
+
+def _is_null(value: object) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _as_bytes(keyset: object) -> bytes:
+    return keyset.encode("utf-8") if isinstance(keyset, str) else bytes(keyset)
+
+
+def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) -> pd.Series:
+    out = []
+    for ct, ks in zip(ciphertexts, keysets):
+        if _is_null(ct):
+            out.append(None)
+            continue
+        if _is_null(ks):
+            if strict:
+                raise ValueError("strm_decrypt_strict: no keyset for a ciphertext (unknown or forgotten key link)")
+            out.append(None)
+            continue
+        try:
+            out.append(crypto.decrypt_text(crypto.primitive(_as_bytes(ks)), ct))
+        except ValueError:
+            if strict:
+                raise ValueError("strm_decrypt_strict: wrong key or tampered ciphertext") from None
+            out.append(None)
+    return pd.Series(out, dtype=object)
+
+
+def decrypt_column(ciphertext: Column, keyset: Column, strict: bool = False) -> Column:
+    """Plaintext of a base64 Tink ciphertext under a Tink JSON keyset (BINARY or STRING).
+    Null in, null out; a wrong key, tampered ciphertext or missing keyset gives null, or an
+    error without details when `strict`."""
+    fn = F.pandas_udf(lambda c, k: _decrypt_series(c, k, strict), "string")
+    return fn(ciphertext.cast("string"), keyset)
+
+
+def decrypt_array_column(ciphertexts: Column, keyset: Column, strict: bool = False) -> Column:
+    """`decrypt_column` for repeated PII fields: each element decrypted."""
+
+    def _decrypt(cells: pd.Series, keysets: pd.Series) -> pd.Series:
+        out = []
+        for cell, ks in zip(cells, keysets):
+            if cell is None:
+                out.append(None)
+                continue
+            items = list(cell)
+            out.append(list(_decrypt_series(pd.Series(items, dtype=object), pd.Series([ks] * len(items), dtype=object), strict)))
+        return pd.Series(out, dtype=object)
+
+    return F.pandas_udf(_decrypt, T.ArrayType(T.StringType()))(ciphertexts, keyset)
+
+
+def mask_column(value: Column, hash_type: str = "HMAC_SHA256", seed: bytes | str = b"") -> Column:
+    """The masking hashes of derived outputs: HMAC-SHA256 (hex) keyed with `seed`, or STRM's
+    MurmurHash3 of `seed + value`."""
+    hash_type = hash_type.upper()
+    if hash_type == "MURMUR3":
+        text_seed = seed.decode("utf-8") if isinstance(seed, bytes) else seed
+        fn: Callable[[str], str] = lambda v: strm_murmur3_hex(text_seed, v)  # noqa: E731
+    elif hash_type == "HMAC_SHA256":
+        key = seed.encode("utf-8") if isinstance(seed, str) else seed
+        if not key:
+            raise ValueError("HMAC_SHA256 masking needs a non-empty secret seed")
+        fn = lambda v: hmac_sha256_hex(key, v)  # noqa: E731
+    else:
+        raise ValueError(f"unknown hash type {hash_type!r}; expected HMAC_SHA256 or MURMUR3")
+
+    def _mask(values: pd.Series) -> pd.Series:
+        return pd.Series([None if _is_null(v) else fn(v) for v in values], dtype=object)
+
+    return F.pandas_udf(_mask, "string")(value.cast("string"))
+
+
+def _consent_allows(levels: pd.Series, kind: pd.Series, wanted: pd.Series) -> pd.Series:
+    out = []
+    for have, k, want in zip(levels, kind, wanted):
+        if have is None or _is_null(k) or want is None:
+            out.append(False)
+            continue
+        want_list = [int(w) for w in (want if not isinstance(want, (int, float)) else [want])]
+        out.append(bool(want_list) and consent_rules.allows([int(h) for h in have], str(k).upper(), want_list))
+    return pd.Series(out, dtype=bool)
+
+
+def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
+    """Register strm-spark's SQL functions on `spark`; returns their names.
+
+    - strm_decrypt(ciphertext, keyset) -> plaintext, null when it cannot be decrypted
+    - strm_decrypt_strict(ciphertext, keyset) -> plaintext, or an error (never the key)
+    - strm_mask(value) -> HMAC-SHA256 with the secret `mask_seed` (only when given)
+    - strm_mask_murmur3(value, seed) -> STRM's MurmurHash3 masking
+    - strm_consent_allows(consentLevels, 'CUMULATIVE' | 'GRANULAR', level or array of levels)
+    """
+    names = []
+
+    @F.pandas_udf("string")
+    def strm_decrypt(ct: pd.Series, ks: pd.Series) -> pd.Series:
+        return _decrypt_series(ct, ks, strict=False)
+
+    @F.pandas_udf("string")
+    def strm_decrypt_strict(ct: pd.Series, ks: pd.Series) -> pd.Series:
+        return _decrypt_series(ct, ks, strict=True)
+
+    @F.pandas_udf("string")
+    def strm_mask_murmur3(values: pd.Series, seeds: pd.Series) -> pd.Series:
+        return pd.Series([None if _is_null(v) else strm_murmur3_hex("" if _is_null(s) else s, v)
+                          for v, s in zip(values, seeds)], dtype=object)
+
+    @F.pandas_udf("boolean")
+    def strm_consent_allows(levels: pd.Series, kind: pd.Series, wanted: pd.Series) -> pd.Series:
+        return _consent_allows(levels, kind, wanted)
+
+    for name, fn in (("strm_decrypt", strm_decrypt), ("strm_decrypt_strict", strm_decrypt_strict),
+                     ("strm_mask_murmur3", strm_mask_murmur3), ("strm_consent_allows", strm_consent_allows)):
+        spark.udf.register(name, fn)
+        names.append(name)
+    if mask_seed:
+        seed = bytes(mask_seed)
+
+        @F.pandas_udf("string")
+        def strm_mask(values: pd.Series) -> pd.Series:
+            return pd.Series([None if _is_null(v) else hmac_sha256_hex(seed, v) for v in values], dtype=object)
+
+        spark.udf.register("strm_mask", strm_mask)
+        names.append("strm_mask")
+    return names
+
+
+def decrypting_view(
+    encrypted: DataFrame,
+    keys: DataFrame,
+    contract: Contract,
+    consent_type: str,
+    levels: Sequence[int],
+    masked_fields: Sequence[str] = (),
+    masker: Callable[[Column], Column] | None = None,
+) -> DataFrame:
+    """The content of a derived output computed at query time from the encrypted table and
+    the key store: rows whose consent passes, allowed PII decrypted, masked fields hashed."""
+    allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
+    ks = keys.select(F.col("keyLink").alias("__vk_link"), F.col("keyset").alias("__vk_keyset"))
+    rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
+            .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "left"))
+    leaves: dict[str, Column] = {}
+    for path in contract.pii_names:
+        if path in allowed:
+            value = _field(path)
+            node = contract.node(path)
+            leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(value, F.col("__vk_keyset"))
+    for path in masked_fields:
+        if masker is None:
+            raise ValueError("masked fields need a masker")
+        leaves[path] = masker(leaves.get(path, _field(path)))
+    cols = []
+    for name in contract.field_names:
+        if name in leaves:
+            cols.append(leaves[name].alias(name))
+            continue
+        value = F.col(f"`{name}`")
+        for path, leaf in leaves.items():
+            parts = split_path(path)
+            if len(parts) > 1 and parts[0] == name:
+                value = value.withField(".".join(parts[1:]), leaf)
+        cols.append(value.alias(name))
+    return rows.select(*cols, "strmMeta", "strmDay")
+
+
+def _field(path: str) -> Column:
+    return F.col(".".join(f"`{p}`" for p in split_path(path)))
+
+
+def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "") -> list[str]:
+    """A temporary view per derived output of a job (named after the output), decrypting at
+    query time, plus `<prefix>encrypted`. Registers the SQL functions too."""
+    secret = config.masking_seed.resolve() if config.masking_seed else None
+    register(spark, mask_seed=secret)
+    encrypted = spark.read.format("delta").load(config.encrypted.path)
+    keys = spark.read.format("delta").load(f"{config.key_store}/keys")
+    encrypted.createOrReplaceTempView(f"{prefix}encrypted")
+    names = [f"{prefix}encrypted"]
+    for d in config.derived:
+        masker = masker_for(d.hash_type, d.inline_seed, secret) if d.masked_fields else None
+        view = decrypting_view(encrypted, keys, config.contract, d.consent_type, d.consent_levels,
+                               d.masked_fields, masker)
+        name = prefix + d.name.replace("-", "_")
+        view.createOrReplaceTempView(name)
+        names.append(name)
+    return names
