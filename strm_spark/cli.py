@@ -38,6 +38,23 @@ def _run_strm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sql(args: argparse.Namespace) -> int:
+    from .config import load_job_config
+
+    config = load_job_config(args.config)
+    from .session import get_spark
+    from .sql import register_job_views
+
+    spark = get_spark(f"strm-spark sql {config.name}", master=args.master)
+    names = register_job_views(spark, config)
+    print(f"views: {', '.join(names)} (derived outputs decrypt at query time); functions: strm_decrypt, "
+          "strm_decrypt_strict, strm_mask, strm_mask_murmur3, strm_consent_allows")
+    query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
+    if query:
+        spark.sql(query).show(args.limit, truncate=False)
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from .config import load_job_config
 
@@ -84,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     strm.add_argument("--keys-store", help="key store location (default: beside keys.csv, in strm-spark/keystore)")
     strm.add_argument("--master", help="Spark master for a new local session (default local[*])")
     strm.set_defaults(func=_run_strm)
+
+    sql = sub.add_parser("sql", help="query a job's tables with decrypting views and strm_* SQL functions")
+    sql.add_argument("config", help="job config file")
+    sql.add_argument("--query", "-q", help="SQL to run (e.g. SELECT * FROM analytics LIMIT 5)")
+    sql.add_argument("--file", "-f", help="a file with the SQL to run")
+    sql.add_argument("--limit", type=int, default=20, help="rows to print")
+    sql.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    sql.set_defaults(func=_sql)
 
     val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")
     val.add_argument("config")
