@@ -13,7 +13,7 @@ DEMO_ROWS   ?= 100000
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup venv jars run run-uci test clean
+.PHONY: setup venv jars run run-uci test bench clean
 
 setup: venv jars
 
@@ -48,6 +48,9 @@ run-uci: setup out/demo/secrets/mask-seed
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf out

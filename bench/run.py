@@ -1,0 +1,221 @@
+"""`make bench`: the privacy job against the physical floor, on UCI-shaped inputs.
+
+For each size, alternating runs in one Spark session: (a) the floor, Spark reading the CSV and
+writing it to Delta; (b) the job (encrypted + keys + data subjects); (c) the job with one
+CUMULATIVE derived output. Medians and spread over the repeats, ratios b/a and c/a. Then the
+end-to-end time of `strm-spark run` in a fresh process (JVM start included), the encryption
+stage alone, the key store size per million keys and on-the-fly decryption against a
+plaintext query. Results: out/bench/results.json and out/bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from tile import tile_uci  # noqa: E402
+
+UCI = REPO.parent / "shared" / "data" / "strm-blogpost" / "uci_online_retail.csv"
+OUT = REPO / "out" / "bench"
+
+
+def _inputs(sizes: list[int]) -> dict[int, Path]:
+    paths = {}
+    for rows in sizes:
+        path = OUT / "input" / f"uci_{rows}.csv"
+        if UCI.is_file():
+            tile_uci(UCI, path, rows)
+        elif not path.exists():
+            # Without ../shared, fall back to the project's generator (a different shape).
+            print(f"note: {UCI} is absent; using the generated clickstream for {rows:,} rows")
+            from strm_spark.generate import generate
+
+            generate(str(path), rows=rows)
+        paths[rows] = path
+    return paths
+
+
+def _config(src: Path, out: Path, derived: bool):
+    from strm_spark.config import load_job_config
+
+    cfg = load_job_config(REPO / "conf" / "online_retail.yaml")
+    from dataclasses import replace
+
+    from strm_spark.config import OutputConfig
+
+    cfg = replace(
+        cfg,
+        source=replace(cfg.source, path=str(src)),
+        key_store=str(out / "keystore"),
+        encrypted=OutputConfig(str(out / "encrypted")),
+        data_subjects=OutputConfig(str(out / "subjects")),
+        rejected=OutputConfig(str(out / "rejected")),
+        summary_dir=str(out / "_runs"),
+        derived=tuple(replace(d, path=str(out / "derived")) for d in cfg.derived) if derived else (),
+    )
+    return cfg
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _floor(spark, src: Path, out: Path) -> None:
+    df = spark.read.option("header", "true").option("escape", '"').csv(str(src))
+    df.write.format("delta").mode("overwrite").save(str(out))
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="541909,2709545")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--decrypt-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    OUT.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(sizes + [args.decrypt_rows])
+
+    from strm_spark.job import run_job
+    from strm_spark.session import get_spark
+
+    spark = get_spark("strm-spark bench", master="local[2]", shuffle_partitions=4)
+    results = []
+    work = OUT / "work"
+    for rows in sizes:
+        src = inputs[rows]
+        times: dict[str, list[float]] = {"floor": [], "job": [], "job_derived": []}
+        _floor(spark, src, work / "warmup")  # JIT and caches warm for every variant alike
+        for i in range(args.repeats):
+            for kind in ("floor", "job", "job_derived"):
+                target = work / f"{kind}-{i}"
+                shutil.rmtree(target, ignore_errors=True)
+                if kind == "floor":
+                    t = _timed(lambda: _floor(spark, src, target))
+                else:
+                    cfg = _config(src, target, derived=(kind == "job_derived"))
+                    t = _timed(lambda: run_job(spark, cfg))
+                times[kind].append(t)
+                print(f"{rows:>10,} rows  {kind:<12} run {i + 1}: {t:6.2f} s ({rows / t:,.0f} rows/s)", flush=True)
+        keys_dir = work / f"job-{args.repeats - 1}" / "keystore" / "keys"
+        key_count = spark.read.format("delta").load(str(keys_dir)).count()
+        key_bytes = sum(p.stat().st_size for p in keys_dir.rglob("*.parquet"))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results.append({
+            "rows": rows,
+            "floor_s": round(med["floor"], 2),
+            "job_s": round(med["job"], 2),
+            "job_derived_s": round(med["job_derived"], 2),
+            "ratio_job": round(med["job"] / med["floor"], 2),
+            "ratio_derived": round(med["job_derived"] / med["floor"], 2),
+            "spread_s": {k: _stats(v) for k, v in times.items()},
+            "rows_per_s": {k: round(rows / v) for k, v in med.items()},
+            "keys": key_count,
+            "key_store_mb_per_million_keys": round(key_bytes / key_count * 1e6 / 2**20, 1) if key_count else None,
+        })
+        for i in range(args.repeats):
+            for kind in times:
+                shutil.rmtree(work / f"{kind}-{i}", ignore_errors=True)
+
+    extra = {"decryption": _decryption(spark, inputs[args.decrypt_rows], work / "decrypt")}
+    spark.stop()
+    extra["end_to_end"] = _end_to_end(inputs[sizes[0]], work / "e2e")
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        extra["scaling"] = {"rows_ratio": round(last["rows"] / first["rows"], 2),
+                            "job_time_ratio": round(last["job_s"] / first["job_s"], 2)}
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (OUT / "extra.json").write_text(json.dumps(extra, indent=2) + "\n")
+    md = _markdown(results, extra)
+    (OUT / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
+    """On-the-fly decryption of one PII column through the view vs. the same query on a
+    plaintext copy, in one run."""
+    from strm_spark.job import run_job
+    from strm_spark.sql import register_job_views
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = _config(src, out, derived=True)
+    run_job(spark, cfg)
+    register_job_views(spark, cfg, prefix="b_")
+    spark.read.format("delta").load(cfg.derived[0].path).createOrReplaceTempView("b_plain")
+    query = "SELECT count(DISTINCT CustomerID), count(*) FROM {}"
+    timings: dict[str, list[float]] = {"view": [], "plain": []}
+    for _ in range(3):
+        for kind, table in (("plain", "b_plain"), ("view", "b_decrypted_0")):
+            timings[kind].append(_timed(lambda: spark.sql(query.format(table)).collect()))
+    view, plain = statistics.median(timings["view"]), statistics.median(timings["plain"])
+    shutil.rmtree(out, ignore_errors=True)
+    with open(src, encoding="utf-8") as fh:
+        rows = sum(1 for _ in fh) - 1
+    return {"rows": rows, "view_s": round(view, 2),
+            "plain_s": round(plain, 2), "ratio": round(view / plain, 2)}
+
+
+def _end_to_end(src: Path, out: Path) -> dict[str, float]:
+    """`strm-spark run` in a fresh process: JVM start included; peak RSS of the largest child."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    cfg = {
+        "name": "bench", "contract": str(REPO / "conf" / "online_retail_contract.yaml"),
+        "event_contract_ref": "strmprivacy/online-retail/1.0.0",
+        "source": {"path": str(src), "format": "csv"}, "consent": {"default_levels": [2]},
+        "timestamp": {"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss", "default_time_zone": "Europe/Amsterdam"},
+        "keys": {"group_id": "bench", "store": str(out / "keystore")},
+        "outputs": {"encrypted": str(out / "encrypted"), "data_subjects": str(out / "subjects"),
+                    "rejected": str(out / "rejected")},
+    }
+    (out / "job.json").write_text(json.dumps(cfg))
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "strm_spark.cli", "run", str(out / "job.json")], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    shutil.rmtree(out, ignore_errors=True)
+    return {"wall_s": round(wall, 2), "peak_rss_largest_process_mb": round(peak_mb)}
+
+
+def _markdown(results: list[dict], extra: dict) -> str:
+    lines = ["| rows | floor s | job s | job+derived s | job / floor | derived / floor | job rows/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r['job_s']} | {r['job_derived_s']} | "
+                     f"{r['ratio_job']} | {r['ratio_derived']} | {r['rows_per_s']['job']:,} |")
+    lines.append("")
+    e2e = extra["end_to_end"]
+    lines.append(f"End to end (`strm-spark run`, new JVM, {results[0]['rows']:,} rows): {e2e['wall_s']} s; "
+                 f"peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB.")
+    d = extra["decryption"]
+    lines.append(f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
+                 f"(ratio {d['ratio']}).")
+    for r in results:
+        lines.append(f"Key store: {r['key_store_mb_per_million_keys']} MB per million keys ({r['keys']:,} keys).")
+    if "scaling" in extra:
+        s = extra["scaling"]
+        lines.append(f"Scaling: {s['rows_ratio']}x rows took {s['job_time_ratio']}x the job time.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
