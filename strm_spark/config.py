@@ -140,6 +140,35 @@ class JobConfig:
         return replace(self, source=replace(self.source, path=resolve_location(path, Path.cwd())))
 
 
+def checked_pattern(node: Node) -> str:
+    """A Java DateTimeFormatter pattern Spark can parse with."""
+    try:
+        check_pattern(node.string())
+    except PatternError as exc:
+        raise node.error(f"not a usable Java DateTimeFormatter pattern: {exc}") from None
+    return node.value
+
+
+def checked_zone(node: Node) -> str:
+    """An IANA time zone id."""
+    zone = node.string()
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise node.error(f"unknown time zone {zone!r}; expected an IANA zone id like Europe/Amsterdam") from None
+    return zone
+
+
+def checked_levels(node: Node, consent_type: str) -> tuple[int, ...]:
+    """A derived output's levels: exactly one for CUMULATIVE, at least one for GRANULAR."""
+    levels = node.levels()
+    if consent_type == "CUMULATIVE" and len(levels) != 1:
+        raise node.error("a CUMULATIVE output takes exactly one level, e.g. [2]")
+    if consent_type == "GRANULAR" and not levels:
+        raise node.error("a GRANULAR output takes at least one level")
+    return levels
+
+
 def check_locations(source: str, outputs: list[tuple[str, str]], key_store: tuple[str, str],
                     source_path: str) -> None:
     """Each output owns its location, and the key store lives apart from data and source.
@@ -241,18 +270,8 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
     tnode = root.child("timestamp")
     tnode.mapping({"field", "pattern", "default_time_zone"})
     ts_field = field_ref(tnode.child("field"), "timestamp field", string_only=True)
-    pnode = tnode.child("pattern")
-    try:
-        check_pattern(pnode.string())
-    except PatternError as exc:
-        raise pnode.error(f"not a usable Java DateTimeFormatter pattern: {exc}") from None
-    znode = tnode.child("default_time_zone", "UTC")
-    zone = znode.string()
-    try:
-        zoneinfo.ZoneInfo(zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise znode.error(f"unknown time zone {zone!r}; expected an IANA zone id like Europe/Amsterdam") from None
-    timestamp = TimestampConfig(ts_field, pnode.value, zone)
+    timestamp = TimestampConfig(ts_field, checked_pattern(tnode.child("pattern")),
+                                checked_zone(tnode.child("default_time_zone", "UTC")))
 
     # Keys.
     knode = root.child("keys")
@@ -289,12 +308,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
             raise dnode.child("name").error(f"duplicate derived output name {dname!r}")
         names.add(dname)
         ctype = dnode.child("consent_type").choice(CONSENT_TYPES)
-        levels_node = dnode.child("consent_levels")
-        levels = levels_node.levels()
-        if ctype == "CUMULATIVE" and len(levels) != 1:
-            raise levels_node.error("a CUMULATIVE output takes exactly one level, e.g. [2]")
-        if ctype == "GRANULAR" and not levels:
-            raise levels_node.error("a GRANULAR output takes at least one level")
+        levels = checked_levels(dnode.child("consent_levels"), ctype)
         masked = tuple(field_ref(m, "masked field") for m in dnode.child("masked_fields", []).items())
         if masked and seed is None:
             raise dnode.child("masked_fields").error(

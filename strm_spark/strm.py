@@ -8,7 +8,6 @@ STRM's layout. Keys, data subjects and rejected rows are kept in Delta tables as
 from __future__ import annotations
 
 import re
-import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,14 @@ from .config import (
     SourceConfig,
     TimestampConfig,
     check_locations,
+    checked_levels,
+    checked_pattern,
+    checked_zone,
     is_uri,
     resolve_location,
 )
 from .contract import parse_contract, read_document
 from .errors import ConfigError
-from .timestamps import PatternError, check_pattern
 
 # Enum numbers of STRM's protobuf definitions (entities_v1.proto).
 _CONSENT_TYPES = {1: "CUMULATIVE", 2: "GRANULAR"}
@@ -167,23 +168,14 @@ def load_strm_job(
     tsc = enc.child("timestamp_config")
     tsc.mapping({"field", "format", "default_time_zone"})
     ts_field = field(tsc.child("field"), "timestamp field", string_only=True)
-    fmt = tsc.child("format")
-    try:
-        check_pattern(fmt.string())
-    except PatternError as exc:
-        raise fmt.error(f"not a usable Java DateTimeFormatter pattern: {exc}") from None
     zone = "UTC"
     if tsc.has("default_time_zone"):
         znode = tsc.child("default_time_zone")
-        if isinstance(znode.value, Mapping):
+        if isinstance(znode.value, Mapping):  # google.type.TimeZone {id, version}
             znode.mapping({"id", "version"})
             znode = znode.child("id")
-        zone = znode.string()
-        try:
-            zoneinfo.ZoneInfo(zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise znode.error(f"unknown time zone {zone!r}; expected an IANA zone id like Europe/Amsterdam") from None
-    timestamp = TimestampConfig(ts_field, fmt.value, zone)
+        zone = checked_zone(znode)
+    timestamp = TimestampConfig(ts_field, checked_pattern(tsc.child("format")), zone)
 
     ref_node = root.child("event_contract_ref")
     ref_node.mapping({"handle", "name", "version"})
@@ -204,12 +196,7 @@ def load_strm_job(
         dnode.mapping({"target", "consent_levels", "consent_level_type", "masked_fields"})
         path, charset = cfg.location(dnode.child("target"))
         ctype = _consent_type(dnode.child("consent_level_type"))
-        levels_node = dnode.child("consent_levels", [])
-        levels = levels_node.levels()
-        if ctype == "CUMULATIVE" and len(levels) != 1:
-            raise levels_node.error("a CUMULATIVE derived output takes exactly one level, e.g. [2]")
-        if ctype == "GRANULAR" and not levels:
-            raise levels_node.error("a GRANULAR derived output takes at least one level")
+        levels = checked_levels(dnode.child("consent_levels", []), ctype)
         masked: tuple[str, ...] = ()
         hash_type, seed = "MURMUR3", ""
         if dnode.has("masked_fields"):
