@@ -1,117 +1,832 @@
-"""Event timestamps: Java DateTimeFormatter patterns parsed natively in Spark.
+"""Event timestamps: Java DateTimeFormatter patterns parsed in Spark, without Python UDFs.
 
-The pattern language is Java's. Spark parses with java.time too, but only supports a subset
-of the letters; patterns are checked on the driver so that a bad pattern is a config error,
-not a job that rejects every row.
+STRM configured event times with a `java.time.format.DateTimeFormatter` pattern plus a default
+time zone. Patterns are checked on the driver (a bad pattern is a config error, not a job that
+rejects every row) and compiled once into Spark SQL expressions:
+
+* native: every letter means the same to Spark, so the text is parsed by `try_to_timestamp`
+  with the pattern itself (letters renamed where only the name differs: u->y, v->z, L->M),
+  guarded by an exact Java-structure regex where Spark is laxer than Java (case of text and
+  literals, width of fractions);
+* rewritten: the pattern becomes a regex (Java's parse rules: fixed widths, adjacent value
+  parsing, greedy optional sections, case-sensitive text); one `regexp_replace` splits the text
+  into its fields, fields Spark cannot parse are converted (nano-of-second to a 9-digit
+  fraction, milli/nano-of-day to a time, week dates and modified Julian days to a date), and
+  the fields are parsed by `try_to_timestamp` with a canonical Spark pattern. Fields that only
+  restate the date (day of week, quarter, week numbers) are checked against it.
+
+Both paths append the default zone as a `VV` field when the text has none, so results never
+depend on the Spark session time zone; an offset in the text wins over any zone. Text that does
+not parse gives null. docs/timestamps.md lists the letters and how each is handled.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyspark.sql import Column
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-# Letters Spark accepts when *parsing* (Spark datetime pattern reference).
-_SPARK_PARSE_LETTERS = set("GyMLdDahKkHmsSVzOXxZ")
-# Letters that Java knows but Spark cannot parse with (yet).
-_JAVA_ONLY_LETTERS = {
-    "u": "year (u)",
-    "Y": "week-based year (Y)",
-    "w": "week-of-week-based-year (w)",
-    "W": "week-of-month (W)",
-    "E": "day-of-week text (E)",
-    "e": "localized day-of-week (e)",
-    "c": "localized day-of-week (c)",
-    "F": "aligned week of month (F)",
-    "Q": "quarter (Q)",
-    "q": "quarter (q)",
-    "n": "nano-of-second (n)",
-    "N": "nano-of-day (N)",
-    "A": "milli-of-day (A)",
-    "p": "pad modifier (p)",
-    "B": "period of day (B)",
-    "g": "modified Julian day (g)",
-    "v": "generic time-zone name (v)",
+# ---------------------------------------------------------------------------------------------
+# Java's pattern letters and what this module does with them.
+
+_JAVA_LETTERS = set("GuyDMLdQqYwWEecFaBhKkHmsSAnNgVvzOXxZp")
+_ZONE_ID_LETTERS = set("Vzv")  # a region id or zone name
+_OFFSET_LETTERS = set("XxZO")  # an offset from UTC
+_ZONE_LETTERS = _ZONE_ID_LETTERS | _OFFSET_LETTERS
+_DOW_LETTERS = set("Eec")
+_NAMES = {
+    "G": "era", "u": "year", "y": "year of era", "D": "day of year", "M": "month",
+    "L": "month", "d": "day of month", "Q": "quarter", "q": "quarter",
+    "Y": "week-based year", "w": "week of week-based year", "W": "week of month",
+    "E": "day of week", "e": "localized day of week", "c": "localized day of week",
+    "F": "aligned day/week of month", "a": "am/pm", "B": "period of day",
+    "h": "clock hour of am/pm", "K": "hour of am/pm", "k": "clock hour of day",
+    "H": "hour of day", "m": "minute", "s": "second", "S": "fraction of second",
+    "A": "milli of day", "n": "nano of second", "N": "nano of day",
+    "g": "modified Julian day", "V": "zone id", "v": "generic zone name", "z": "zone name",
+    "O": "localized offset", "X": "offset (Z for zero)", "x": "offset", "Z": "offset",
 }
-_ZONE_LETTERS = set("VzOXxZ")
-_RESERVED = set("#{}")
-# Separator between the timestamp text and the default zone id appended to it.
-_ZONE_SEPARATOR = "\u0001"
+# Letter counts Java accepts, where it restricts them.
+_JAVA_COUNTS = {
+    "G": range(1, 6), "M": range(1, 6), "L": range(1, 6), "Q": range(1, 6), "q": range(1, 6),
+    "E": range(1, 6), "e": range(1, 6), "c": (1, 3, 4, 5), "a": (1,), "F": (1,),
+    "d": (1, 2), "h": (1, 2), "H": (1, 2), "k": (1, 2), "K": (1, 2), "m": (1, 2), "s": (1, 2),
+    "D": (1, 2, 3), "S": range(1, 10), "V": (2,), "v": (1, 4), "z": range(1, 5),
+    "Z": range(1, 6), "O": (1, 4), "X": range(1, 6), "x": range(1, 6), "W": (1,),
+    "w": (1, 2), "B": (1, 4, 5),
+}
+_UNSUPPORTED = {
+    "B": "day periods ('in the morning', 'at night') resolve hours by locale-specific CLDR rules "
+         "that Spark cannot reproduce",
+    "F": "its meaning differs between Java releases (aligned day-of-week-in-month in Java 17, "
+         "aligned week-of-month in newer releases), so what STRM computed is ambiguous",
+}
+_MAX_YEAR_LETTERS = 6  # Spark's limit: its timestamps end in year 294247
+
+# Texts of java.time's Locale.US (the locale Spark parses with), as value -> text.
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")  # ISO 1-7
+_QUARTERS = ("1st quarter", "2nd quarter", "3rd quarter", "4th quarter")
+
+# Week fields (Y, w, W, e, c) follow WeekFields of Locale.US: weeks start on Sunday and week 1
+# is the week containing 1 January. That is also the JVM default ('en') STRM's jobs ran with.
+_WEEK_START = 7  # ISO day of week of the first day of a week (Sunday)
+_WEEK_MIN_DAYS = 1  # minimal days of week 1 within the year / month
+_REDUCED_WEEK_YEAR_BASE = 2000  # 'YY': week-based year of 2000-01-01 (Java's base date)
+
+_DAYS_BEFORE_1970 = 719_162  # days from 0001-01-01 to 1970-01-01
+_MIN_EPOCH_DAY, _MAX_EPOCH_DAY = -719_162, 2_932_896  # 0001-01-01 .. 9999-12-31
+_MJD_EPOCH_DAY = 40_587  # modified Julian day of 1970-01-01
+
+# Control characters used as field separators in rewritten text; one absent from the pattern.
+_SEPARATORS = "\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u000e\u000f\u0010"
 
 
 class PatternError(ValueError):
-    """A Java pattern that is invalid or not supported; the message says which letter."""
+    """A Java pattern that is invalid or not supported; the message says which letter and why."""
 
 
 @dataclass(frozen=True)
 class PatternInfo:
     pattern: str
-    has_zone: bool
+    has_zone: bool  # the pattern has an offset or zone letter (possibly in an optional section)
+    native: bool = False  # parsed by Spark directly; otherwise via the regex rewrite
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizing and checking (Java's DateTimeFormatterBuilder.appendPattern rules).
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "literal", "field", "open" ('[') or "close" (']')
+    text: str = ""  # literal text
+    letter: str = ""
+    count: int = 0
+    pos: int = 0  # position of the letter in the pattern
+    pad: int = 0  # width of a 'p' pad modifier in front of the field, 0 if none
+    depth: int = 0  # nesting of optional sections
+
+
+def _is_letter(ch: str) -> bool:
+    return "A" <= ch <= "Z" or "a" <= ch <= "z"
+
+
+def _run_length(pattern: str, i: int) -> int:
+    j = i
+    while j < len(pattern) and pattern[j] == pattern[i]:
+        j += 1
+    return j - i
+
+
+def _check_letter(ch: str, count: int, pos: int) -> None:
+    where = f"pattern letter {ch!r} ({_NAMES.get(ch, '?')}) at position {pos}"
+    if ch not in _JAVA_LETTERS:
+        raise PatternError(f"unknown pattern letter {ch!r} at position {pos}")
+    if ch in _UNSUPPORTED:
+        raise PatternError(f"{where} is not supported: {_UNSUPPORTED[ch]}")
+    if ch == "V" and count != 2:
+        raise PatternError(f"zone id 'V' at position {pos} must be written 'VV'")
+    if ch in _JAVA_COUNTS and count not in _JAVA_COUNTS[ch]:
+        allowed = ", ".join(str(c) for c in _JAVA_COUNTS[ch])
+        raise PatternError(f"{where}: {count} letters are not valid in Java (allowed: {allowed})")
+    if ch in "yuY" and count > _MAX_YEAR_LETTERS:
+        raise PatternError(f"{where}: at most {_MAX_YEAR_LETTERS} letters are supported")
+    if ch in "nNAg" and count > 19:
+        raise PatternError(f"{where}: at most 19 letters are valid in Java")
+    if count == 5 and ch in "GMLQqEec":
+        raise PatternError(f"{where}: narrow text (5 letters) is not supported: it is ambiguous "
+                           "for parsing ('J' is January, June or July; 'T' Tuesday or Thursday)")
+
+
+def _tokenize(pattern: str) -> list[_Token]:
+    """Split a Java pattern into literals, fields and optional-section brackets."""
+    tokens: list[_Token] = []
+    depth = 0
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if _is_letter(ch):
+            run = _run_length(pattern, i)
+            pad = 0
+            if ch == "p":
+                pad, start = run, i
+                i += run
+                if i >= len(pattern) or not _is_letter(pattern[i]):
+                    raise PatternError(f"pad modifier 'p' at position {start} must be followed by "
+                                       "a pattern letter")
+                ch, run = pattern[i], _run_length(pattern, i)
+            _check_letter(ch, run, i)
+            tokens.append(_Token("field", letter=ch, count=run, pos=i, pad=pad, depth=depth))
+            i += run
+        elif ch == "'":
+            j = i + 1
+            while j < len(pattern):
+                if pattern[j] == "'":
+                    if j + 1 < len(pattern) and pattern[j + 1] == "'":
+                        j += 2
+                        continue
+                    break
+                j += 1
+            if j >= len(pattern):
+                raise PatternError(f"unterminated quoted literal starting at position {i}")
+            text = pattern[i + 1:j]
+            tokens.append(_Token("literal", text="'" if not text else text.replace("''", "'")))
+            i = j + 1
+        elif ch == "[":
+            depth += 1
+            tokens.append(_Token("open", pos=i, depth=depth))
+            i += 1
+        elif ch == "]":
+            if depth == 0:
+                raise PatternError(f"']' at position {i} closes no optional section")
+            tokens.append(_Token("close", pos=i, depth=depth))
+            depth -= 1
+            i += 1
+        elif ch in "#{}":
+            raise PatternError(f"{ch!r} at position {i} is reserved in Java patterns")
+        else:
+            tokens.append(_Token("literal", text=ch))
+            i += 1
+    tokens.extend(_Token("close", pos=len(pattern), depth=d) for d in range(depth, 0, -1))  # as Java
+    merged: list[_Token] = []
+    for tok in tokens:
+        if tok.kind == "literal" and merged and merged[-1].kind == "literal":
+            merged[-1] = _Token("literal", text=merged[-1].text + tok.text)
+        else:
+            merged.append(tok)
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiling to a regex that accepts what Java accepts, with one capture group per field.
+
+
+@dataclass(frozen=True)
+class _Num:
+    """A numeric field as Java parses it: min..max digits; chain = width when fixed in a chain."""
+
+    lo: int
+    hi: int
+    exceeds_pad: bool = False  # years of 4+ letters: more digits than letters need a '+' sign
+    chain: int | None = None
+
+
+def _number(letter: str, count: int) -> _Num | None:
+    """Java's parser for a numeric field (DateTimeFormatterBuilder.parseField), or None if text."""
+    if letter in "yuY":
+        if count == 2:
+            return _Num(2, 2, chain=2)
+        return _Num(count, count, exceeds_pad=True) if count >= 4 else _Num(count, 19)
+    if letter in "MLQq":
+        return None if count >= 3 else (_Num(1, 19) if count == 1 else _Num(2, 2, chain=2))
+    if letter in "dhHkKms":
+        return _Num(1, 19) if count == 1 else _Num(2, 2, chain=2)
+    if letter == "D":
+        return _Num(1, 19) if count == 1 else _Num(count, 3, chain=3 if count == 3 else None)
+    if letter == "S":
+        return _Num(count, count, chain=count)
+    if letter in "nNA":
+        return _Num(count, 19, chain=19 if count == 19 else None)
+    if letter == "g":
+        return _Num(count, 19)
+    if letter in "ec":  # localized day of week: a 1-2 digit parser, fixed width in chains
+        return None if count >= 3 else _Num(count, 2, chain=count)
+    if letter == "w":
+        return _Num(count, 2, chain=2 if count == 2 else None)
+    if letter == "W":
+        return _Num(1, 2, chain=1)
+    return None
+
+
+def _texts(letter: str, count: int) -> tuple[tuple[str, int], ...]:
+    """(text, value) pairs a Java text field accepts in Locale.US."""
+    if letter in "ML":
+        names = _MONTHS if count == 4 else tuple(m[:3] for m in _MONTHS)
+        return tuple((n, i + 1) for i, n in enumerate(names))
+    if letter in "Eec":
+        names = _DAYS if count == 4 else tuple(d[:3] for d in _DAYS)
+        return tuple((n, i + 1) for i, n in enumerate(names))
+    if letter in "Qq":
+        names = _QUARTERS if count == 4 else ("Q1", "Q2", "Q3", "Q4")
+        return tuple((n, i + 1) for i, n in enumerate(names))
+    if letter == "a":
+        return (("AM", 0), ("PM", 1))
+    if letter == "G":
+        return (("Before Christ", 0), ("Anno Domini", 1)) if count == 4 else (("BC", 0), ("AD", 1))
+    raise AssertionError(letter)
+
+
+def _rx_escape(text: str) -> str:
+    return "".join(ch if ch.isascii() and ch.isalnum() else f"\\x{{{ord(ch):x}}}" for ch in text)
+
+
+def _rx_digits(lo: int, hi: int, possessive: bool = False) -> str:
+    if lo == hi:
+        return rf"\d{{{lo}}}"
+    return rf"\d{{{lo},{hi}}}" + ("+" if possessive else "")
+
+
+def _rx_zone(letter: str, count: int) -> str:
+    if letter == "V":  # region id, or an offset-style id (Z, +01:00, UTC+1, GMT+01:00)
+        return r"(?>[+-][0-9:]{1,8}+|[A-Za-z][A-Za-z0-9~/._+:-]*+)"
+    if letter in "zv":  # zone names may have spaces ("Central European Standard Time")
+        return r"(?:[+-][0-9:]{1,8}+|[A-Za-z]\S*(?: [^\s\d]\S*)*)"
+    if letter == "O" or (letter == "Z" and count == 4):
+        return r"GMT(?:[+-][0-9:]{1,8}+)?"
+    if letter == "X" or (letter == "Z" and count == 5):
+        return r"(?>Z|[+-][0-9:]{2,8}+)"
+    return r"[+-][0-9:]{2,8}+"  # x, Z..ZZZ
+
+
+def _rx_field(tok: _Token) -> str:
+    """Regex of one field on its own (not in an adjacent-value chain)."""
+    num = _number(tok.letter, tok.count)
+    if num is not None:
+        if num.exceeds_pad:
+            return _rx_digits(num.lo, num.lo) + r"(?!\d)"
+        return _rx_digits(num.lo, num.hi, possessive=True)
+    if tok.letter in _ZONE_LETTERS:
+        return _rx_zone(tok.letter, tok.count)
+    texts = sorted((t for t, _ in _texts(tok.letter, tok.count)), key=len, reverse=True)
+    return "(?>" + "|".join(_rx_escape(t) for t in texts) + ")"
+
+
+@dataclass(frozen=True)
+class _Field:
+    tok: _Token
+    group: int  # capture group in the compiled regex
+    optional: bool  # inside an optional section: may be absent (empty group)
+
+
+def _chain_rx(chain: list[tuple[_Token, _Num, int]], greedy: bool) -> str:
+    """Regex of adjacent numeric fields, as Java's adjacent value parsing reads them.
+
+    The first field may be variable width; the fixed-width fields after it reserve their digits.
+    When the chain is followed by another variable-width number, Java reads the first field
+    greedily instead (`greedy`).
+    """
+    (head_tok, head, _), rest = chain[0], chain[1:]
+    if head.exceeds_pad:  # unsigned: exactly as many digits as letters
+        out = "(" + _rx_digits(head.lo, head.lo) + ")"
+        return out + "".join(f"(\\d{{{n.chain}}})" for _, n, _ in rest) + r"(?!\d)"
+    if not rest:
+        return "(" + _rx_digits(head.lo, head.hi, possessive=True) + ")"
+    fixed_rest = "".join(f"(\\d{{{n.chain}}})" for _, n, _ in rest)
+    if greedy or head.lo == head.hi:
+        return "(" + _rx_digits(head.lo, head.hi, possessive=True) + ")" + fixed_rest
+    return "(" + _rx_digits(head.lo, head.hi) + ")" + fixed_rest + r"(?!\d)"
+
+
+def _compile(tokens: list[_Token], seps: str) -> tuple[str, tuple[_Field, ...]]:
+    """A regex (find = full match) with one group per field, in field order."""
+    parts: list[str] = []
+    fields: list[_Field] = []
+    chain: list[tuple[_Token, _Num, int]] = []
+
+    def close_chain(greedy: bool) -> None:
+        if chain:
+            parts.append(_chain_rx(chain, greedy))
+            chain.clear()
+
+    for tok in tokens:
+        if tok.kind != "field":
+            close_chain(greedy=False)
+            if tok.kind == "literal":
+                parts.append(_rx_escape(tok.text))
+            else:
+                parts.append("(?:" if tok.kind == "open" else ")?+")  # Java: greedy, no backtrack
+            continue
+        group = len(fields) + 1
+        fields.append(_Field(tok, group, tok.depth > 0))
+        num = _number(tok.letter, tok.count)
+        if tok.pad:  # the padded region, checked again when the field is read
+            close_chain(greedy=False)
+            parts.append(f"([^{_rx_escape(seps)}]{{{tok.pad}}})")
+        elif num is None:
+            close_chain(greedy=False)
+            parts.append("(" + _rx_field(tok) + ")")
+        elif chain and num.chain is not None:
+            chain.append((tok, num, group))
+        else:
+            close_chain(greedy=True)
+            chain.append((tok, num, group))
+    close_chain(greedy=False)
+    return "^" + "".join(parts) + r"\z", tuple(fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: native or rewritten parse, and which date the week/day-of-week fields need.
+
+
+@dataclass(frozen=True)
+class _Plan:
+    info: PatternInfo
+    regex: str
+    fields: tuple[_Field, ...]
+    sep: str  # separates fields in rewritten text (a control character absent from the pattern)
+    raw_sep: str  # separates the fields Spark reads as they are from those needing work
+    spark_pattern: str | None  # native path: the Spark pattern (without the default zone)
+    needs_check: bool  # native path: Spark is laxer than Java for this pattern
+    zone_required: bool  # a zone or offset field outside optional sections
+    date_source: str  # "standard", "mjd", "week-year", "week-month" or "none"
+
+
+def _date_source(tokens: list[_Token]) -> str:
+    """How a date is resolved (as java.time does), rejecting fields that can never resolve."""
+    has = {t.letter for t in tokens if t.kind == "field"}
+    year, month, dow = has & set("yu"), has & set("ML"), has & _DOW_LETTERS
+    full = bool(year and (month and "d" in has or "D" in has))
+    week_year = {"Y", "w"} <= has and bool(dow)
+    week_month = bool(year and month and "W" in has and dow)
+    source = ("standard" if full else "mjd" if "g" in has else "week-year" if week_year
+              else "week-month" if week_month else "none")
+    if source == "none":
+        quarter = ("can only be checked against a full date (year with month and day, or day of "
+                   "year); Java cannot resolve a date from a quarter")
+        needs = {
+            "Y": "needs 'w' and a day of week ('e', 'c' or 'E') to give a date, or a full date to "
+                 "be checked against (did you mean year 'y'?)",
+            "w": "needs 'Y' and a day of week ('e', 'c' or 'E') to give a date, or a full date to "
+                 "be checked against",
+            "W": "needs year, month and a day of week ('e', 'c' or 'E') to give a date, or a full "
+                 "date to be checked against",
+            "Q": quarter, "q": quarter,
+            "E": "can only be checked against a full date (year with month and day, or day of "
+                 "year), or give one with 'Y' and 'w'",
+        }
+        for tok in tokens:
+            if tok.kind == "field" and tok.letter in set(needs) | _DOW_LETTERS:
+                raise PatternError(f"{_NAMES[tok.letter]} {tok.letter!r} at position {tok.pos} "
+                                   + needs.get(tok.letter, needs["E"]))
+    return source
+
+
+def _spark_letters(tok: _Token) -> str:
+    """Spark letters for a field Spark parses as Java does (renamed where only the name differs)."""
+    if tok.letter == "u":
+        return "y" * tok.count
+    if tok.letter == "L":
+        return "M" * tok.count
+    if tok.letter == "v":
+        return "z" if tok.count == 1 else "zzzz"
+    if tok.letter == "G":
+        return "G" * min(tok.count, 4)
+    return tok.letter * tok.count
+
+
+_NATIVE_LETTERS = set("GyuMLdDahKkHmsSVvzOXxZ")
+
+
+def _native_pattern(tokens: list[_Token]) -> str | None:
+    """The Spark pattern when Spark parses this Java pattern identically, else None."""
+    fields = [t for t in tokens if t.kind == "field"]
+    if any(t.letter not in _NATIVE_LETTERS or t.pad for t in fields):
+        return None
+    zones = [t for t in fields if t.letter in _ZONE_LETTERS]
+    if any(t.depth for t in zones):  # needs the default zone when absent
+        return None
+    if {t.letter for t in zones} & _OFFSET_LETTERS and {t.letter for t in zones} & _ZONE_ID_LETTERS:
+        return None  # Spark would let the zone id win; Java lets the offset win
+    for i, tok in enumerate(tokens):
+        if tok.kind == "literal" and "'" in tok.text:
+            return None  # Spark mishandles quote literals at the end of a pattern
+        if tok.kind == "field" and tok.letter == "S":  # Spark's fraction breaks adjacent parsing
+            near = [tokens[j] for j in (i - 1, i + 1) if 0 <= j < len(tokens)]
+            if any(t.kind == "field" and _number(t.letter, t.count) for t in near):
+                return None
+    out = []
+    for tok in tokens:
+        if tok.kind == "literal":
+            out.append(f"'{tok.text}'")
+        elif tok.kind == "field":
+            out.append(_spark_letters(tok))
+        else:
+            out.append("[" if tok.kind == "open" else "]")
+    return "".join(out)
+
+
+def _needs_check(tokens: list[_Token]) -> bool:
+    """Spark matches text and literals case-insensitively and reads 1..n digits for 'S'."""
+    for tok in tokens:
+        if tok.kind == "literal" and any(ch.lower() != ch.upper() for ch in tok.text):
+            return True
+        if tok.kind == "field" and (tok.letter == "S" or tok.letter in _ZONE_LETTERS
+                                    or _number(tok.letter, tok.count) is None):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(pattern: str) -> _Plan:
+    if not pattern:
+        raise PatternError("the pattern is empty")
+    tokens = _tokenize(pattern)
+    fields = [t for t in tokens if t.kind == "field"]
+    if not fields:
+        raise PatternError("the pattern has no date or time letters")
+    has = {t.letter for t in fields}
+    for tok in fields:
+        if tok.letter == "A" and has & set("SnN"):
+            raise PatternError(f"milli of day 'A' at position {tok.pos} cannot be combined with "
+                               "'S', 'n' or 'N' (Java checks only their milliseconds against it)")
+    source = _date_source(tokens)
+    seps = [c for c in _SEPARATORS if c not in pattern]
+    if len(seps) < 2:
+        raise PatternError("the pattern uses the control characters reserved as separators")
+    regex, compiled = _compile(tokens, seps[0] + seps[1])
+    native = _native_pattern(tokens)
+    zones = [t for t in fields if t.letter in _ZONE_LETTERS]
+    return _Plan(
+        info=PatternInfo(pattern, has_zone=bool(zones), native=native is not None),
+        regex=regex, fields=compiled, sep=seps[0], raw_sep=seps[1],
+        spark_pattern=native,
+        needs_check=_needs_check(tokens), zone_required=any(t.depth == 0 for t in zones),
+        date_source=source,
+    )
 
 
 def check_pattern(pattern: str) -> PatternInfo:
-    """Validate a Java DateTimeFormatter pattern for parsing with Spark."""
-    if not pattern:
-        raise PatternError("the pattern is empty")
-    has_zone = False
-    has_letter = False
-    i = 0
-    depth = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "'":
-            end = pattern.find("'", i + 1)
-            while end != -1 and end + 1 < len(pattern) and pattern[end + 1] == "'":
-                end = pattern.find("'", end + 2)
-            if end == -1:
-                raise PatternError(f"unterminated quoted literal starting at position {i}")
-            i = end + 1
-            continue
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise PatternError(f"']' at position {i} closes no optional section")
-        elif ch in _RESERVED:
-            raise PatternError(f"{ch!r} at position {i} is reserved in Java patterns")
-        elif ch.isascii() and ch.isalpha():
-            run = len(pattern[i:]) - len(pattern[i:].lstrip(ch))
-            if ch in _JAVA_ONLY_LETTERS:
-                raise PatternError(
-                    f"pattern letter {ch!r} ({_JAVA_ONLY_LETTERS[ch]}) is not supported for parsing yet"
-                )
-            if ch not in _SPARK_PARSE_LETTERS:
-                raise PatternError(f"unknown pattern letter {ch!r} at position {i}")
-            if ch == "V" and run != 2:
-                raise PatternError("zone id 'V' must be written 'VV'")
-            if ch == "S" and run > 9:
-                raise PatternError("fraction of second 'S' takes at most 9 letters")
-            has_letter = True
-            has_zone = has_zone or ch in _ZONE_LETTERS
-            i += run
-            continue
-        i += 1
-    if depth != 0:
-        raise PatternError("an optional section '[' is not closed")
-    if not has_letter:
-        raise PatternError("the pattern has no date or time letters")
-    return PatternInfo(pattern, has_zone)
+    """Validate a Java DateTimeFormatter pattern; raises PatternError naming the letter and why."""
+    return _plan(pattern).info
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark expressions.
 
 
 def parse_event_time(value: Column, pattern: str, default_time_zone: str) -> Column:
     """Parse text to a TIMESTAMP; an offset or zone in the text wins over the default zone.
 
-    Without zone letters in the pattern, the default zone id is appended to the text and
-    parsed with `VV`, so the result does not depend on the Spark session time zone (and
-    DST gaps and overlaps resolve as java.time does). Unparseable text gives null.
+    Without a zone in the text, the default zone id is parsed as a `VV` field, so the result
+    does not depend on the Spark session time zone (DST gaps and overlaps resolve as in
+    java.time). Unparseable text gives null.
     """
-    info = check_pattern(pattern)
-    if info.has_zone:
-        return F.try_to_timestamp(value, F.lit(pattern))
-    text = F.concat(value, F.lit(_ZONE_SEPARATOR + default_time_zone))
-    return F.try_to_timestamp(text, F.lit(f"{pattern}'{_ZONE_SEPARATOR}'VV"))
+    plan = _plan(pattern)
+    session = SparkSession.getActiveSession()
+    policy = "spark.sql.legacy.timeParserPolicy"
+    if session is not None and session.conf.get(policy, "CORRECTED").upper() == "LEGACY":
+        raise ValueError(f"{policy}=LEGACY parses with java.text.SimpleDateFormat, which has "
+                         "other pattern letters; set it to CORRECTED (Spark's default)")
+    if plan.spark_pattern is not None:
+        return _parse_native(value, plan, default_time_zone)
+    return _parse_rewritten(value, plan, default_time_zone)
+
+
+def _parse_native(value: Column, plan: _Plan, zone: str) -> Column:
+    """Spark parses the pattern itself; a regex rejects what Java would reject but Spark not."""
+    assert plan.spark_pattern is not None
+    if plan.zone_required:
+        ts = F.try_to_timestamp(value, F.lit(plan.spark_pattern))
+    else:
+        text = F.concat(value, F.lit(plan.sep + zone))
+        ts = F.try_to_timestamp(text, F.lit(plan.spark_pattern + plan.sep + "VV"))
+    return F.when(value.rlike(plan.regex), ts) if plan.needs_check else ts
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A converted field of the canonical text: its text, Spark letters, and if it may be empty."""
+
+    text: Column
+    spark: str
+    optional: bool
+
+
+def _int(raw: Column) -> Column:
+    return raw.try_cast("long")
+
+
+def _lookup(raw: Column, pairs: tuple[tuple[str, int], ...]) -> Column:
+    expr = F.when(raw == pairs[0][0], F.lit(pairs[0][1]))
+    for text, val in pairs[1:]:
+        expr = expr.when(raw == text, F.lit(val))
+    return expr
+
+
+def _within(col: Column, lo: int, hi: int) -> Column:
+    """col when lo <= col <= hi, else null."""
+    return F.when(col.between(lo, hi), col)
+
+
+def _let(body: Callable[..., Column], **values: Column) -> Column:
+    """body(**values), each value evaluated once per row.
+
+    Column expressions are trees: a value used n times is copied n times, and the week
+    arithmetic nests such uses deeply enough to grow to hundreds of thousands of nodes (slow to
+    plan). Bound as lambda variables (of `transform` over a one-element array) the tree stays
+    small; Spark evaluates that part without code generation, which is fine for rare patterns.
+    """
+    bound = F.array(F.struct(*[v.alias(k) for k, v in values.items()]))
+    return F.get(F.transform(bound, lambda s: body(**{k: s[k] for k in values})), 0)
+
+
+def _iso_dow(epoch_day: Column) -> Column:
+    return F.pmod(epoch_day + 3, F.lit(7)) + 1  # 1970-01-01 was a Thursday (4)
+
+
+def _local_dow(iso_dow: Column) -> Column:
+    return F.pmod(iso_dow - _WEEK_START, F.lit(7)) + 1
+
+
+def _week_offset(day: Column, local_dow: Column) -> Column:
+    """java.time WeekFields' startOfWeekOffset: where week 1 starts relative to day 1."""
+    week_start = F.pmod(day - local_dow, F.lit(7))
+    return F.when(week_start + 1 > _WEEK_MIN_DAYS, 7 - week_start).otherwise(-week_start)
+
+
+def _week_number(offset: Column, day: Column) -> Column:
+    return F.floor((offset + day + 6) / F.lit(7))  # WeekFields' computeWeek
+
+
+def _year_length(year: Column) -> Column:
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    return F.when(leap, 366).otherwise(365)
+
+
+def _jan1(year: Column) -> Column:
+    """Epoch day of 1 January of `year` (1..9999), by arithmetic (no ANSI errors)."""
+    y = year - 1
+    return (y * 365 + F.floor(y / F.lit(4)) - F.floor(y / F.lit(100)) + F.floor(y / F.lit(400))
+            - _DAYS_BEFORE_1970)
+
+
+def _epoch_date(epoch_day: Column) -> Column:
+    """DATE of an epoch day in years 1..9999, else null."""
+    return F.date_from_unix_date(_within(epoch_day, _MIN_EPOCH_DAY, _MAX_EPOCH_DAY).cast("int"))
+
+
+def _agrees_with_date(epoch_day: Column, expected: list[tuple[str, Column, Column | None]]) -> Column:
+    """Whether each (field, value, absent) agrees with the date, as java.time cross-checks.
+
+    Fields: "E" ISO day of week, "Q" quarter, "Y" week-based year, "w" week of week-based
+    year, "W" week of month, "g" modified Julian day; `absent` (or None) marks an optional
+    field that is missing, which passes.
+    """
+    def fields(day: Column, year: Column, doy: Column, dom: Column, month: Column) -> Column:
+        offset = _week_offset(doy, _local_dow(_iso_dow(day)))
+        week = _week_number(offset, doy)
+        new_year_week = _week_number(offset, _year_length(year) + _WEEK_MIN_DAYS)
+        prev_len = _year_length(year - 1)  # a day in week 0 is in the previous year's last week
+        prev_week = _week_number(_week_offset(prev_len, _local_dow(_iso_dow(day - doy))), prev_len)
+        actual = {
+            "E": _iso_dow(day),
+            "Q": F.floor((month + 2) / F.lit(3)),
+            "Y": F.when(week == 0, year - 1).when(week >= new_year_week, year + 1).otherwise(year),
+            "w": (F.when(week == 0, prev_week).when(week >= new_year_week, week - new_year_week + 1)
+                  .otherwise(week)),
+            "W": _week_number(_week_offset(dom, _local_dow(_iso_dow(day))), dom),
+            "g": day + _MJD_EPOCH_DAY,
+        }
+        ok = F.lit(True)
+        for key, value, absent in expected:
+            agrees = F.coalesce(value == actual[key], F.lit(False))
+            ok = ok & (agrees if absent is None else absent | agrees)
+        return ok
+
+    def with_day(day: Column) -> Column:
+        date = _epoch_date(day)
+        return F.coalesce(_let(lambda **parts: fields(day, **parts), year=F.year(date),
+                               doy=F.dayofyear(date), dom=F.dayofmonth(date),
+                               month=F.month(date)), F.lit(False))
+
+    return _let(with_day, day=epoch_day)
+
+
+def _resolve_week_year(week_year: Column, week: Column, local_dow: Column) -> Column:
+    """Epoch day of (week-based year, week, day of week), as java.time's ofWeekBasedYear."""
+    def resolve(year: Column, week: Column, dow: Column, jan1: Column) -> Column:
+        offset = _week_offset(F.lit(1), _local_dow(_iso_dow(jan1)))
+        last_week = _week_number(offset, _year_length(year) + _WEEK_MIN_DAYS) - 1
+        w = F.when(week.between(1, 53), F.least(week, last_week))  # Java clamps to the last week
+        return jan1 - offset + (dow - 1) + (w - 1) * 7
+
+    return _let(lambda year, week, dow: _let(lambda jan1: resolve(year, week, dow, jan1),
+                                             jan1=_jan1(year)),
+                year=_within(week_year, 1, 9999), week=week, dow=local_dow)
+
+
+def _resolve_week_month(year: Column, month: Column, week: Column, local_dow: Column) -> Column:
+    """Epoch day of (year, month, week of month, day of week), as java.time's resolveWoM."""
+    def resolve(year: Column, month: Column, week: Column, dow: Column, first: Column) -> Column:
+        first_dow = _local_dow(_iso_dow(first))
+        first_week = _week_number(_week_offset(F.lit(1), first_dow), F.lit(1))
+        return first + (_within(week, 0, 6) - first_week) * 7 + (dow - first_dow)
+
+    def with_first(year: Column, month: Column, week: Column, dow: Column) -> Column:
+        ok = year.between(1, 9999) & month.between(1, 12)
+        first = F.unix_date(F.make_date(F.when(ok, year).otherwise(1),
+                                        F.when(ok, month).otherwise(1), F.lit(1)))
+        return _let(lambda first: resolve(year, month, week, dow, first),
+                    first=F.when(ok, first))
+
+    return _let(with_first, year=year, month=month, week=week, dow=local_dow)
+
+
+def _unless_absent(f: _Field, raw: Column, text: Column) -> Column:
+    """A computed chunk, empty when its optional field is absent."""
+    return F.when(raw == "", F.lit("")).otherwise(text) if f.optional else text
+
+
+def _resolving(plan: _Plan) -> dict[str, _Field]:
+    """The fields java.time resolves the date from, when it is not the standard y-M-d / y-D."""
+    def first(letters: str) -> _Field:
+        return next(f for f in plan.fields if f.tok.letter in letters)
+
+    if plan.date_source == "mjd":
+        return {"g": first("g")}
+    if plan.date_source == "week-year":
+        return {"Y": first("Y"), "w": first("w"), "dow": first("Eec")}
+    if plan.date_source == "week-month":
+        return {"y": first("yu"), "M": first("ML"), "W": first("W"), "dow": first("Eec")}
+    return {}
+
+
+def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
+    """Match the compiled regex once, convert fields Spark cannot read, parse canonical text.
+
+    `regexp_replace` writes the fields Spark reads as they are (each after a separator) and
+    then, after a second separator, the fields that need converting or checking; the latter are
+    converted and appended. One regex match per row; no split unless several fields need work.
+    """
+    sep, raw_sep = plan.sep, plan.raw_sep
+    fields = plan.fields
+    zone_fields = [f for f in fields if f.tok.letter in _ZONE_LETTERS]
+    has_offsets = any(f.tok.letter in _OFFSET_LETTERS for f in zone_fields)
+    has_zone_ids = any(f.tok.letter in _ZONE_ID_LETTERS for f in zone_fields)
+    resolving = _resolving(plan)
+    used = {f.group for f in resolving.values()}
+    checks = [f for f in fields if f.tok.letter in "EecQqYwWg" and f.group not in used]
+
+    def as_is(f: _Field) -> bool:  # Spark reads the field's text unchanged
+        return (f.tok.letter in _NATIVE_LETTERS and not f.tok.pad
+                and not (f.tok.letter in _ZONE_ID_LETTERS and has_offsets))
+
+    def needs_raw(f: _Field) -> bool:
+        letter = f.tok.letter
+        return (not as_is(f)
+                or (plan.date_source == "week-month" and letter in "yuML")
+                or (bool(checks) and plan.date_source == "standard" and letter in "GyuMLdD")
+                or (not plan.zone_required and letter in _ZONE_LETTERS)
+                or (has_zone_ids and letter in _OFFSET_LETTERS))
+
+    # The replacement: fields Spark reads as they are, then the raw fields that need work.
+    direct = [f for f in fields if as_is(f)]
+    raw_fields = [f for f in fields if needs_raw(f)]
+    replacement = "".join(f"{sep}${f.group}" for f in direct)
+    spark = "".join(sep + _optional(_spark_letters(f.tok), f.optional) for f in direct)
+    if not zone_fields:  # the default zone, parsed as a zone id
+        replacement += sep + zone.replace("\\", "\\\\").replace("$", "\\$")
+        spark += sep + "VV"
+    if raw_fields:
+        replacement += raw_sep + sep.join(f"${f.group}" for f in raw_fields)
+    replaced = F.regexp_replace(value, plan.regex, replacement)
+    prefix = F.substring_index(replaced, raw_sep, 1)
+    raw_text = F.substring_index(replaced, raw_sep, -1)
+    parts = F.split(raw_text, sep) if len(raw_fields) > 1 else None
+    raws: dict[int, Column] = {}
+    for i, f in enumerate(raw_fields):
+        raw = raw_text if parts is None else F.get(parts, i)
+        if f.tok.pad:  # Java: spaces, then the field ending exactly at the pad width
+            check = "^ *+(?:" + _rx_field(f.tok) + r")\z"
+            raw = F.when(raw == "", raw).when(raw.rlike(check), F.ltrim(raw))
+        raws[f.group] = raw
+
+    chunks: list[_Chunk] = []  # converted fields, appended after the direct ones
+    values: dict[int, Column] = {}  # field group -> number (day of week as ISO 1-7, ...)
+    for f in raw_fields:
+        raw, letter, count = raws[f.group], f.tok.letter, f.tok.count
+        if letter in _ZONE_ID_LETTERS and has_offsets:  # an offset in the text wins
+            any_offset = functools.reduce(lambda a, b: a | b, [
+                raws[o.group] != "" for o in zone_fields if o.tok.letter in _OFFSET_LETTERS])
+            chunks.append(_Chunk(F.when(any_offset, F.lit("")).otherwise(raw),
+                                 _spark_letters(f.tok), True))
+        elif letter in _NATIVE_LETTERS:
+            if not as_is(f):  # padded
+                chunks.append(_Chunk(raw, _spark_letters(f.tok), f.optional))
+            if letter in "yu":
+                values[f.group] = _int(raw) + 2000 if count == 2 else _int(raw)
+            elif letter in "ML":
+                values[f.group] = _int(raw) if count <= 2 else _lookup(raw, _texts(letter, count))
+        elif letter == "n":
+            nanos = _within(_int(raw), 0, 999_999_999).cast("string")
+            chunks.append(_Chunk(_unless_absent(f, raw, F.lpad(nanos, 9, "0")), "S" * 9,
+                                 f.optional))
+        elif letter in "AN":
+            unit = 1_000_000 if letter == "A" else 1
+            total = _within(_int(raw), 0, 86_400_000_000_000 // unit - 1)
+            secs = F.floor(total / F.lit(1_000_000_000 // unit))
+            text = F.format_string("%02d:%02d:%02d." + ("%03d" if letter == "A" else "%09d"),
+                                   F.floor(secs / F.lit(3600)), F.floor(secs / F.lit(60)) % 60,
+                                   secs % 60, total % (1_000_000_000 // unit))
+            chunks.append(_Chunk(_unless_absent(f, raw, text),
+                                 "HH:mm:ss." + ("SSS" if letter == "A" else "S" * 9), f.optional))
+        elif letter == "E" or (letter in "ec" and count >= 3):
+            values[f.group] = _lookup(raw, _texts(letter, count))
+        elif letter in "ec":  # localized number: 1 is the first day of the week
+            values[f.group] = F.pmod(_within(_int(raw), 1, 7) + (_WEEK_START - 2), F.lit(7)) + 1
+        elif letter in "Qq":
+            values[f.group] = _int(raw) if count <= 2 else _lookup(raw, _texts(letter, count))
+        elif letter == "Y":
+            values[f.group] = _int(raw) + _REDUCED_WEEK_YEAR_BASE if count == 2 else _int(raw)
+        elif letter in "wW":
+            values[f.group] = _int(raw)
+        elif letter == "g":  # bounded: later arithmetic must not overflow (ANSI raises)
+            values[f.group] = _within(_int(raw), 0, _MAX_EPOCH_DAY + _MJD_EPOCH_DAY)
+        else:
+            raise AssertionError(letter)
+    if zone_fields and not plan.zone_required:  # the default zone when the text has none
+        absent = functools.reduce(lambda a, b: a & b, [raws[f.group] == "" for f in zone_fields])
+        chunks.append(_Chunk(F.when(absent, F.lit(zone)).otherwise(F.lit("")), "VV", True))
+
+    # A date from week fields or a modified Julian day, as java.time resolves it.
+    epoch_day: Column | None = None
+    if "g" in resolving:
+        epoch_day = values[resolving["g"].group] - _MJD_EPOCH_DAY
+    elif "Y" in resolving:
+        epoch_day = _resolve_week_year(values[resolving["Y"].group], values[resolving["w"].group],
+                                       _local_dow(values[resolving["dow"].group]))
+    elif "W" in resolving:
+        epoch_day = _resolve_week_month(
+            values[resolving["y"].group], values[resolving["M"].group],
+            values[resolving["W"].group], _local_dow(values[resolving["dow"].group]))
+    if epoch_day is not None:  # y, M, d in the text are cross-checked by Spark's parser
+        date_text = _let(lambda day: _epoch_date(day).cast("string"), day=epoch_day)
+        chunks.append(_Chunk(date_text, "yyyy-MM-dd", False))
+
+    # Day of week, quarter and week numbers that only restate the date: check them against it.
+    valid = F.lit(True)
+    if checks:
+        if epoch_day is None:  # the standard date fields, parsed alone in UTC
+            dated = [f for f in raw_fields if f.tok.letter in "GyuMLdD"]
+            text = F.concat(*[x for f in dated for x in (F.lit(sep), raws[f.group])],
+                            F.lit(sep + "UTC"))
+            pattern = "".join(sep + _optional(_spark_letters(f.tok), f.optional) for f in dated)
+            ts = F.try_to_timestamp(text, F.lit(pattern + sep + "VV"))
+            epoch_day = F.floor(F.unix_seconds(ts) / F.lit(86_400))
+        key = {"e": "E", "c": "E", "q": "Q"}
+        valid = _agrees_with_date(epoch_day, [
+            (key.get(f.tok.letter, f.tok.letter), values[f.group],
+             raws[f.group] == "" if f.optional else None) for f in checks])
+
+    # Null (a rejected row) when the text holds a separator: its fields could not be told apart.
+    guard = F.when(~value.contains(sep) & ~value.contains(raw_sep) & valid, F.lit(""))
+    text = F.concat(prefix, *[x for c in chunks for x in (F.lit(sep), c.text)], guard)
+    spark += "".join(sep + _optional(c.spark, c.optional) for c in chunks)
+    return F.try_to_timestamp(text, F.lit(spark))
+
+
+def _optional(letters: str, optional: bool) -> str:
+    """Spark letters, in an optional section when the field may be absent.
+
+    Separators are control characters: literals without quotes (a quoted one would merge with
+    a quoted literal before it).
+    """
+    return f"[{letters}]" if optional else letters
 
 
 def epoch_millis(ts: Column) -> Column:
