@@ -89,6 +89,10 @@ class RunSummary:
         return "\n".join(lines)
 
 
+# Up to this many (key value, day) pairs per run, keysets are broadcast to the workers.
+_BROADCAST_KEYS = 200_000
+
+
 class _Progress:
     """One log line per stage, with the seconds the stage took."""
 
@@ -233,8 +237,12 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         keymap = store.lookup(config.group_id, hashed, day_col=tf.DAY).select(
             F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"),
             tf.KEY_LINK, tf.KEYSET, tf.EXPIRES_AT)
-        if totals["pairs"] <= 1_000_000:
-            keymap = F.broadcast(keymap)
+        keysets = None
+        if totals["pairs"] <= _BROADCAST_KEYS:
+            # Ship each keyset to the workers once (a broadcast map by key link), not per row.
+            keysets = spark.sparkContext.broadcast(
+                {r[tf.KEY_LINK]: bytes(r[tf.KEYSET]) for r in keymap.select(tf.KEY_LINK, tf.KEYSET).collect()})
+            keymap = F.broadcast(keymap.drop(tf.KEYSET))
         joined = rows.join(
             keymap,
             rows[tf.KEY_VALUE].eqNullSafe(keymap["__jk_value"]) & rows[tf.DAY].eqNullSafe(keymap["__jk_day"]),
@@ -249,7 +257,9 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
             joined = joined.withColumn("rowNumber", F.lit(None).cast("long"))
         targets = {tf.pii_column(i): tf.enc_column(i) for i in range(len(contract.pii_names))}
         targets[CORRUPT] = tf.ENC_CORRUPT
-        processed = tf.with_encrypted_columns(joined, targets)
+        processed = tf.with_encrypted_columns(joined, targets, tf.KEY_LINK if keysets else tf.KEYSET, keysets)
+        # Sorted by day once, so each partitioned write below needs no sort of its own.
+        processed = processed.sortWithinPartitions(tf.DAY)
         processed = processed.persist(StorageLevel.MEMORY_AND_DISK)
 
         valid = processed.where(F.size(tf.REASONS) == 0)
@@ -308,6 +318,8 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         summary.outputs["data subjects"] = config.data_subjects.path
         progress(6, "data subjects updated")
         processed.unpersist()
+        if keysets is not None:
+            keysets.destroy()
     finally:
         rows.unpersist()
 

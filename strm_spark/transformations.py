@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import pandas as pd
+from pyspark import Broadcast
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -255,39 +257,37 @@ def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, ru
     )
 
 
-def with_encrypted_columns(df: DataFrame, targets: dict[str, str], keyset_col: str = KEYSET) -> DataFrame:
+def with_encrypted_columns(df: DataFrame, targets: dict[str, str], key_col: str = KEYSET,
+                           keysets: Broadcast | None = None) -> DataFrame:
     """Add, for each `source -> target`, the ciphertext of a string (or array of strings)
-    column under the row's keyset. Arrow batches, rows grouped by key, one Tink primitive per
-    key per worker; no row-at-a-time UDF. The keyset column is dropped."""
-    import pyarrow as pa
+    column under the row's key. Vectorised (Arrow batches), rows grouped by key, one Tink
+    primitive per key per worker; no row-at-a-time UDF.
 
+    `key_col` holds the row's keyset, or, with `keysets` (a broadcast key link -> keyset map),
+    the row's key link: then only the value and a short key link cross to Python."""
     from . import crypto
 
-    sources = list(targets)
-    is_array = {s: isinstance(df.schema[s].dataType, T.ArrayType) for s in sources}
-    out_fields = [f for f in df.schema.fields if f.name != keyset_col]
-    out_fields += [T.StructField(targets[s], df.schema[s].dataType, True) for s in sources]
-    out_schema = T.StructType(out_fields)
-    out_names = [f.name for f in out_schema.fields]
-    arrow_types = {targets[s]: pa.list_(pa.string()) if is_array[s] else pa.string() for s in sources}
+    def resolve(keys: pd.Series) -> list:
+        if keysets is None:
+            return [None if k is None else bytes(k) for k in keys]
+        table = keysets.value
+        return [table.get(k) for k in keys]
 
-    def encrypt(batches):
-        for batch in batches:
-            keysets = batch.column(keyset_col).to_pylist()
-            produced = {}
-            for s in sources:
-                values = batch.column(s).to_pylist()
-                if is_array[s]:
-                    produced[targets[s]] = _encrypt_lists(crypto, keysets, values)
-                else:
-                    produced[targets[s]] = crypto.encrypt_columns(keysets, [values])[0]
-            arrays = [
-                pa.array(produced[n], type=arrow_types[n]) if n in produced else batch.column(n)
-                for n in out_names
-            ]
-            yield pa.RecordBatch.from_arrays(arrays, names=out_names)
+    @F.pandas_udf("string")
+    def encrypt_text(values: pd.Series, keys: pd.Series) -> pd.Series:
+        plain = [None if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in values]
+        return pd.Series(crypto.encrypt_columns(resolve(keys), [plain])[0], dtype=object)
 
-    return df.mapInArrow(encrypt, out_schema)
+    @F.pandas_udf(T.ArrayType(T.StringType()))
+    def encrypt_lists(values: pd.Series, keys: pd.Series) -> pd.Series:
+        cells = [None if v is None else list(v) for v in values]
+        return pd.Series(_encrypt_lists(crypto, resolve(keys), cells), dtype=object)
+
+    out = df
+    for source, target in targets.items():
+        fn = encrypt_lists if isinstance(df.schema[source].dataType, T.ArrayType) else encrypt_text
+        out = out.withColumn(target, fn(col(source), col(key_col)))
+    return out.drop(KEYSET) if key_col == KEYSET else out
 
 
 def _encrypt_lists(crypto, keysets: list, values: list) -> list:  # noqa: ANN001
