@@ -1,10 +1,6 @@
-"""spark-submit entry point: `spark-submit jobs/batch_job.py CONFIG [--source PATH]`."""
+"""spark-submit entry point: `spark-submit [OPTIONS] jobs/batch_job.py CONFIG [--source PATH]`."""
 
-from __future__ import annotations
-
-import sys
-
-from strm_spark.cli import main
+from strm_spark.entrypoints import batch_job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", *sys.argv[1:]]))
+    raise SystemExit(batch_job_main())
