@@ -78,8 +78,7 @@ _WEEK_START = 7  # ISO day of week of the first day of a week (Sunday)
 _WEEK_MIN_DAYS = 1  # minimal days of week 1 within the year / month
 _REDUCED_WEEK_YEAR_BASE = 2000  # 'YY': week-based year of 2000-01-01 (Java's base date)
 
-_DAYS_BEFORE_1970 = 719_162  # days from 0001-01-01 to 1970-01-01
-_MIN_EPOCH_DAY, _MAX_EPOCH_DAY = -719_162, 2_932_896  # 0001-01-01 .. 9999-12-31
+_MAX_EPOCH_DAY = 2_932_896  # 9999-12-31
 _MJD_EPOCH_DAY = 40_587  # modified Julian day of 1970-01-01
 
 # Control characters used as field separators in rewritten text; one absent from the pattern.
@@ -192,7 +191,8 @@ def _tokenize(pattern: str) -> list[_Token]:
         else:
             tokens.append(_Token("literal", text=ch))
             i += 1
-    tokens.extend(_Token("close", pos=len(pattern), depth=d) for d in range(depth, 0, -1))  # as Java
+    # Java closes optional sections left open at the end.
+    tokens.extend(_Token("close", pos=len(pattern), depth=d) for d in range(depth, 0, -1))
     merged: list[_Token] = []
     for tok in tokens:
         if tok.kind == "literal" and merged and merged[-1].kind == "literal":
@@ -588,83 +588,88 @@ def _year_length(year: Column) -> Column:
     return F.when(leap, 366).otherwise(365)
 
 
-def _jan1(year: Column) -> Column:
-    """Epoch day of 1 January of `year` (1..9999), by arithmetic (no ANSI errors)."""
-    y = year - 1
-    return (y * 365 + F.floor(y / F.lit(4)) - F.floor(y / F.lit(100)) + F.floor(y / F.lit(400))
-            - _DAYS_BEFORE_1970)
-
-
 def _epoch_date(epoch_day: Column) -> Column:
-    """DATE of an epoch day in years 1..9999, else null."""
-    return F.date_from_unix_date(_within(epoch_day, _MIN_EPOCH_DAY, _MAX_EPOCH_DAY).cast("int"))
+    """DATE of an epoch day (null beyond the int range; Spark rejects years past 9999 later)."""
+    return F.date_from_unix_date(epoch_day.try_cast("int"))
 
 
-def _agrees_with_date(epoch_day: Column, expected: list[tuple[str, Column, Column | None]]) -> Column:
+_Expected = list[tuple[str, Column, "Column | None"]]  # (field key, value, absent)
+
+
+def _agrees_with_date(epoch_day: Column, expected: _Expected) -> Column:
     """Whether each (field, value, absent) agrees with the date, as java.time cross-checks.
 
-    Fields: "E" ISO day of week, "Q" quarter, "Y" week-based year, "w" week of week-based
-    year, "W" week of month, "g" modified Julian day; `absent` (or None) marks an optional
-    field that is missing, which passes.
+    Fields: "E" ISO day of week, "Q" quarter, "g" modified Julian day, "Y" week-based year,
+    "w" week of week-based year, "W" week of month; `absent` (or None) marks an optional field
+    that is missing, which passes. Week numbers are computed from bound variables (`_let`).
     """
-    def fields(day: Column, year: Column, doy: Column, dom: Column, month: Column) -> Column:
+    def week_numbers(day: Column, year: Column, doy: Column, dom: Column) -> Column:
         offset = _week_offset(doy, _local_dow(_iso_dow(day)))
         week = _week_number(offset, doy)
         new_year_week = _week_number(offset, _year_length(year) + _WEEK_MIN_DAYS)
         prev_len = _year_length(year - 1)  # a day in week 0 is in the previous year's last week
         prev_week = _week_number(_week_offset(prev_len, _local_dow(_iso_dow(day - doy))), prev_len)
         actual = {
-            "E": _iso_dow(day),
-            "Q": F.floor((month + 2) / F.lit(3)),
             "Y": F.when(week == 0, year - 1).when(week >= new_year_week, year + 1).otherwise(year),
             "w": (F.when(week == 0, prev_week).when(week >= new_year_week, week - new_year_week + 1)
                   .otherwise(week)),
             "W": _week_number(_week_offset(dom, _local_dow(_iso_dow(day))), dom),
-            "g": day + _MJD_EPOCH_DAY,
         }
-        ok = F.lit(True)
-        for key, value, absent in expected:
-            agrees = F.coalesce(value == actual[key], F.lit(False))
-            ok = ok & (agrees if absent is None else absent | agrees)
-        return ok
+        return _all_agree(actual, [e for e in expected if e[0] in actual])
 
     def with_day(day: Column) -> Column:
         date = _epoch_date(day)
-        return F.coalesce(_let(lambda **parts: fields(day, **parts), year=F.year(date),
-                               doy=F.dayofyear(date), dom=F.dayofmonth(date),
-                               month=F.month(date)), F.lit(False))
+        return _let(lambda **parts: week_numbers(day, **parts), year=F.year(date),
+                    doy=F.dayofyear(date), dom=F.dayofmonth(date))
 
-    return _let(with_day, day=epoch_day)
+    actual = {"E": _iso_dow(epoch_day), "Q": F.quarter(_epoch_date(epoch_day)),
+              "g": epoch_day + _MJD_EPOCH_DAY}
+    ok = _all_agree(actual, [e for e in expected if e[0] in actual])
+    if any(e[0] in "YwW" for e in expected):
+        ok = ok & F.coalesce(_let(with_day, day=epoch_day), F.lit(False))
+    return ok
+
+
+def _all_agree(actual: dict[str, Column], expected: _Expected) -> Column:
+    ok = F.lit(True)
+    for key, value, absent in expected:
+        agrees = F.coalesce(value == actual[key], F.lit(False))
+        ok = ok & (agrees if absent is None else absent | agrees)
+    return ok
+
+
+def _week_start(epoch_day: Column) -> Column:
+    """Epoch day of the first day of the week containing the day."""
+    return epoch_day - F.pmod(_iso_dow(epoch_day) - _WEEK_START, F.lit(7))
 
 
 def _resolve_week_year(week_year: Column, week: Column, local_dow: Column) -> Column:
-    """Epoch day of (week-based year, week, day of week), as java.time's ofWeekBasedYear."""
-    def resolve(year: Column, week: Column, dow: Column, jan1: Column) -> Column:
-        offset = _week_offset(F.lit(1), _local_dow(_iso_dow(jan1)))
-        last_week = _week_number(offset, _year_length(year) + _WEEK_MIN_DAYS) - 1
-        w = F.when(week.between(1, 53), F.least(week, last_week))  # Java clamps to the last week
-        return jan1 - offset + (dow - 1) + (w - 1) * 7
+    """Epoch day of (week-based year, week, day of week), as java.time's ofWeekBasedYear.
 
-    return _let(lambda year, week, dow: _let(lambda jan1: resolve(year, week, dow, jan1),
-                                             jan1=_jan1(year)),
-                year=_within(week_year, 1, 9999), week=week, dow=local_dow)
+    Week 1 is the week holding January `_WEEK_MIN_DAYS` (so at least that many days of the
+    year); a week past the year's last is clamped to it, as Java does. Written with few repeated
+    references: each repeats the whole field-extraction expression.
+    """
+    year = F.when(week_year.between(1, 9999) & week.between(1, 53), week_year)
+    jan_min = F.unix_date(F.make_date(year, F.lit(1), F.lit(_WEEK_MIN_DAYS)))
+    year_length = F.dayofyear(F.make_date(year, F.lit(12), F.lit(31)))
+    start, next_start = _week_start(jan_min), _week_start(jan_min + year_length)
+    last_week = F.floor((next_start - start) / F.lit(7))
+    return start + (F.least(week, last_week) - 1) * 7 + (local_dow - 1)
 
 
 def _resolve_week_month(year: Column, month: Column, week: Column, local_dow: Column) -> Column:
-    """Epoch day of (year, month, week of month, day of week), as java.time's resolveWoM."""
-    def resolve(year: Column, month: Column, week: Column, dow: Column, first: Column) -> Column:
-        first_dow = _local_dow(_iso_dow(first))
-        first_week = _week_number(_week_offset(F.lit(1), first_dow), F.lit(1))
-        return first + (_within(week, 0, 6) - first_week) * 7 + (dow - first_dow)
+    """Epoch day of (year, month, week of month, day of week), as java.time's resolveWoM.
 
-    def with_first(year: Column, month: Column, week: Column, dow: Column) -> Column:
-        ok = year.between(1, 9999) & month.between(1, 12)
-        first = F.unix_date(F.make_date(F.when(ok, year).otherwise(1),
-                                        F.when(ok, month).otherwise(1), F.lit(1)))
-        return _let(lambda first: resolve(year, month, week, dow, first),
-                    first=F.when(ok, first))
+    Week 1 of a month is the week holding its day `_WEEK_MIN_DAYS`. The inputs are bound once:
+    a month name is a long CASE expression.
+    """
+    def resolve(year: Column, month: Column, week: Column, dow: Column) -> Column:
+        ok = year.between(1, 9999) & month.between(1, 12) & week.between(0, 6)
+        day = F.make_date(F.when(ok, year), F.when(ok, month), F.lit(_WEEK_MIN_DAYS))
+        return _week_start(F.unix_date(day)) + (week - 1) * 7 + (dow - 1)
 
-    return _let(with_first, year=year, month=month, week=week, dow=local_dow)
+    return _let(resolve, year=year, month=month, week=week, dow=local_dow)
 
 
 def _unless_absent(f: _Field, raw: Column, text: Column) -> Column:
@@ -795,8 +800,7 @@ def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
             values[resolving["y"].group], values[resolving["M"].group],
             values[resolving["W"].group], _local_dow(values[resolving["dow"].group]))
     if epoch_day is not None:  # y, M, d in the text are cross-checked by Spark's parser
-        date_text = _let(lambda day: _epoch_date(day).cast("string"), day=epoch_day)
-        chunks.append(_Chunk(date_text, "yyyy-MM-dd", False))
+        chunks.append(_Chunk(_epoch_date(epoch_day).cast("string"), "yyyy-MM-dd", False))
 
     # Day of week, quarter and week numbers that only restate the date: check them against it.
     valid = F.lit(True)

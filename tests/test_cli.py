@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -33,7 +34,10 @@ def test_run_prints_summary_and_exits_zero(tmp_path):
     summaries = list((tmp_path / "out" / "_runs").glob("run-*.json"))
     assert len(summaries) == 1 and json.loads(summaries[0].read_text())["rows_encrypted"] == 300
     # No plaintext customer id on the console.
-    ids = {line.split(",")[6] for line in lines[1:] if line.split(",")[6]}
+    # Parsed as CSV: descriptions hold commas. Ids are 5 digits, as "17850".
+    ids = {row["CustomerID"] for row in csv.DictReader(lines)}
+    ids.discard("")
+    assert ids and all(len(i) == 5 for i in ids)
     assert not [i for i in ids if i in proc.stdout + proc.stderr]
 
 
