@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -12,6 +13,9 @@ from . import consent as consent_rules
 from .contract import Contract
 from .io import CORRUPT
 from .timestamps import epoch_millis, parse_event_time, utc_day
+
+if TYPE_CHECKING:
+    from .masterkey import MasterKey
 
 REASONS = "__reasons"
 EPOCH_MS = "__epoch_ms"
@@ -190,10 +194,12 @@ def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, ru
 
 
 def with_encrypted_fields(df: DataFrame, fields: Sequence[str], keep_plain: Sequence[str] = (),
-                          keyset_col: str = KEYSET) -> DataFrame:
+                          keyset_col: str = KEYSET, master: MasterKey | None = None,
+                          key_link_col: str = KEY_LINK) -> DataFrame:
     """Encrypt `fields` in place with each row's keyset (Arrow batches, one Tink primitive per
     key per worker); `keep_plain` fields also keep their plaintext in `__plain_<f>` for derived
-    outputs. The keyset column is dropped."""
+    outputs. The keyset column is dropped. Keysets wrapped with `master` are opened on the
+    worker with the row's key link (`key_link_col`)."""
     import pyarrow as pa
 
     from . import crypto
@@ -205,11 +211,14 @@ def with_encrypted_fields(df: DataFrame, fields: Sequence[str], keep_plain: Sequ
     out_schema = T.StructType(out_fields)
     out_names = [f.name for f in out_schema.fields]
 
+    has_links = key_link_col in df.columns
+
     def encrypt(batches):
         for batch in batches:
             keysets = batch.column(keyset_col).to_pylist()
+            links = batch.column(key_link_col).to_pylist() if has_links else None
             values = [batch.column(n).to_pylist() for n in names]
-            encrypted = dict(zip(names, crypto.encrypt_columns(keysets, values)))
+            encrypted = dict(zip(names, crypto.encrypt_columns(keysets, values, links, master)))
             arrays = []
             for name in out_names:
                 if name in encrypted:
@@ -221,3 +230,29 @@ def with_encrypted_fields(df: DataFrame, fields: Sequence[str], keep_plain: Sequ
             yield pa.RecordBatch.from_arrays(arrays, names=out_names)
 
     return df.mapInArrow(encrypt, out_schema)
+
+
+def with_decrypted_fields(df: DataFrame, fields: Sequence[str], keyset_col: str = KEYSET,
+                          key_link_col: str = KEY_LINK, master: MasterKey | None = None) -> DataFrame:
+    """Decrypt the base64 ciphertext `fields` in place with each row's keyset (Arrow batches, one
+    Tink primitive per key per worker; wrapped keysets opened with `master` and the row's key
+    link). The keyset column is dropped; a cell that does not decrypt fails the query without
+    showing the cell."""
+    import pyarrow as pa
+
+    from . import crypto
+
+    names = [f for f in fields if f in df.columns]
+    out_schema = T.StructType([f for f in df.schema.fields if f.name != keyset_col])
+    out_names = [f.name for f in out_schema.fields]
+
+    def decrypt(batches):
+        for batch in batches:
+            keysets = batch.column(keyset_col).to_pylist()
+            links = batch.column(key_link_col).to_pylist()
+            values = [batch.column(n).to_pylist() for n in names]
+            plain = dict(zip(names, crypto.decrypt_columns(keysets, values, links, master)))
+            arrays = [pa.array(plain[n], type=pa.string()) if n in plain else batch.column(n) for n in out_names]
+            yield pa.RecordBatch.from_arrays(arrays, names=out_names)
+
+    return df.mapInArrow(decrypt, out_schema)
