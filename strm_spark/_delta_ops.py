@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 log = logging.getLogger("strm_spark")
 T = TypeVar("T")
@@ -101,6 +102,36 @@ def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
     spark.sql(f"VACUUM {sql_path(path)} RETAIN 0 HOURS")
     counts.files_removed = _metric_since(spark, path, mark, {"VACUUM END"}, "numDeletedFiles")
     return counts
+
+
+# Metrics through which a commit says it removed files or marked rows deleted.
+_REMOVALS = ("numRemovedFiles", "numTargetFilesRemoved", "numDeletionVectorsAdded", "numDeletionVectorsUpdated",
+             "numTargetDeletionVectorsAdded", "numTargetDeletionVectorsUpdated")
+# Operations that add no data file and remove none.
+_NO_FILES = {"CREATE TABLE", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN",
+             "UPGRADE PROTOCOL", "VACUUM START"}
+_APPENDS = {"WRITE", "MERGE", "STREAMING UPDATE"}
+
+
+def needs_purge(spark: SparkSession, path: str) -> bool:
+    """Whether a table may hold files that a delete left behind: some commit since its last
+    completed VACUUM removed files or added deletion vectors (a delete, an overwrite, a crashed
+    erasure). Read from the table's history only; unknown operations count as removals."""
+    rows = (DeltaTable.forPath(spark, path).history()
+            .select("version", "operation", "operationParameters", "operationMetrics")
+            .orderBy(F.col("version").desc()).collect())
+    for r in rows:
+        op, metrics = r["operation"], r["operationMetrics"] or {}
+        if op == "VACUUM END":
+            return False
+        if op in _NO_FILES:
+            continue
+        if op not in _APPENDS or (r["operationParameters"] or {}).get("mode") == "Overwrite":
+            return True
+        if any(int(metrics.get(m, 0) or 0) > 0 for m in _REMOVALS):
+            return True
+    # Reached the oldest commit still in the log: safe only if that is the table's creation.
+    return not rows or rows[-1]["version"] != 0
 
 
 def in_parallel(tasks: list[Callable[[], T]], max_workers: int = 4) -> list[T]:

@@ -611,7 +611,11 @@ def _delete_quarantined(spark: SparkSession, config: JobConfig, store: KeyStore,
 
 
 def _purge(spark: SparkSession, config: JobConfig, store: KeyStore, report: ErasureReport) -> None:
-    tables = _purge_tables(spark, config, store)
+    """Step 3 on every table that may hold files a delete left behind: the ones this request
+    deleted from, and any other with removals since its last VACUUM (a crashed earlier erasure,
+    an overwrite by a job). A table with nothing pending is skipped: nothing to remove."""
+    tables = [(name, path) for name, path in _purge_tables(spark, config, store)
+              if ops.needs_purge(spark, path)]
     results = ops.purge(spark, [path for _, path in tables])
     for name, path in tables:
         counts = results[path]
@@ -685,7 +689,9 @@ def forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str], *,
         dated = {r["keyLink"]: r["day"] for r in store.keysets(links).where(F.col("kind") == "row")
                  .select("keyLink", "day").collect()}
     ds = _data_subjects(spark, config)
-    if link_list and ds is not None:
+    # A key link covers one key-field value: only when that is not the subject field can it
+    # cover other people too.
+    if link_list and ds is not None and config.contract.key_field != config.contract.data_subject_field:
         others = (ds.join(F.broadcast(links), "keyLink")
                   .join(F.broadcast(_subjects_df(spark, subjects)), "dataSubject", "left_anti"))
         report.shared_key_links = others.select("keyLink").distinct().count()
@@ -722,8 +728,8 @@ def forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str], *,
     if steps.done(2, "rows"):
         return report
 
-    # Step 3: physical purge, always (a rerun after a crash finds nothing left to delete but
-    # may still have files to remove).
+    # Step 3: physical purge, also when nothing was deleted now (a rerun after a crash finds
+    # nothing left to delete but may still have files to remove).
     _purge(spark, config, store, report)
     if steps.done(3, "purge"):
         return report
