@@ -4,11 +4,14 @@ All requests act on one job config's key group (`keys.group_id`) and its outputs
 four idempotent steps, in this order, so that a crash and a rerun complete it:
 
 1. delete the subjects' keys from the key store (their encrypted rows become unreadable);
-2. delete the rows of those key links from every derived table and the rejected table, then
-   the subjects' entries in the data subjects table (last: they are how a rerun finds the links);
-3. physically purge the key store, derived, rejected and data subjects tables: REORG ... APPLY
-   (PURGE) where deletion vectors are on, then VACUUM with zero retention. The encrypted table is
-   never touched: without the keys its ciphertext is useless, and it keeps its time travel;
+2. delete the rows of those key links from every derived table and the rejected table, and the
+   subjects' rejected rows under quarantine keys (found by decrypting them; the shared keys stay),
+   then the subjects' entries in the data subjects table (last: they are how a rerun finds the
+   links);
+3. physically purge the key store, derived, rejected and data subjects tables that have anything
+   to purge: REORG ... APPLY (PURGE) where deletion vectors are on, then VACUUM with zero
+   retention. The encrypted table is never touched: without the keys its ciphertext is useless,
+   and it keeps its time travel;
 4. append an audit record (keyed hashes of the subject ids, never the ids, and the counts).
 
 Subject ids never appear in logs, reports or Delta predicates (deletes are MERGEs against a
