@@ -1,8 +1,9 @@
-"""`strm-spark` command line: run, validate, generate, new-secret."""
+"""`strm-spark` command line: run, validate, generate, new-secret, subjects, keys."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -28,7 +29,7 @@ def _run_strm(args: argparse.Namespace) -> int:
     from .strm import load_strm_job, parse_connectors
 
     config = load_strm_job(args.config, args.contract, args.schema, parse_connectors(args.connector),
-                           key_store=args.keys_store)
+                           key_store=args.keys_store, master_key_file=args.master_key)
     from .job import run_job
     from .session import get_spark
 
@@ -82,6 +83,140 @@ def _new_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subjects_session(args: argparse.Namespace):
+    """The job config (validated before Spark starts) and a Spark session for a subjects command."""
+    from .config import load_job_config
+
+    config = load_job_config(args.config)
+    from .session import get_spark
+
+    return config, get_spark(f"strm-spark subjects {args.action}", master=args.master)
+
+
+def _subjects_list(args: argparse.Namespace) -> int:
+    from .subjects import list_subjects
+
+    config, spark = _subjects_session(args)
+    page = list_subjects(spark, config, page_size=args.page_size, page_token=args.page_token)
+    if args.json:
+        print(json.dumps({"data_subject_ids": list(page.subjects), "next_page_token": page.next_page_token}, indent=2))
+    else:
+        for subject in page.subjects:
+            print(subject)
+        if page.next_page_token:
+            print(f"next-page-token: {page.next_page_token}")
+    return 0
+
+
+def _subjects_keylinks(args: argparse.Namespace) -> int:
+    from .subjects import key_links, read_subject_ids
+
+    ids = read_subject_ids(args.subjects, args.from_file)
+    config, spark = _subjects_session(args)
+    found = key_links(spark, config, ids)
+    if args.json:
+        print(json.dumps([{"data_subject_id": s, "key_links": [k.to_json() for k in links]}
+                          for s, links in found.items()], indent=2))
+        return 0
+    width = max([len("data subject")] + [len(s) for s in found])
+    print(f"{'data subject':<{width}}  {'key link':<36}  {'day':<10}  {'expires at':<20}  key")
+    for subject, links in found.items():
+        if not links:
+            print(f"{subject:<{width}}  (no key links)")
+        for k in links:
+            doc = k.to_json()
+            print(f"{subject:<{width}}  {k.key_link:<36}  {doc['day'] or '-':<10}  {doc['expiry_time']:<20}  "
+                  f"{'stored' if k.key_present else 'deleted'}")
+    return 0
+
+
+def _subjects_export(args: argparse.Namespace) -> int:
+    from .subjects import export_subject
+
+    config, spark = _subjects_session(args)
+    result = export_subject(spark, config, args.subject, args.out, fmt=args.format)
+    print(result.render())
+    return 0
+
+
+def _subjects_forget(args: argparse.Namespace) -> int:
+    from .subjects import forget, read_subject_ids
+
+    ids = read_subject_ids(args.subjects, args.from_file)
+    config, spark = _subjects_session(args)
+    report = forget(spark, config, ids)
+    print(report.to_json() if args.json else report.render())
+    return 0
+
+
+def _subjects_purge_expired(args: argparse.Namespace) -> int:
+    from .subjects import parse_timestamp, purge_expired
+
+    now = parse_timestamp(args.now) if args.now else None
+    config, spark = _subjects_session(args)
+    report = purge_expired(spark, config, now)
+    print(report.to_json() if args.json else report.render())
+    return 0
+
+
+def _keys_new_master_key(args: argparse.Namespace) -> int:
+    from .masterkey import new_master_key_file
+
+    key_id = new_master_key_file(args.path)
+    if key_id is None:
+        print(f"master key file {args.path} exists; left unchanged (overwriting it would make every keyset "
+              "wrapped with it unreadable)")
+    else:
+        print(f"created master key file {args.path} ({key_id}, Tink AES256_GCM, mode 0600); "
+              "keep it out of version control and back it up: without it the key store cannot be read")
+    return 0
+
+
+def _add_subjects_commands(sub: argparse._SubParsersAction) -> None:
+    subjects = sub.add_parser("subjects", help="data subjects: list, keylinks, export, forget, purge-expired")
+    actions = subjects.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("config", help="the job config file (YAML or JSON) whose outputs hold the subjects")
+        p.add_argument("--master", help="Spark master for a new local session (default local[*])")
+        p.set_defaults(func=func)
+        return p
+
+    p = action("list", "list data subject ids, paged", _subjects_list)
+    p.add_argument("--page-size", type=int, default=100)
+    p.add_argument("--page-token", help="the token printed with the previous page")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = action("keylinks", "each subject's key links with their expiry", _subjects_keylinks)
+    p.add_argument("subjects", nargs="*", metavar="SUBJECT")
+    p.add_argument("--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = action("export", "access request: the subject's rows, decrypted, plus a manifest", _subjects_export)
+    p.add_argument("subject", metavar="SUBJECT")
+    p.add_argument("--out", required=True, help="a new folder for the export files and manifest.json")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+
+    p = action("forget", "erasure request: delete keys, derived and rejected rows, purge files, audit",
+               _subjects_forget)
+    p.add_argument("subjects", nargs="*", metavar="SUBJECT")
+    p.add_argument("--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = action("purge-expired", "delete and purge keys past expiresAt with their rows", _subjects_purge_expired)
+    p.add_argument("--now", help="the cut-off time (ISO; default: now); keys with expiresAt <= it are purged")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser("keys", help="key store tools")
+    actions = keys.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("new-master-key", help="create a local Tink AEAD master key file (mode 0600)")
+    p.add_argument("path")
+    p.set_defaults(func=_keys_new_master_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strm-spark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     strm.add_argument("--connector", action="append", default=[], metavar="NAME=BASE_URI",
                       help="where a data_connector_ref name points: a local folder or a URI; repeatable")
     strm.add_argument("--keys-store", help="key store location (default: beside keys.csv, in strm-spark/keystore)")
+    strm.add_argument("--master-key", metavar="FILE",
+                      help="Tink AEAD keyset file that encrypts the key store's keysets at rest "
+                           "(create one with `strm-spark keys new-master-key FILE`)")
     strm.add_argument("--master", help="Spark master for a new local session (default local[*])")
     strm.set_defaults(func=_run_strm)
 
@@ -124,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     sec = sub.add_parser("new-secret", help="create a random secret file (e.g. a masking seed)")
     sec.add_argument("path")
     sec.set_defaults(func=_new_secret)
+
+    _add_subjects_commands(sub)
+    _add_keys_commands(sub)
     return parser
 
 

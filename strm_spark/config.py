@@ -70,6 +70,23 @@ class SecretRef:
         return data
 
 
+KMS_URI_PREFIXES = ("gcp-kms://", "aws-kms://")
+
+
+@dataclass(frozen=True)
+class MasterKeyRef:
+    """Where the key-encryption (master) key lives: a local Tink AEAD keyset file or a KMS key.
+
+    Only a reference: the key itself is never in the config. See strm_spark.masterkey."""
+
+    keyset_file: str | None = None
+    kms_uri: str | None = None
+    credentials_file: str | None = None
+
+    def describe(self) -> str:
+        return f"keyset file {self.keyset_file}" if self.keyset_file else f"KMS key {self.kms_uri}"
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     path: str
@@ -133,6 +150,12 @@ class JobConfig:
     masking_seed: SecretRef | None = None
     config_path: str = "<inline>"
     keys_export: OutputConfig | None = None  # STRM's keys.csv for the key links of a run
+    master_key: MasterKeyRef | None = None
+    audit: str = ""  # the audit table of forget / purge-expired; default <key store>/audit
+
+    def __post_init__(self) -> None:
+        if not self.audit:
+            object.__setattr__(self, "audit", f"{self.key_store}/audit")
 
     def with_source_path(self, path: str) -> JobConfig:
         from dataclasses import replace
@@ -275,10 +298,11 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
 
     # Keys.
     knode = root.child("keys")
-    knode.mapping({"group_id", "store", "retention_days"})
+    knode.mapping({"group_id", "store", "retention_days", "master_key"})
     group_id = knode.child("group_id").string()
     key_store = resolve_location(knode.child("store").string(), base)
     retention = knode.child("retention_days", DEFAULT_RETENTION_DAYS).integer(minimum=0)
+    master_key = _master_key(knode.child("master_key"), base) if knode.has("master_key") else None
 
     # Masking seed.
     seed: SecretRef | None = None
@@ -294,7 +318,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
 
     # Outputs.
     onode = root.child("outputs")
-    onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir"})
+    onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir", "audit"})
     mode = onode.child("mode", "append").choice(WRITE_MODES)
     encrypted = _output(onode.child("encrypted"), base)
     subjects = _output(onode.child("data_subjects"), base, ("delta",))
@@ -328,13 +352,37 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
                  ("outputs.rejected", rejected.path)]
     locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
     check_locations(source, locations, ("keys.store", key_store), src.path)
+    # The audit table: inside the key store by default; elsewhere, apart from the data outputs.
+    audit = resolve_location(onode.child("audit").string(), base) if onode.has("audit") else f"{key_store}/audit"
+    for path_a, loc_a in locations:
+        if _contains(loc_a, audit) or _contains(audit, loc_a):
+            raise ConfigError(source, "outputs.audit", f"same or nested location as {path_a}: the audit table needs its own folder")
+    if audit == key_store or _contains(audit, key_store):
+        raise ConfigError(source, "outputs.audit", "the audit table must not contain the key store")
 
     return JobConfig(
         name=name, source=src, contract=contract, event_contract_ref=ref, consent=consent,
         timestamp=timestamp, group_id=group_id, key_store=key_store, retention_days=retention,
         encrypted=encrypted, data_subjects=subjects, rejected=rejected, derived=tuple(derived),
         summary_dir=summary_dir, write_mode=mode, masking_seed=seed, config_path=source,
+        master_key=master_key, audit=audit,
     )
+
+
+def _master_key(node: Node, base: Path) -> MasterKeyRef:
+    """`keys.master_key`: {keyset_file: PATH} or {kms_uri: gcp-kms://... | aws-kms://..., credentials_file?}."""
+    node.mapping({"keyset_file", "kms_uri", "credentials_file"})
+    if node.has("keyset_file") == node.has("kms_uri"):
+        raise node.error("expected exactly one of keyset_file or kms_uri")
+    if node.has("keyset_file"):
+        if node.has("credentials_file"):
+            raise node.child("credentials_file").error("credentials_file only applies to a kms_uri")
+        return MasterKeyRef(keyset_file=resolve_location(node.child("keyset_file").string(), base))
+    uri = node.child("kms_uri").string()
+    if not uri.startswith(KMS_URI_PREFIXES):
+        raise node.child("kms_uri").error(f"expected a Tink KMS key URI starting with {' or '.join(KMS_URI_PREFIXES)}")
+    creds = resolve_location(node.child("credentials_file").string(), base) if node.has("credentials_file") else None
+    return MasterKeyRef(kms_uri=uri, credentials_file=creds)
 
 
 def load_job_config(path: str | Path) -> JobConfig:

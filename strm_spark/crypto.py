@@ -1,7 +1,8 @@
 """Tink deterministic AEAD (AES256-SIV) keysets and cell encryption, STRM-compatible.
 
 A PII cell becomes standard padded base64 of Tink's output (0x01 || key id || SIV || ct)
-under empty associated data, exactly as STRM wrote it. Keysets travel as Tink JSON bytes;
+under empty associated data, exactly as STRM wrote it. Keysets travel as Tink JSON bytes
+(or, with a master key, as Tink encrypted keysets bound to their key link; see masterkey.py);
 primitives are built on the worker and cached per keyset (Tink handles do not pickle).
 """
 
@@ -11,9 +12,13 @@ import base64
 import binascii
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import tink
 from tink import daead, secret_key_access
+
+if TYPE_CHECKING:
+    from .masterkey import MasterKey
 
 daead.register()
 
@@ -22,19 +27,25 @@ _CACHE_SIZE = 4096
 
 
 class _PrimitiveCache:
-    """A bounded LRU of DeterministicAead primitives, keyed by the serialized keyset."""
+    """A bounded LRU of DeterministicAead primitives, keyed by the stored keyset (plus the key
+    link for keysets wrapped with a master key, whose associated data it is)."""
 
     def __init__(self, size: int = _CACHE_SIZE) -> None:
         self.size = size
-        self._items: OrderedDict[bytes, daead.DeterministicAead] = OrderedDict()
+        self._items: OrderedDict[object, daead.DeterministicAead] = OrderedDict()
 
-    def get(self, keyset: bytes) -> daead.DeterministicAead:
-        prim = self._items.get(keyset)
+    def get(self, keyset: bytes, key_link: str | None = None, master: MasterKey | None = None) -> daead.DeterministicAead:
+        from . import masterkey
+
+        wrapped = masterkey.is_wrapped(keyset)
+        cache_key = (keyset, key_link, master.id if master else None) if wrapped else keyset
+        prim = self._items.get(cache_key)
         if prim is not None:
-            self._items.move_to_end(keyset)
+            self._items.move_to_end(cache_key)
             return prim
-        prim = _parse_keyset(keyset).primitive(daead.DeterministicAead)
-        self._items[keyset] = prim
+        handle = masterkey.open_keyset(keyset, key_link, master) if wrapped else _parse_keyset(keyset)
+        prim = handle.primitive(daead.DeterministicAead)
+        self._items[cache_key] = prim
         if len(self._items) > self.size:
             self._items.popitem(last=False)
         return prim
@@ -58,8 +69,10 @@ def new_keyset() -> bytes:
     return tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN).encode("utf-8")
 
 
-def primitive(keyset: bytes) -> daead.DeterministicAead:
-    return _primitives.get(keyset)
+def primitive(keyset: bytes, key_link: str | None = None, master: MasterKey | None = None) -> daead.DeterministicAead:
+    """The (cached) primitive of a stored keyset; a wrapped keyset needs its key link and the
+    master key."""
+    return _primitives.get(keyset, key_link, master)
 
 
 def encrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None:
@@ -80,22 +93,32 @@ def decrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None
         raise ValueError("cannot decrypt: wrong key or tampered ciphertext") from None
 
 
-def decrypt(keyset: bytes | str, value: str | None) -> str | None:
-    """Convenience: decrypt one base64 cell with a Tink JSON keyset."""
+def decrypt(keyset: bytes | str, value: str | None, *, key_link: str | None = None,
+            master: MasterKey | None = None) -> str | None:
+    """Convenience: decrypt one base64 cell with a Tink JSON keyset as stored in the key store
+    (a wrapped keyset needs `key_link` and `master`)."""
     ks = keyset.encode("utf-8") if isinstance(keyset, str) else keyset
-    return decrypt_text(primitive(ks), value)
+    return decrypt_text(primitive(ks, key_link, master), value)
+
+
+def _group_rows(keysets: Sequence[bytes | None], key_links: Sequence[str | None] | None) -> dict[tuple, list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for i, ks in enumerate(keysets):
+        if ks is not None:
+            groups.setdefault((ks, key_links[i] if key_links is not None else None), []).append(i)
+    return groups
 
 
 def encrypt_columns(
     keysets: Sequence[bytes | None],
     columns: Iterable[Sequence[str | None]],
+    key_links: Sequence[str | None] | None = None,
+    master: MasterKey | None = None,
 ) -> list[list[str | None]]:
     """Encrypt several columns of one batch; rows are grouped by keyset so each primitive is
-    looked up once per batch, not once per row."""
-    groups: dict[bytes, list[int]] = {}
-    for i, ks in enumerate(keysets):
-        if ks is not None:
-            groups.setdefault(ks, []).append(i)
+    looked up once per batch, not once per row. Wrapped keysets are opened with `master` and
+    the row's key link."""
+    groups = _group_rows(keysets, key_links)
     out: list[list[str | None]] = []
     for col_index, values in enumerate(columns):
         for i, ks in enumerate(keysets):
@@ -103,8 +126,8 @@ def encrypt_columns(
                 # Every row must have a key; refuse rather than drop or leak the value.
                 raise ValueError(f"row {i} of the batch has no key for encrypted column {col_index}")
         result: list[str | None] = [None] * len(keysets)
-        for ks, rows in groups.items():
-            prim = primitive(ks)
+        for (ks, link), rows in groups.items():
+            prim = primitive(ks, link, master)
             enc = prim.encrypt_deterministically
             for i in rows:
                 v = values[i]
@@ -112,3 +135,4 @@ def encrypt_columns(
                     result[i] = base64.b64encode(enc(v.encode("utf-8"), ASSOCIATED_DATA)).decode("ascii")
         out.append(result)
     return out
+

@@ -30,3 +30,7 @@ class SecretError(StrmSparkError):
 
 class KeyStoreError(StrmSparkError):
     """The key store is missing, corrupt or inconsistent."""
+
+
+class SubjectsError(StrmSparkError):
+    """A data subjects request (list, export, forget, purge-expired) cannot be carried out."""

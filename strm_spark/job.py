@@ -24,6 +24,7 @@ from .errors import DataError, StrmSparkError
 from .hashing import hmac_column, masker_for
 from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
 from .keystore import KeyStore
+from .masterkey import load_master_key
 from .tables import create_delta_table, write_strm_csv, write_table
 
 log = logging.getLogger("strm_spark")
@@ -173,13 +174,22 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
     summary = RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          config.source.path)
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
+    # The master key is read and checked against the key store before anything is written.
+    master = load_master_key(config.master_key) if config.master_key else None
     progress = _Progress(6)
     # The CSV reader only flags malformed records reliably when it parses every column.
     spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
 
     log.info("job %s (run %s): %s source %s, contract %s", config.name, run_id, config.source.format,
              config.source.path, contract.source)
-    store = KeyStore(spark, config.key_store)
+    store = KeyStore(spark, config.key_store, master)
+    cleartext_keysets = store.check_master_key()
+    if master is None:
+        summary.notes.append("keysets in the key store are stored in cleartext; "
+                             "set keys.master_key to encrypt them at rest")
+    elif cleartext_keysets:
+        summary.notes.append(f"{cleartext_keysets:,} keysets in the key store were stored in cleartext "
+                             f"before keys.master_key was set; new keysets are encrypted with {master.id}")
     store.ensure()
     hash_key = store.hash_key(config.group_id)
     progress(1, "key store ready: %s", store.location)

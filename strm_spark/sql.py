@@ -19,6 +19,8 @@ from . import crypto
 from .config import JobConfig
 from .contract import Contract, split_path
 from .hashing import hmac_sha256_hex, masker_for, strm_murmur3_hex
+from .keystore import KeyStore
+from .masterkey import load_master_key
 
 
 def _is_null(value: object) -> bool:
@@ -164,28 +166,43 @@ def decrypting_view(
     ks = keys.select(F.col("keyLink").alias("__vk_link"), F.col("keyset").alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
             .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "left"))
+    paths = [p for p in contract.pii_names if p in allowed]
+    if masked_fields and masker is None:
+        raise ValueError("masked fields need a masker")
+    out = with_decrypted_pii(rows, contract, paths, F.col("__vk_keyset"), masked_fields=masked_fields,
+                             masker=masker)
+    return out.select(*contract.field_names, "strmMeta", "strmDay")
+
+
+def with_decrypted_pii(
+    rows: DataFrame,
+    contract: Contract,
+    paths: Sequence[str],
+    keyset: Column,
+    strict: bool = False,
+    masked_fields: Sequence[str] = (),
+    masker: Callable[[Column], Column] | None = None,
+) -> DataFrame:
+    """`rows` with the PII fields at `paths` (top-level, nested or repeated) decrypted with the
+    cleartext `keyset` column, and `masked_fields` hashed with `masker`; other columns kept."""
     leaves: dict[str, Column] = {}
-    for path in contract.pii_names:
-        if path in allowed:
-            value = _field(path)
-            node = contract.node(path)
-            leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(value, F.col("__vk_keyset"))
+    for path in paths:
+        node = contract.node(path)
+        leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(_field(path), keyset, strict)
     for path in masked_fields:
-        if masker is None:
-            raise ValueError("masked fields need a masker")
         leaves[path] = masker(leaves.get(path, _field(path)))
     cols = []
-    for name in contract.field_names:
+    for name in rows.columns:
         if name in leaves:
             cols.append(leaves[name].alias(name))
             continue
         value = F.col(f"`{name}`")
-        for path, leaf in leaves.items():
-            parts = split_path(path)
-            if len(parts) > 1 and parts[0] == name:
-                value = value.withField(".".join(parts[1:]), leaf)
-        cols.append(value.alias(name))
-    return rows.select(*cols, "strmMeta", "strmDay")
+        nested = [(split_path(path), leaf) for path, leaf in leaves.items()]
+        nested = [(parts, leaf) for parts, leaf in nested if len(parts) > 1 and parts[0] == name]
+        for parts, leaf in nested:
+            value = value.withField(".".join(parts[1:]), leaf)
+        cols.append(value.alias(name) if nested else value)
+    return rows.select(*cols)
 
 
 def _field(path: str) -> Column:
@@ -198,7 +215,8 @@ def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "")
     secret = config.masking_seed.resolve() if config.masking_seed else None
     register(spark, mask_seed=secret)
     encrypted = spark.read.format("delta").load(config.encrypted.path)
-    keys = spark.read.format("delta").load(f"{config.key_store}/keys")
+    master = load_master_key(config.master_key) if config.master_key else None
+    keys = KeyStore(spark, config.key_store, master).cleartext_keys()
     encrypted.createOrReplaceTempView(f"{prefix}encrypted")
     names = [f"{prefix}encrypted"]
     for d in config.derived:

@@ -18,6 +18,7 @@ from .config import (
     ConsentConfig,
     DerivedConfig,
     JobConfig,
+    MasterKeyRef,
     OutputConfig,
     SourceConfig,
     TimestampConfig,
@@ -125,8 +126,10 @@ def load_strm_job(
     schema_path: str | Path,
     connectors: Mapping[str, str],
     key_store: str | None = None,
+    master_key_file: str | None = None,
 ) -> JobConfig:
-    """Translate STRM's batch-job config, contract and schema files into a JobConfig."""
+    """Translate STRM's batch-job config, contract and schema files into a JobConfig;
+    `master_key_file` (a Tink AEAD keyset file) encrypts the key store's keysets at rest."""
     source = str(config_path)
     cwd = Path.cwd()
     schema_doc = read_document(schema_path)
@@ -242,6 +245,7 @@ def load_strm_job(
         derived=tuple(derived), summary_dir=f"{_dirname(enc_path)}/strm-spark/_runs",
         write_mode="overwrite", config_path=source,
         keys_export=OutputConfig(keys_path, "strm-csv", keys_charset),
+        master_key=MasterKeyRef(keyset_file=resolve_location(master_key_file, cwd)) if master_key_file else None,
     )
 
 

@@ -15,6 +15,7 @@ from .contract import Contract, split_path
 from .io import CORRUPT
 from .timestamps import epoch_millis, parse_event_time, utc_day
 
+
 REASONS = "__reasons"
 EPOCH_MS = "__epoch_ms"
 DAY = "__day"

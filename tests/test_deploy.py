@@ -207,8 +207,7 @@ def test_bundle_parameters_are_consistent():
         assert used == set(defined), f"{key}: task uses {sorted(used)}, job has {sorted(defined)}"
         # The rendered argument list must parse with the CLI command the entry point runs.
         command = ENTRY_POINTS[task["python_wheel_task"]["entry_point"]]
-        if command not in subcommands:  # `subjects` may arrive later in strm_spark.cli
-            continue
+        assert command in subcommands, f"{key}: entry point runs `strm-spark {command}`, which does not exist"
         argv = [re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: defined[m.group(1)], p)
                 for p in params]
         try:

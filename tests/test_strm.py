@@ -124,9 +124,10 @@ def _docs():
     return config, contract, schema
 
 
-def _load(tmp_path, config, contract, schema, connectors=None):
+def _load(tmp_path, config, contract, schema, connectors=None, **kwargs):
     return load_strm_job(_write(tmp_path, "job.json", config), _write(tmp_path, "contract.json", contract),
-                         _write(tmp_path, "schema.json", schema), connectors or {"s3-batch-demo": str(tmp_path)})
+                         _write(tmp_path, "schema.json", schema), connectors or {"s3-batch-demo": str(tmp_path)},
+                         **kwargs)
 
 
 def _camel(value):
@@ -233,7 +234,8 @@ def test_bad_connector_argument():
 
 # ---- a STRM-configured job with consent extraction, GRANULAR output and masking ----
 
-def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, tmp_path):
+def _granular_job(tmp_path, **kwargs):
+    """A small STRM job: two PII fields, a GRANULAR derived output masked with MurmurHash3."""
     src = tmp_path / "bucket"
     src.mkdir()
     rows = [
@@ -261,7 +263,11 @@ def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, 
                          "consentLevelType": "GRANULAR",
                          "maskedFields": {"seed": "hi-there", "fieldPatterns": {"h/demo/1.0.0": {"fieldPatterns": ["Session"]}}}}],
     }
-    job = _load(tmp_path, config, contract, schema, {"bkt": str(src)})
+    return src, _load(tmp_path, config, contract, schema, {"bkt": str(src)}, **kwargs)
+
+
+def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, tmp_path):
+    src, job = _granular_job(tmp_path)
     summary = run_job(spark, job)
     out = _rows(src / "out" / "granular.csv")
     enc = _rows(src / "out" / "encrypted.csv")
@@ -274,3 +280,23 @@ def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, 
     # s2 at 23:30 Amsterdam is 22:30Z on Feb 6; s3 at 01:00 on Feb 7 is 00:00Z Feb 7: own days.
     assert summary.keys_needed == 3
     assert any("not a cryptographic hash" in n for n in summary.notes)
+
+
+def test_master_key_wraps_the_key_store_and_keys_csv_stays_strm_compatible(spark, tmp_path):
+    from strm_spark import masterkey
+    from strm_spark.keystore import KeyStore
+
+    masterkey.new_master_key_file(tmp_path / "master.json")
+    src, job = _granular_job(tmp_path, master_key_file=str(tmp_path / "master.json"))
+    summary = run_job(spark, job)
+    assert not any("stored in cleartext" in n for n in summary.notes)
+    stored = KeyStore(spark, job.key_store).keys().collect()
+    assert stored and all(masterkey.is_wrapped(bytes(k["keyset"])) for k in stored)
+    # keys.csv holds cleartext Tink JSON, as STRM's decryption snippet expects.
+    daead.register()
+    keys = {r["keyLink"]: r["encryptionKey"] for r in csv.DictReader(open(src / "out" / "keys.csv", newline=""))}
+    enc = _rows(src / "out" / "encrypted.csv")
+    link = enc[0].index("strmMeta.keyLink")
+    handle = cleartext_keyset_handle.read(tink.JsonKeysetReader(keys[enc[1][link]]))
+    prim = handle.primitive(daead.DeterministicAead)
+    assert prim.decrypt_deterministically(base64.b64decode(enc[1][2]), b"").decode() == "+31 6 1"

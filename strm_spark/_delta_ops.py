@@ -1,0 +1,144 @@
+"""Delta operations for erasure: deletes that keep values out of the log, and physical purge.
+
+Deletes are MERGEs against a small source DataFrame, never `DELETE WHERE x IN (<values>)`:
+Delta writes a DELETE's predicate, literals included, into `_delta_log`, which VACUUM never
+cleans. Purging rewrites files that carry deletion vectors (`REORG ... APPLY (PURGE)`) and then
+VACUUMs with zero retention, so the files that held deleted rows are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+log = logging.getLogger("strm_spark")
+T = TypeVar("T")
+
+_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+_VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
+_LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+
+
+def sql_path(path: str) -> str:
+    """`delta.`<path>`` for SQL, backticks in the path escaped."""
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+def is_delta(spark: SparkSession, path: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def version(spark: SparkSession, path: str) -> int:
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def _metric_since(spark: SparkSession, path: str, since: int, operations: set[str], metric: str) -> int:
+    rows = (DeltaTable.forPath(spark, path).history()
+            .where(f"version > {since}").select("operation", "operationMetrics").collect())
+    return sum(int((r["operationMetrics"] or {}).get(metric, 0)) for r in rows if r["operation"] in operations)
+
+
+def merge_delete(spark: SparkSession, path: str, source: DataFrame, condition: str) -> int:
+    """Delete the target rows matching a row of `source` (aliases `t` and `s` in `condition`);
+    returns how many rows were deleted. No commit when nothing matches."""
+    metrics = (DeltaTable.forPath(spark, path).alias("t")
+               .merge(source.alias("s"), condition)
+               .whenMatchedDelete()
+               .execute()).first()
+    return int(metrics["num_deleted_rows"]) if metrics is not None else 0
+
+
+def delete_where(spark: SparkSession, path: str, condition: str | Column) -> int:
+    """Delete rows matching a predicate that holds no personal data (e.g. a cut-off time)."""
+    before = version(spark, path)
+    DeltaTable.forPath(spark, path).delete(condition)
+    return _metric_since(spark, path, before, {"DELETE"}, "numDeletedRows")
+
+
+@dataclass
+class PurgeCounts:
+    files_rewritten: int = 0
+    files_removed: int = 0
+
+
+def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
+    """Physically remove what earlier deletes left behind, in each table of `paths`
+    (concurrently: they are independent): rewrite files carrying deletion vectors, then VACUUM
+    with zero retention. Older versions of these tables become unreadable; do not run this
+    while a job writes to the same tables."""
+    conf = spark.conf
+    saved = {k: conf.get(k, None) for k in (_RETENTION_CHECK, _VACUUM_LOGGING, _LISTING_PARALLELISM)}
+    conf.set(_RETENTION_CHECK, "false")
+    conf.set(_VACUUM_LOGGING, "true")
+    # VACUUM lists the table's folders with this many tasks (default 10,000: minutes of task
+    # overhead on a small cluster for a table of a few hundred folders).
+    conf.set(_LISTING_PARALLELISM, str(max(4, 4 * spark.sparkContext.defaultParallelism)))
+    try:
+        results = in_parallel([lambda p=p: _purge_one(spark, p) for p in paths])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                conf.unset(key)
+            else:
+                conf.set(key, value)
+    return dict(zip(paths, results))
+
+
+def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
+    counts = PurgeCounts()
+    before = version(spark, path)
+    features = DeltaTable.forPath(spark, path).detail().select("tableFeatures").first()[0] or []
+    if "deletionVectors" in features:
+        spark.sql(f"REORG TABLE {sql_path(path)} APPLY (PURGE)")
+        counts.files_rewritten = _metric_since(spark, path, before, {"REORG", "OPTIMIZE"}, "numRemovedFiles")
+    mark = version(spark, path)
+    spark.sql(f"VACUUM {sql_path(path)} RETAIN 0 HOURS")
+    counts.files_removed = _metric_since(spark, path, mark, {"VACUUM END"}, "numDeletedFiles")
+    return counts
+
+
+# Metrics through which a commit says it removed files or marked rows deleted.
+_REMOVALS = ("numRemovedFiles", "numTargetFilesRemoved", "numDeletionVectorsAdded", "numDeletionVectorsUpdated",
+             "numTargetDeletionVectorsAdded", "numTargetDeletionVectorsUpdated")
+# Operations that add no data file and remove none.
+_NO_FILES = {"CREATE TABLE", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN",
+             "UPGRADE PROTOCOL", "VACUUM START"}
+_APPENDS = {"WRITE", "MERGE", "STREAMING UPDATE"}
+
+
+def needs_purge(spark: SparkSession, path: str) -> bool:
+    """Whether a table may hold files that a delete left behind: some commit since its last
+    completed VACUUM removed files or added deletion vectors (a delete, an overwrite, a crashed
+    erasure). Read from the table's history only; unknown operations count as removals."""
+    rows = (DeltaTable.forPath(spark, path).history()
+            .select("version", "operation", "operationParameters", "operationMetrics")
+            .orderBy(F.col("version").desc()).collect())
+    for r in rows:
+        op, metrics = r["operation"], r["operationMetrics"] or {}
+        if op == "VACUUM END":
+            return False
+        if op in _NO_FILES:
+            continue
+        if op not in _APPENDS or (r["operationParameters"] or {}).get("mode") == "Overwrite":
+            return True
+        if any(int(metrics.get(m, 0) or 0) > 0 for m in _REMOVALS):
+            return True
+    # Reached the oldest commit still in the log: safe only if that is the table's creation.
+    return not rows or rows[-1]["version"] != 0
+
+
+def in_parallel(tasks: list[Callable[[], T]], max_workers: int = 4) -> list[T]:
+    """Run independent Spark actions from driver threads (Spark schedules them side by side);
+    results in task order, the first failure re-raised."""
+    if len(tasks) <= 1:
+        return [t() for t in tasks]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks)), thread_name_prefix="strm-erase") as pool:
+        futures = [pool.submit(t) for t in tasks]
+        return [f.result() for f in futures]
