@@ -99,3 +99,14 @@ def test_nested_subject_and_no_nested_pii_in_statistics(spark, nested_run):
                     stats = json.loads(add["stats"])
                     assert "customer" not in stats.get("minValues", {}) and "phones" not in stats.get("minValues", {})
                     assert "id" in stats.get("minValues", {})
+
+
+def test_export_decrypts_nested_and_repeated_pii(spark, nested_run, tmp_path):
+    from strm_spark.subjects import export_subject
+
+    config, _, _ = nested_run
+    result = export_subject(spark, config, "c1", tmp_path / "export")
+    assert result.files["encrypted.jsonl"] == 2
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "export" / "encrypted.jsonl").read_text().splitlines())}
+    assert rows["r1"]["customer"] == ROWS[0]["customer"] and rows["r1"]["phones"] == ROWS[0]["phones"]
+    assert rows["r2"]["customer"] == ROWS[1]["customer"] and rows["r2"]["phones"] is None
