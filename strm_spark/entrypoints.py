@@ -8,17 +8,14 @@ command's code; a Databricks task, which ignores return values, gets an exceptio
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
+from .session import launcher_session, on_databricks
+
 __all__ = ["batch_job_main", "strm_job_main", "subjects_main"]
-
-DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
-DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-
 
 def batch_job_main(argv: Sequence[str] | None = None) -> int:
     """A native job: `CONFIG [--source PATH]`, as `strm-spark run`."""
@@ -34,10 +31,6 @@ def strm_job_main(argv: Sequence[str] | None = None) -> int:
 def subjects_main(argv: Sequence[str] | None = None) -> int:
     """Data-subject requests: the arguments of `strm-spark subjects`, forwarded unchanged."""
     return _run_command("subjects", argv)
-
-
-def on_databricks() -> bool:
-    return bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
 
 
 def _run_command(command: str, argv: Sequence[str] | None) -> int:
@@ -71,29 +64,9 @@ def _finish(command: str, code: int) -> int:
 
 
 def _attach_launcher_session() -> SparkSession | None:
-    """Start the launcher's session before `get_spark` could start a local one.
-
-    Under spark-submit the Python driver runs beside a JVM that already holds the submitted
-    conf (master, jars, resources); a session built with `get_spark`'s local defaults would
-    override the master. So build it from that conf, adding Delta's extension and catalog
-    only where missing. On Databricks the cluster's session is used as it is (Delta is
-    built in). Returns the session when this process owns it (spark-submit), else None.
-    """
-    if SparkSession.getActiveSession() is not None:
+    """Start the launcher's session (spark-submit, Databricks) before any command runs; returns
+    it when this process owns it and must stop it (spark-submit), else None."""
+    if SparkSession.getActiveSession() is not None or on_databricks():
+        launcher_session()
         return None
-    if on_databricks():
-        SparkSession.builder.getOrCreate()
-        return None
-    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain Python: get_spark starts a local one
-        return None
-    from pyspark import SparkConf, SparkContext
-
-    SparkContext._ensure_initialized()  # connect to spark-submit's JVM to read its conf
-    conf = SparkConf()
-    builder = SparkSession.builder
-    extensions = [e.strip() for e in conf.get("spark.sql.extensions", "").split(",") if e.strip()]
-    if DELTA_EXTENSION not in extensions:
-        builder = builder.config("spark.sql.extensions", ",".join([*extensions, DELTA_EXTENSION]))
-    if not conf.contains("spark.sql.catalog.spark_catalog"):
-        builder = builder.config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
-    return builder.getOrCreate()
+    return launcher_session()

@@ -32,7 +32,7 @@ import yaml
 
 from conftest import REPO, UCI_CSV, require_shared
 from helpers import job_doc, key_ring
-from strm_spark import crypto, entrypoints
+from strm_spark import crypto, entrypoints, session
 from strm_spark.cli import build_parser
 from strm_spark.session import delta_jars
 
@@ -326,6 +326,21 @@ def _worker_alive(ui_port: int) -> bool:
     return any(w.get("state") == "ALIVE" for w in state.get("workers", []))
 
 
+def _submit(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, str, str, float]:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=480)
+    except subprocess.TimeoutExpired:
+        _stop([proc])
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"spark-submit did not finish in 480 s\n{stderr[-4000:]}")
+    finally:
+        _stop([proc])
+    return proc, stdout, stderr, time.monotonic() - started
+
+
 def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
     require_shared()
     jars = delta_jars()
@@ -348,8 +363,8 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
         submit = [
             str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, "--deploy-mode", "client",
             "--jars", ",".join(jars), "--py-files", str(shipped),
-            "--conf", f"spark.sql.extensions={entrypoints.DELTA_EXTENSION}",
-            "--conf", f"spark.sql.catalog.spark_catalog={entrypoints.DELTA_CATALOG}",
+            "--conf", f"spark.sql.extensions={session.DELTA_EXTENSION}",
+            "--conf", f"spark.sql.catalog.spark_catalog={session.DELTA_CATALOG}",
             "--conf", f"spark.pyspark.python={bare_python}",
             "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
             "--conf", "spark.log.level=WARN", "--driver-java-options", QUICK_JVM,
@@ -357,20 +372,16 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
             "--conf", "spark.executor.memory=1g", "--conf", "spark.cores.max=1",
             "--conf", "spark.sql.shuffle.partitions=2",
             "--conf", "spark.databricks.delta.snapshotPartitions=2",
-            str(REPO / "jobs" / "batch_job.py"), str(tmp_path / "job.yaml"),
         ]
-        started = time.monotonic()
-        proc = subprocess.Popen(submit, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, cwd=tmp_path, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=480)
-        except subprocess.TimeoutExpired:
-            _stop([proc])
-            stdout, stderr = proc.communicate()
-            pytest.fail(f"spark-submit did not finish in 480 s\n{stderr[-4000:]}")
-        finally:
-            _stop([proc])
-        took = time.monotonic() - started
+        proc, stdout, stderr, took = _submit([*submit, str(REPO / "jobs" / "batch_job.py"),
+                                              str(tmp_path / "job.yaml")], env, tmp_path)
+        # A library user's script under spark-submit: get_spark() keeps the submitted master.
+        script = tmp_path / "lib_script.py"
+        script.write_text("from strm_spark.session import get_spark\n"
+                          "spark = get_spark()\n"
+                          "print('MASTER', spark.sparkContext.master, spark.range(3).count())\n")
+        lib, lib_out, lib_err, _ = _submit([*submit, str(script)], env, tmp_path)
+    assert lib.returncode == 0 and f"MASTER {master} 3" in lib_out, lib_err[-3000:]
 
     assert proc.returncode == 0, (
         f"spark-submit exited {proc.returncode} after {took:.0f} s:\n{stderr[-5000:]}")
