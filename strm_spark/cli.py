@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     from .session import get_spark
 
     spark = get_spark(f"strm-spark {config.name}", master=args.master)
-    summary = run_job(spark, config)
+    summary = run_job(spark, config, reprocess=args.reprocess)
     print(summary.render())
     return 0
 
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a batch job from a YAML job config")
     run.add_argument("config", help="job config file (YAML or JSON)")
     run.add_argument("--source", help="override source.path (a file, folder or URI)")
+    run.add_argument("--reprocess", action="store_true",
+                     help="incremental jobs: process every source file again and overwrite the outputs "
+                          "(existing keys are reused)")
     run.add_argument("--master", help="Spark master for a new local session (default local[*])")
     run.set_defaults(func=_run)
 

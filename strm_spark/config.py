@@ -92,6 +92,7 @@ class SourceConfig:
     path: str
     format: str
     options: tuple[tuple[str, str], ...] = ()
+    incremental: bool = False  # process only files no earlier run of the job processed
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class JobConfig:
     keys_export: OutputConfig | None = None  # STRM's keys.csv for the key links of a run
     master_key: MasterKeyRef | None = None
     audit: str = ""  # the audit table of forget / purge-expired; default <key store>/audit
+    max_rejected_fraction: float | None = None  # fail the run, before any commit, above this
 
     def __post_init__(self) -> None:
         if not self.audit:
@@ -210,7 +212,7 @@ def check_locations(source: str, outputs: list[tuple[str, str]], key_store: tupl
 
 _TOP_FIELDS = {
     "name", "source", "contract", "event_contract_ref", "consent", "timestamp", "keys",
-    "masking", "outputs",
+    "masking", "outputs", "max_rejected_fraction",
 }
 
 
@@ -254,7 +256,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
 
     # Source.
     snode = root.child("source")
-    snode.mapping({"path", "format", "options"})
+    snode.mapping({"path", "format", "options", "incremental"})
     fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
     options = []
     for key, opt in snode.child("options", {}).entries():
@@ -264,7 +266,10 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
             options.append((key, str(opt.value)))
         else:
             raise opt.error("expected a string, number or boolean reader option")
-    src = SourceConfig(resolve_location(snode.child("path").string(), base), fmt, tuple(options))
+    incremental = snode.child("incremental", False).boolean()
+    if incremental and fmt == "delta":
+        raise snode.child("incremental").error("a Delta source is a table, not files: incremental needs a csv, json or parquet source")
+    src = SourceConfig(resolve_location(snode.child("path").string(), base), fmt, tuple(options), incremental)
     if fmt == "csv":
         for i, n in enumerate(contract.nodes):
             if n.type == "NODE" or n.repeated:
@@ -359,13 +364,28 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
             raise ConfigError(source, "outputs.audit", f"same or nested location as {path_a}: the audit table needs its own folder")
     if audit == key_store or _contains(audit, key_store):
         raise ConfigError(source, "outputs.audit", "the audit table must not contain the key store")
+    if src.incremental:
+        not_delta = [(f, o.format) for f, o in [("outputs.encrypted", encrypted), ("outputs.rejected", rejected)]
+                     + [(f"outputs.derived {d.name}", d) for d in derived] if o.format != "delta"]
+        if not_delta:
+            raise ConfigError(source, "source.incremental",
+                              f"exactly-once incremental runs write Delta tables only; {not_delta[0][0]} is {not_delta[0][1]}")
+        if mode != "append":
+            raise ConfigError(source, "outputs.mode", "incremental runs append; use --reprocess to rebuild the outputs")
+    max_rejected = None
+    if root.has("max_rejected_fraction"):
+        fnode = root.child("max_rejected_fraction")
+        max_rejected = fnode.as_type(float, "a number from 0 to 1")
+        if not 0 <= max_rejected <= 1:
+            raise fnode.error("expected a number from 0 to 1")
+        max_rejected = float(max_rejected)
 
     return JobConfig(
         name=name, source=src, contract=contract, event_contract_ref=ref, consent=consent,
         timestamp=timestamp, group_id=group_id, key_store=key_store, retention_days=retention,
         encrypted=encrypted, data_subjects=subjects, rejected=rejected, derived=tuple(derived),
         summary_dir=summary_dir, write_mode=mode, masking_seed=seed, config_path=source,
-        master_key=master_key, audit=audit,
+        master_key=master_key, audit=audit, max_rejected_fraction=max_rejected,
     )
 
 

@@ -28,11 +28,14 @@ def _reader_options(source: SourceConfig) -> dict[str, str]:
     return opts
 
 
-def read_source(spark: SparkSession, source: SourceConfig, contract: Contract) -> DataFrame:
+def read_source(spark: SparkSession, source: SourceConfig, contract: Contract,
+                paths: list[str] | None = None) -> DataFrame:
     """The source as a DataFrame of the contract's fields plus bookkeeping columns.
 
     CSV fields are read as text (typed later, so a bad value rejects one row, not the file);
-    malformed records land in `__corrupt`. `__file`, `__block` and `__mid` locate each row."""
+    malformed records land in `__corrupt`. `__file`, `__block` and `__mid` locate each row.
+    `paths` (an incremental run's batch) replaces `source.path`."""
+    location = paths if paths is not None else source.path
     opts = _reader_options(source)
     if source.format == "csv":
         schema = T.StructType([T.StructField(n, T.StringType(), True) for n in contract.field_names])
@@ -42,15 +45,15 @@ def read_source(spark: SparkSession, source: SourceConfig, contract: Contract) -
                   .option("header", "true").option("escape", '"').options(**opts)
                   .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
                   .option("enforceSchema", "false"))
-        df = reader.load(source.path)
+        df = reader.load(location)
     elif source.format == "json":
         schema = contract.spark_schema().add(CORRUPT, T.StringType(), True)
         df = (spark.read.format("json").schema(schema).options(**opts)
               .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-              .load(source.path))
+              .load(location))
     else:
         try:
-            df = spark.read.format(source.format).options(**opts).load(source.path)
+            df = spark.read.format(source.format).options(**opts).load(location)
         except AnalysisException as exc:
             raise DataError(f"cannot read {source.format} source {source.path}: {exc.getCondition() or 'error'}") from None
         missing = [n for n in contract.field_names if n not in df.columns]

@@ -23,9 +23,10 @@ from .config import DerivedConfig, JobConfig, OutputConfig
 from .errors import DataError, StrmSparkError
 from .hashing import hmac_column, masker_for
 from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
+from .incremental import FileLog, list_source_files
 from .keystore import KeyStore
 from .masterkey import load_master_key
-from .tables import create_delta_table, write_strm_csv, write_table
+from .tables import create_delta_table, retry_on_conflict, write_strm_csv, write_table
 
 log = logging.getLogger("strm_spark")
 
@@ -46,6 +47,7 @@ class RunSummary:
     run_id: str
     started_at: str
     source: str
+    batch: dict[str, object] | None = None  # incremental runs: id, files, resumed, mode
     rows_read: int = 0
     rows_encrypted: int = 0
     rows_rejected: int = 0
@@ -68,6 +70,12 @@ class RunSummary:
         lines = [
             f"strm-spark run summary: job {self.job} (run {self.run_id})",
             f"  source            {self.source}",
+        ]
+        if self.batch is not None:
+            lines.append(f"  batch             {self.batch['id']}: {self.batch['files']:,} new file(s)"
+                         + (" (resumed after an unfinished run)" if self.batch["resumed"] else "")
+                         + (" (reprocessing every file, outputs overwritten)" if self.batch["mode"] == "overwrite" else ""))
+        lines += [
             f"  rows read         {self.rows_read:,}",
             f"  rows encrypted    {self.rows_encrypted:,}",
             f"  rows rejected     {self.rows_rejected:,}",
@@ -154,10 +162,12 @@ def _as_data_error(exc: Exception) -> DataError | None:
     return None
 
 
-def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None) -> RunSummary:
-    """Run the batch job described by `config` on `spark`."""
+def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None,
+            reprocess: bool = False) -> RunSummary:
+    """Run the batch job described by `config` on `spark`. With `source.incremental`, only
+    files no earlier run processed (all of them with `reprocess`, outputs overwritten)."""
     try:
-        return _run(spark, config, run_id)
+        return _run(spark, config, run_id, reprocess)
     except StrmSparkError:
         raise
     except Exception as exc:
@@ -167,12 +177,26 @@ def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None
         raise
 
 
-def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSummary:
+def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool) -> RunSummary:
     started = time.monotonic()
-    run_id = run_id or uuid.uuid4().hex[:12]
     contract = config.contract
+    mode, txn, paths = config.write_mode, None, None
+    batch, files = None, None
+    if config.source.incremental:
+        files = FileLog(spark, f"{config.summary_dir}/files", config.name)
+        batch = files.next_batch(list_source_files(spark, config.source.path), reprocess)
+        if batch is not None:
+            run_id, mode, txn, paths = batch.run_id, batch.mode, files.txn(batch), batch.paths
+    run_id = run_id or uuid.uuid4().hex[:12]
     summary = RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          config.source.path)
+    if config.source.incremental and batch is None:
+        summary.notes.append("no new files in the source: nothing to do")
+        return _finish(spark, config, summary, started)
+    if batch is not None:
+        summary.batch = {"id": batch.batch_id, "files": len(batch.files), "resumed": batch.resumed, "mode": mode}
+        if batch.resumed and reprocess:
+            summary.notes.append("an unfinished batch was completed first; run again with --reprocess")
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
     # The master key is read and checked against the key store before anything is written.
     master = load_master_key(config.master_key) if config.master_key else None
@@ -195,7 +219,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
     progress(1, "key store ready: %s", store.location)
 
     rows = (
-        read_source(spark, config.source, contract)
+        read_source(spark, config.source, contract, paths)
         .transform(tf.with_typed_fields, contract)
         .transform(tf.with_event_time, config.timestamp.field, config.timestamp.pattern,
                    config.timestamp.default_time_zone)
@@ -227,6 +251,9 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
                        .groupBy("r").count().collect())
             summary.rejected_by_reason = {r["r"]: r["count"] for r in reasons}
         progress(2, "read and validated %s rows, %s rejected", f"{summary.rows_read:,}", f"{summary.rows_rejected:,}")
+        _check_rejected_fraction(config, summary)
+        if batch is not None:
+            files.claim(batch)
 
         # Keys: one per (group, key-field value, UTC day), committed before any data. Only the
         # distinct pairs are hashed; rows whose day is unknown share one quarantine key per run.
@@ -284,7 +311,6 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
 
         stats_cols = [n for n in contract.field_names if n not in contract.sensitive_columns]
         stats_cols += ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink"]
-        mode = config.write_mode
         # STRM's CSV layout carries the source text of every field and keeps input order.
         order = [FILE, BLOCK, ROW_ID]
         text = tf.with_raw_text(valid, contract)
@@ -293,7 +319,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
             if out.format == "strm-csv":
                 write_strm_csv(rows_for(text, order), out.path, out.charset, order)
             else:
-                write_table(rows_for(valid, ()), out.path, out.format, mode, ["strmDay"], stats_cols)
+                write_table(rows_for(valid, ()), out.path, out.format, mode, ["strmDay"], stats_cols, txn)
 
         write(lambda df, carry: tf.encrypted_rows(df, contract, config.event_contract_ref, carry), config.encrypted)
         summary.outputs["encrypted"] = config.encrypted.path
@@ -320,25 +346,45 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None) -> RunSumma
         rejected_stats = [n for n in contract.field_names if n not in contract.sensitive_columns]
         rejected_stats += ["sourceFile", "rowNumber", "runId", "rejectedAt"]
         write_table(rejected, config.rejected.path, config.rejected.format,
-                    mode, (), rejected_stats)
+                    mode, (), rejected_stats, txn)
         summary.outputs["rejected"] = config.rejected.path
         progress(5, "encrypted, derived and rejected tables written")
 
         summary.data_subject_links_added = _merge_data_subjects(spark, processed, config)
         summary.outputs["data subjects"] = config.data_subjects.path
         progress(6, "data subjects updated")
+        if batch is not None:
+            files.finish(batch)
         processed.unpersist()
         if keysets is not None:
             keysets.destroy()
     finally:
         rows.unpersist()
 
+    return _finish(spark, config, summary, started)
+
+
+def _finish(spark: SparkSession, config: JobConfig, summary: RunSummary, started: float) -> RunSummary:
     summary.wall_time_s = round(time.monotonic() - started, 2)
     summary.rows_per_s = round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0
-    summary_path = f"{config.summary_dir}/run-{summary.started_at.replace(':', '')[:17]}-{run_id}.json"
+    summary_path = (f"{config.summary_dir}/run-{summary.started_at.replace(':', '')[:17]}-"
+                    f"{uuid.uuid4().hex[:6]}-{summary.run_id}.json")
     summary.outputs["run summary"] = summary_path
     _write_text(spark, summary_path, summary.to_json())
     return summary
+
+
+def _check_rejected_fraction(config: JobConfig, summary: RunSummary) -> None:
+    """Fail the run, before anything is committed, when too many rows are rejected."""
+    limit = config.max_rejected_fraction
+    if limit is None or not summary.rows_read:
+        return
+    fraction = summary.rows_rejected / summary.rows_read
+    if fraction > limit:
+        reasons = "; ".join(f"{n:,} {r}" for r, n in sorted(summary.rejected_by_reason.items(), key=lambda kv: -kv[1])[:5])
+        raise DataError(f"{config.source.path}: {summary.rows_rejected:,} of {summary.rows_read:,} rows rejected "
+                        f"({fraction:.1%}), above max_rejected_fraction {limit:g}; nothing was written. "
+                        f"Reasons: {reasons}")
 
 
 def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobConfig) -> int:
@@ -351,11 +397,15 @@ def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobC
              .withColumn("groupId", F.lit(config.group_id))
              .withColumn("createdAt", F.current_timestamp())
              .select(*DATA_SUBJECTS_SCHEMA.fieldNames()))
-    table = DeltaTable.forPath(spark, path)
-    before = table.history(1).select("version").first()[0]
-    (table.alias("t").merge(links.alias("s"), "t.dataSubject = s.dataSubject AND t.keyLink = s.keyLink")
-     .whenNotMatchedInsertAll().execute())
-    last = DeltaTable.forPath(spark, path).history(1).first()
-    if last["version"] == before:
-        return 0
-    return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+    def merge() -> int:
+        table = DeltaTable.forPath(spark, path)
+        before = table.history(1).select("version").first()[0]
+        (table.alias("t").merge(links.alias("s"), "t.dataSubject = s.dataSubject AND t.keyLink = s.keyLink")
+         .whenNotMatchedInsertAll().execute())
+        last = DeltaTable.forPath(spark, path).history(1).first()
+        if last["version"] == before:
+            return 0
+        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+    return retry_on_conflict(merge, f"data subjects {path}")

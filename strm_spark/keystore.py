@@ -26,7 +26,7 @@ from . import crypto
 from .errors import KeyStoreError
 from ._delta_ops import sql_path
 from .masterkey import MasterKey, open_keyset, unwrap, wrap
-from .tables import create_delta_table, delta_properties
+from .tables import create_delta_table, delta_properties, retry_on_conflict
 
 KEYS_SCHEMA = T.StructType([
     T.StructField("keyLink", T.StringType(), False),
@@ -164,8 +164,9 @@ class KeyStore:
         candidate = self.spark.createDataFrame(
             [(group_id, bytearray(secrets.token_bytes(32)))], "groupId string, hashKey binary"
         ).withColumn("createdAt", F.current_timestamp())
-        (table.alias("t").merge(candidate.alias("s"), "t.groupId = s.groupId")
-         .whenNotMatchedInsertAll().execute())
+        # Insert-only, so concurrent first runs of a group agree on one secret.
+        retry_on_conflict(lambda: table.alias("t").merge(candidate.alias("s"), "t.groupId = s.groupId")
+                          .whenNotMatchedInsertAll().execute(), f"key store {self.location}: group secret")
         found = self._read_secret(path, group_id)
         if found is None:
             raise KeyStoreError(f"key store {self.location}: no secret for group {group_id!r} in {path}")
@@ -235,15 +236,19 @@ class KeyStore:
                .withColumn("runId", F.lit(run_id))
                .withColumn("wrappedBy", F.lit(self.master.id if self.master else None).cast("string"))
                .select(*KEYS_SCHEMA.fieldNames()))
-        before = DeltaTable.forPath(self.spark, self.keys_path).history(1).select("version").first()[0]
-        (DeltaTable.forPath(self.spark, self.keys_path).alias("t")
-         .merge(new.alias("s"), "t.groupId = s.groupId AND t.keyHash = s.keyHash AND t.day <=> s.day")
-         .whenNotMatchedInsertAll().execute())
-        last = DeltaTable.forPath(self.spark, self.keys_path).history(1).first()
-        if last["version"] == before:
-            return 0
-        metrics = last["operationMetrics"] or {}
-        return int(metrics.get("numTargetRowsInserted", 0))
+        def merge() -> int:
+            # Insert-only: a key another run created in the meantime wins, and this run then
+            # looks up and uses that one. A conflicting concurrent commit is retried.
+            before = DeltaTable.forPath(self.spark, self.keys_path).history(1).select("version").first()[0]
+            (DeltaTable.forPath(self.spark, self.keys_path).alias("t")
+             .merge(new.alias("s"), "t.groupId = s.groupId AND t.keyHash = s.keyHash AND t.day <=> s.day")
+             .whenNotMatchedInsertAll().execute())
+            last = DeltaTable.forPath(self.spark, self.keys_path).history(1).first()
+            if last["version"] == before:
+                return 0
+            return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+        return retry_on_conflict(merge, f"key store {self.location}: new keys")
 
     def lookup(self, group_id: str, pairs: DataFrame, day_col: str = "day") -> DataFrame:
         """`pairs` (with keyHash and a day column) plus __keyLink, __keyset (cleartext),

@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+
+log = logging.getLogger("strm_spark")
+R = TypeVar("R")
+
+# Delta's optimistic-concurrency errors: another writer committed first.
+_CONFLICTS = ("Concurrent", "MetadataChanged", "ProtocolChanged", "DELTA_CONCURRENT", "DELTA_METADATA_CHANGED",
+              "DELTA_PROTOCOL_CHANGED", "TableAlreadyExists", "DELTA_TABLE_ALREADY_EXISTS")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    condition = getattr(exc, "getCondition", lambda: None)()
+    text = f"{type(exc).__name__} {condition or ''} {str(exc)[:300]}"
+    return any(marker in text for marker in _CONFLICTS)
+
+
+def retry_on_conflict(action: Callable[[], R], what: str, attempts: int = 10) -> R:
+    """Run a Delta commit, again when a concurrent writer committed first: `action` must
+    re-read the table (a MERGE does), so the retry sees the winner's rows."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_conflict(exc):
+                raise
+            log.info("%s: a concurrent commit won; retrying (%d/%d)", what, attempt + 1, attempts - 1)
+            time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def delta_properties(stats_columns: Sequence[str] | str | None) -> dict[str, str]:
@@ -39,7 +71,7 @@ def create_delta_table(
         builder = builder.partitionedBy(*partition_by)
     for key, value in delta_properties(stats_columns).items():
         builder = builder.property(key, value)
-    builder.execute()
+    retry_on_conflict(builder.execute, f"create {path}")
 
 
 def flatten_for_csv(df: DataFrame) -> DataFrame:
@@ -68,11 +100,15 @@ def write_table(
     mode: str,
     partition_by: Sequence[str] = (),
     stats_columns: Sequence[str] | None = None,
+    txn: tuple[str, int] | None = None,
 ) -> None:
-    """Write `df` to `path`; Delta tables are created first so their properties apply."""
+    """Write `df` to `path`; Delta tables are created first so their properties apply. With
+    `txn` (app id, version), Delta skips the write if it already committed that version."""
     if fmt == "delta":
         create_delta_table(df.sparkSession, path, df.schema, partition_by, stats_columns)
         writer = df.write.format("delta").mode(mode)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
     elif fmt == "parquet":
         writer = df.write.format("parquet").mode(mode)
     elif fmt == "csv":
