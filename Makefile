@@ -8,6 +8,15 @@ M2          := $(HOME)/.m2/repository
 DELTA_JAR_VERSION := 4.4.0
 DELTA_JARS  := $(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/delta-spark_4.2_2.13-$(DELTA_JAR_VERSION).jar \
                $(M2)/io/delta/delta-storage/$(DELTA_JAR_VERSION)/delta-storage-$(DELTA_JAR_VERSION).jar
+# S3A (s3a://) for pyspark's bundled Hadoop 3.5.0: hadoop-aws and the two compile dependencies
+# in its pom. The AWS SDK v2 bundle is ~690 MB. strm_spark.session puts them on local sessions'
+# class path when present.
+HADOOP_VERSION := 3.5.0
+AWS_SDK_VERSION := 2.35.4
+S3_ANALYTICS_VERSION := 1.3.1
+S3A_JARS    := $(M2)/org/apache/hadoop/hadoop-aws/$(HADOOP_VERSION)/hadoop-aws-$(HADOOP_VERSION).jar \
+               $(M2)/software/amazon/awssdk/bundle/$(AWS_SDK_VERSION)/bundle-$(AWS_SDK_VERSION).jar \
+               $(M2)/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/$(S3_ANALYTICS_VERSION)/analyticsaccelerator-s3-$(S3_ANALYTICS_VERSION).jar
 DEMO_ROWS   ?= 100000
 
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
@@ -26,13 +35,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-jars: $(DELTA_JARS)
+jars: $(DELTA_JARS) $(S3A_JARS)
 
 $(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/%.jar:
 	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-spark_4.2_2.13:$(DELTA_JAR_VERSION)
 
 $(M2)/io/delta/delta-storage/$(DELTA_JAR_VERSION)/%.jar:
 	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-storage:$(DELTA_JAR_VERSION)
+
+$(M2)/org/apache/hadoop/hadoop-aws/$(HADOOP_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=org.apache.hadoop:hadoop-aws:$(HADOOP_VERSION)
+
+$(M2)/software/amazon/awssdk/bundle/$(AWS_SDK_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=software.amazon.awssdk:bundle:$(AWS_SDK_VERSION)
+
+$(M2)/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/$(S3_ANALYTICS_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=software.amazon.s3.analyticsaccelerator:analyticsaccelerator-s3:$(S3_ANALYTICS_VERSION)
 
 out/demo/input/clickstream.csv: | venv
 	$(BIN)/strm-spark generate --rows $(DEMO_ROWS) --out $@

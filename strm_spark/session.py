@@ -1,5 +1,6 @@
 """SparkSession with Delta Lake: reuse the active one (spark-submit, Databricks) or start a
-local one that loads Delta's jars from ~/.m2 (fetched by `make setup`), offline."""
+local one that loads Delta's jars, and S3A's when present, from ~/.m2 (fetched by `make setup`),
+offline."""
 
 from __future__ import annotations
 
@@ -17,19 +18,50 @@ DELTA_PACKAGES = (
     f"io.delta:delta-spark_{SCALA_SPARK}:{DELTA_JAR_VERSION}",
     f"io.delta:delta-storage:{DELTA_JAR_VERSION}",
 )
+# S3A (`s3a://`) for pyspark's bundled Hadoop 3.5.0: hadoop-aws and its two compile
+# dependencies in hadoop-aws 3.5.0's pom (the AWS SDK v2 bundle is ~690 MB). Optional.
+S3A_PACKAGES = (
+    "org.apache.hadoop:hadoop-aws:3.5.0",
+    "software.amazon.awssdk:bundle:2.35.4",
+    "software.amazon.s3.analyticsaccelerator:analyticsaccelerator-s3:1.3.1",
+)
 
 
-def delta_jars(m2: Path | None = None) -> list[str] | None:
-    """Paths of Delta's jars in the local Maven repository, or None if any is missing."""
+def _m2_jars(coordinates: tuple[str, ...], m2: Path | None = None) -> list[str] | None:
+    """Paths of these jars in the local Maven repository, or None if any is missing."""
     repo = m2 or Path(os.environ.get("STRM_SPARK_M2", Path.home() / ".m2" / "repository"))
     jars = []
-    for coordinate in DELTA_PACKAGES:
+    for coordinate in coordinates:
         group, artifact, version = coordinate.split(":")
         jar = repo.joinpath(*group.split("."), artifact, version, f"{artifact}-{version}.jar")
         if not jar.is_file():
             return None
         jars.append(str(jar))
     return jars
+
+
+def delta_jars(m2: Path | None = None) -> list[str] | None:
+    """Paths of Delta's jars in the local Maven repository, or None if any is missing."""
+    return _m2_jars(DELTA_PACKAGES, m2)
+
+
+def s3a_jars(m2: Path | None = None) -> list[str] | None:
+    """Paths of the S3A connector's jars in the local Maven repository, or None if any is missing."""
+    return _m2_jars(S3A_PACKAGES, m2)
+
+
+def jar_conf(master: str) -> dict[str, str]:
+    """Spark conf that loads Delta's jars (from ~/.m2, else resolved by Ivy) and, for a local
+    master, S3A's when they are in ~/.m2.
+
+    S3A's jars go on the driver's class path, which a local master's executors share:
+    `spark.jars` would copy the ~690 MB SDK bundle into every session's temporary folder (and
+    ship it to every executor of a cluster, which should bring its own connector)."""
+    delta, s3a = delta_jars(), s3a_jars()
+    conf = {"spark.jars": ",".join(delta)} if delta else {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
+    if s3a and (master == "local" or master.startswith("local[")):
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(s3a)
+    return conf
 
 
 def get_spark(app_name: str = "strm-spark", master: str | None = None,
@@ -61,12 +93,7 @@ def get_spark(app_name: str = "strm-spark", master: str | None = None,
         .config("spark.sql.debug.maxToStringFields", "500")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
     )
-    jars = delta_jars()
-    if jars:
-        builder = builder.config("spark.jars", ",".join(jars))
-    else:
-        builder = builder.config("spark.jars.packages", ",".join(DELTA_PACKAGES))
-    for key, value in (extra_conf or {}).items():
+    for key, value in {**jar_conf(master), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("STRM_SPARK_LOG_LEVEL", "WARN"))
