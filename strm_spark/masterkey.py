@@ -136,8 +136,7 @@ def is_wrapped(keyset: bytes) -> bool:
 def wrap(keyset: bytes, key_link: str, master: MasterKey) -> bytes:
     """Encrypt a cleartext Tink JSON keyset with the master AEAD, bound to its key link."""
     handle = tink.json_proto_keyset_format.parse(keyset.decode("utf-8"), secret_key_access.TOKEN)
-    return tink.json_proto_keyset_format.serialize_encrypted(
-        handle, master.aead(), key_link.encode("utf-8")).encode("utf-8")
+    return wrap_handle(handle, key_link, master)
 
 
 def wrap_handle(handle: tink.KeysetHandle, key_link: str, master: MasterKey) -> bytes:
