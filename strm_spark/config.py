@@ -94,6 +94,12 @@ class SourceConfig:
     options: tuple[tuple[str, str], ...] = ()
     incremental: bool = False  # process only files no earlier run of the job processed
 
+    @property
+    def charset(self) -> str:
+        """The text readers' charset (their `encoding`/`charset` option; UTF-8 by default)."""
+        opts = {k.lower(): v for k, v in self.options}
+        return opts.get("encoding") or opts.get("charset") or "UTF-8"
+
 
 @dataclass(frozen=True)
 class ConsentConfig:

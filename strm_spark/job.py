@@ -148,6 +148,8 @@ def _row_numbers(src: DataFrame) -> DataFrame:
 _HEADER = re.compile(r"CSV header does not conform to the schema\.\s*Header: (?P<header>.*?)\s*Schema: "
                      r"(?P<schema>.*?)\s*Expected: (?P<expected>.*?) but found: (?P<found>.*?)\s*CSV file: (?P<file>\S+)",
                      re.S)
+_HEADER_LENGTH = re.compile(r"Number of column in CSV header is not equal to number of fields in the schema:"
+                            r"\s*Header length: (?P<header>\d+), schema size: (?P<schema>\d+)\s*CSV file: (?P<file>\S+)")
 
 
 def _as_data_error(exc: Exception) -> DataError | None:
@@ -158,6 +160,12 @@ def _as_data_error(exc: Exception) -> DataError | None:
             f"{m['file']}: the CSV header does not match the contract's fields "
             f"(column {m['expected']!r} expected, {m['found']!r} found; header: {m['header']}); "
             "fix the file or the contract"
+        )
+    m = _HEADER_LENGTH.search(str(exc))
+    if m:
+        return DataError(
+            f"{m['file']}: the CSV header has {m['header']} columns but the contract has "
+            f"{m['schema']} fields; fix the file or the contract"
         )
     return None
 
@@ -218,15 +226,18 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
     hash_key = store.hash_key(config.group_id)
     progress(1, "key store ready: %s", store.location)
 
+    charset = config.source.charset
     rows = (
         read_source(spark, config.source, contract, paths)
+        .transform(lambda df: tf.with_undecodable_text(df, contract, charset)
+                   if config.source.format == "csv" else df)
         .transform(tf.with_typed_fields, contract)
         .transform(tf.with_event_time, config.timestamp.field, config.timestamp.pattern,
                    config.timestamp.default_time_zone)
         .transform(tf.with_consent, config.consent.default_levels, config.consent.extractor_field,
                    config.consent.mapping)
         .transform(tf.with_validations, contract)
-        .transform(tf.with_malformed_records)
+        .transform(tf.with_malformed_records, charset)
         .transform(tf.with_subject, contract.data_subject_field)
         .transform(tf.with_key_value, contract.key_field)
         .transform(tf.with_pii_columns, contract)

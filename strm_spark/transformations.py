@@ -103,12 +103,32 @@ def with_validations(df: DataFrame, contract: Contract) -> DataFrame:
     return _add_reasons(df, reasons)
 
 
-def with_malformed_records(df: DataFrame) -> DataFrame:
+# What Spark's CSV reader puts where bytes are not valid in the source charset.
+REPLACEMENT_CHAR = "\ufffd"
+
+
+def with_undecodable_text(df: DataFrame, contract: Contract, charset: str) -> DataFrame:
+    """Spark's CSV reader replaces bytes that are invalid in the source charset with U+FFFD and
+    says nothing. Such a value is not what the producer wrote, so its row is rejected, naming the
+    field (a genuine U+FFFD in the data cannot be told apart and is rejected too). For CSV text
+    columns only: the JSON reader turns such a line into a malformed record instead."""
+    names = [n for n in contract.field_names if isinstance(df.schema[n].dataType, T.StringType)]
+    return _add_reasons(df, [
+        _reason(col(n).contains(REPLACEMENT_CHAR), f"field '{n}' is not valid {charset} text") for n in names
+    ])
+
+
+def with_malformed_records(df: DataFrame, charset: str = "UTF-8") -> DataFrame:
     """A record the reader could not split into fields is rejected for that reason alone; its
     fields are unreliable (a PII value may sit in a non-PII column), so they are cleared and only
-    the encrypted raw record is kept."""
+    the encrypted raw record is kept (bytes that are not valid UTF-8 replaced by U+FFFD)."""
     malformed = col(CORRUPT).isNotNull()
-    reason = F.array(F.lit("malformed record (wrong number of fields or bad quoting)"))
+    # The JSON reader keeps a malformed line's raw bytes, which need not be UTF-8 at all; made
+    # valid (bad bytes become U+FFFD) so the record can be encrypted and kept.
+    undecodable = col(CORRUPT).contains(REPLACEMENT_CHAR) | ~F.is_valid_utf8(col(CORRUPT))
+    reason = F.array(F.when(undecodable, F.lit(f"malformed record (not valid {charset} text)"))
+                     .otherwise(F.lit("malformed record (wrong number of fields or bad quoting)")))
+    df = df.withColumn(CORRUPT, F.when(malformed, F.make_valid_utf8(col(CORRUPT))))
     cleared = [
         F.when(malformed, F.lit(None).cast(df.schema[c].dataType)).otherwise(col(c)).alias(c)
         if not c.startswith("__") or c.startswith(RAW_PREFIX) or c in (EPOCH_MS, DAY)

@@ -26,6 +26,9 @@ BAD = [
     ("800004,X4,NO TS,1,,1.0,99004,United Kingdom", "99004", "timestamp field 'InvoiceDate' is missing"),
     ("800005,X5,BAD COUNTRY,1,2010-12-02 09:00:00,1.0,99005,uk!", "99005",
      "field 'Country' does not match regex '[A-Z][A-Za-z ]+'"),
+    # A Latin-1 byte in a UTF-8 file (written with surrogateescape): Spark reads it as U+FFFD.
+    ("800006,X6,CAF\udce9 AU LAIT,1,2010-12-02 09:00:00,1.0,99006,United Kingdom", "99006",
+     "field 'Description' is not valid UTF-8 text"),
 ]
 GOOD_PER_FILE = 150
 
@@ -47,7 +50,7 @@ def reject_run(spark, tmp_path_factory):
             rows.insert(at, line)
             positions[cid] = at + 1
         path = src / f"part-{f}.csv"
-        path.write_text(HEADER + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        path.write_bytes((HEADER + "\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogateescape"))
         files[path] = positions
     contract = copy.deepcopy(UCI_CONTRACT_DOC)
     contract["validations"] = [{"field": "Country", "type": "regex", "value": "[A-Z][A-Za-z ]+"}]

@@ -1,4 +1,5 @@
-"""Source formats and whole-file problems: JSON lines, Parquet, Delta, a wrong CSV header."""
+"""Source formats and whole-file problems: JSON lines, Parquet, Delta, wrong CSV headers, empty
+files, huge fields, bytes that are not valid UTF-8."""
 
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ def _check(spark, config, summary, rejected=0):
 
 def test_json_lines_source_with_a_broken_line(spark, tmp_path):
     src = tmp_path / "in.jsonl"
-    lines = [json.dumps(r) for r in ROWS] + ['{"InvoiceNo": "4", "CustomerID": "c-9", broken']
-    src.write_text("\n".join(lines) + "\n")
+    lines = [json.dumps(r) for r in ROWS] + ['{"InvoiceNo": "4", "CustomerID": "c-9", broken',
+                                             '{"InvoiceNo": "5", "CustomerID": "c-\udce9"}']
+    src.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
     config = job_config(src, tmp_path / "out", fmt="json")
     summary = run_job(spark, config)
-    _check(spark, config, summary, rejected=1)
-    assert summary.rejected_by_reason == {"malformed record (wrong number of fields or bad quoting)": 1}
+    _check(spark, config, summary, rejected=2)
+    assert summary.rejected_by_reason == {"malformed record (wrong number of fields or bad quoting)": 1,
+                                          "malformed record (not valid UTF-8 text)": 1}
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "delta"])
@@ -81,3 +84,60 @@ def test_csv_with_a_different_header_names_the_file(spark, tmp_path):
     assert "swapped.csv" in message and "'CustomerID' expected, 'Country' found" in message
     assert "c-2" not in message
     assert not (tmp_path / "out" / "encrypted").exists()
+
+
+HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+
+
+def _csv_lines(rows):
+    return ["" if v is None else str(v) for v in rows]
+
+
+def _write_csv(path, rows, header=HEADER):
+    lines = [header] + [",".join(_csv_lines(r.values())) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_empty_and_header_only_files_add_nothing_and_break_nothing(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _write_csv(src / "rows.csv", ROWS)
+    (src / "empty.csv").write_bytes(b"")
+    (src / "header-only.csv").write_text(HEADER + "\n")
+    config = job_config(src, tmp_path / "out")
+    _check(spark, config, run_job(spark, config))
+
+
+def test_only_empty_files_is_a_run_of_zero_rows(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "empty.csv").write_bytes(b"")
+    config = job_config(src, tmp_path / "out")
+    summary = run_job(spark, config)
+    assert (summary.rows_read, summary.rows_encrypted, summary.rows_rejected) == (0, 0, 0)
+
+
+def test_csv_missing_a_column_names_the_file(spark, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _write_csv(src / "good.csv", ROWS[:1])
+    (src / "short.csv").write_text(HEADER.removesuffix(",Country") + "\n9,Z,z,1,2010-12-01 08:00:00,1.0,c-7\n")
+    config = job_config(src, tmp_path / "out")
+    with pytest.raises(DataError) as info:
+        run_job(spark, config)
+    message = str(info.value)
+    assert "short.csv" in message and "c-7" not in message
+    assert not (tmp_path / "out" / "encrypted").exists()
+
+
+def test_a_huge_pii_field_round_trips(spark, tmp_path):
+    huge = "c-" + "9" * (4 << 20)   # a 4 MiB customer id
+    rows = [dict(ROWS[0]), dict(ROWS[1], CustomerID=huge)]
+    src = tmp_path / "in.csv"
+    _write_csv(src, rows)
+    config = job_config(src, tmp_path / "out")
+    summary = run_job(spark, config)
+    assert (summary.rows_encrypted, summary.rows_rejected) == (2, 0)
+    got = _decrypted_ids(spark, config)
+    assert [c == huge for _, c, _ in got] == [False, True]
+    assert got[0][2] != got[1][2]   # different customers, different keys
