@@ -71,7 +71,28 @@ def create_delta_table(
         builder = builder.partitionedBy(*partition_by)
     for key, value in delta_properties(stats_columns).items():
         builder = builder.property(key, value)
-    retry_on_conflict(builder.execute, f"create {path}")
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            retry_on_conflict(builder.execute, f"create {path}")
+            return
+        except Exception as exc:
+            # Another process is creating the same table: its `_delta_log` folder exists but
+            # holds no commit yet, which Delta reports as a non-empty, non-Delta location.
+            if attempt == _CREATE_ATTEMPTS - 1 or "NON_EMPTY_LOCATION" not in str(exc)[:300] \
+                    or not _has_delta_log_folder(spark, path):
+                raise
+            log.info("create %s: another writer is creating it; waiting (%d/%d)", path, attempt + 1,
+                     _CREATE_ATTEMPTS - 1)
+            time.sleep(0.5 * (attempt + 1))
+
+
+_CREATE_ATTEMPTS = 8
+
+
+def _has_delta_log_folder(spark: SparkSession, path: str) -> bool:
+    jvm = spark.sparkContext._jvm
+    log_path = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+    return bool(log_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(log_path))
 
 
 def flatten_for_csv(df: DataFrame) -> DataFrame:
