@@ -45,6 +45,12 @@ def _metric_since(spark: SparkSession, path: str, since: int, operations: set[st
     return sum(int((r["operationMetrics"] or {}).get(metric, 0)) for r in rows if r["operation"] in operations)
 
 
+def inserted_rows(merge_result: DataFrame) -> int:
+    """Rows a MERGE inserted, from the metrics row `execute()` returns (no history lookup)."""
+    metrics = merge_result.first()
+    return int(metrics["num_inserted_rows"] or 0) if metrics is not None else 0
+
+
 def merge_delete(spark: SparkSession, path: str, source: DataFrame, condition: str) -> int:
     """Delete the target rows matching a row of `source` (aliases `t` and `s` in `condition`);
     returns how many rows were deleted. No commit when nothing matches."""

@@ -26,6 +26,7 @@ from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
 from .incremental import FileLog, list_source_files
 from .keystore import KeyStore
 from .masterkey import load_master_key
+from ._delta_ops import inserted_rows
 from .tables import create_delta_table, retry_on_conflict, write_strm_csv, write_table
 
 log = logging.getLogger("strm_spark")
@@ -304,21 +305,37 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         else:
             joined = joined.withColumn("rowNumber", F.lit(None).cast("long"))
         targets = {tf.pii_column(i): tf.enc_column(i) for i in range(len(contract.pii_names))}
-        targets[CORRUPT] = tf.ENC_CORRUPT
+        # A malformed record's raw text is encrypted on the rejected rows alone when the keysets
+        # are broadcast (not once per row of the whole input); else here, with the rows' keysets.
+        corrupt_later = keysets is not None or not totals["rejected"]
+        if not corrupt_later:
+            targets[CORRUPT] = tf.ENC_CORRUPT
         processed = tf.with_encrypted_columns(joined, targets, tf.KEY_LINK if keysets else tf.KEYSET, keysets)
-        # Sorted by day once, so each partitioned write below needs no sort of its own.
-        processed = processed.sortWithinPartitions(tf.DAY)
-        processed = processed.persist(StorageLevel.MEMORY_AND_DISK)
+        # Each day's rows in one task, sorted: one file per day, and no sort of its own in each
+        # partitioned write below.
+        processed = processed.repartition(tf.DAY).sortWithinPartitions(tf.DAY)
+        # With broadcast keysets, the processed rows are not cached: each output computes them
+        # from the cached source rows, and only outputs holding ciphertext run the encryption
+        # UDFs (AES-SIV is deterministic, so every output gets the same ciphertext). Otherwise
+        # the keysets come from a join with the key store, computed once.
+        cache_processed = keysets is None
+        if cache_processed:
+            processed = processed.persist(StorageLevel.MEMORY_AND_DISK)
 
+        # Counts and data subjects need no ciphertext: from the processed rows when cached, else
+        # from the rows matched with their keys (no encryption, no shuffle by day).
+        matched = processed if cache_processed else joined
         valid = processed.where(F.size(tf.REASONS) == 0)
-        derived_counts = valid.agg(*[
+        derived_counts = matched.where(F.size(tf.REASONS) == 0).agg(*[
             F.count_if(consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels)).alias(d.name)
             for d in config.derived
-        ] or [F.count("*").alias("_")]).first()
-        rows.unpersist()
+        ]).first() if config.derived else {}
+        if cache_processed:
+            processed.count()
+            rows.unpersist()
         pairs.unpersist()
         hashed.unpersist()
-        progress(4, "encrypted %s rows", f"{summary.rows_read:,}")
+        progress(4, "%s rows matched with their keys", f"{summary.rows_read:,}")
 
         stats_cols = [n for n in contract.field_names if n not in contract.sensitive_columns]
         stats_cols += ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink"]
@@ -352,16 +369,22 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
             summary.derived_rows[d.name] = derived_counts[d.name]
             summary.outputs[f"derived {d.name}"] = d.path
 
-        rejected = tf.rejected_rows(processed.where(F.size(tf.REASONS) > 0), contract,
-                                    config.event_contract_ref, run_id)
+        rejected_src = processed.where(F.size(tf.REASONS) > 0)
+        if corrupt_later:
+            rejected_src = (tf.with_encrypted_columns(rejected_src, {CORRUPT: tf.ENC_CORRUPT}, tf.KEY_LINK, keysets)
+                            if keysets is not None else rejected_src.withColumn(tf.ENC_CORRUPT, F.lit(None).cast("string")))
+        rejected = tf.rejected_rows(rejected_src, contract, config.event_contract_ref, run_id)
         rejected_stats = [n for n in contract.field_names if n not in contract.sensitive_columns]
         rejected_stats += ["sourceFile", "rowNumber", "runId", "rejectedAt"]
-        write_table(rejected, config.rejected.path, config.rejected.format,
-                    mode, (), rejected_stats, txn)
+        if totals["rejected"] or mode != "append" or config.rejected.format != "delta":
+            write_table(rejected, config.rejected.path, config.rejected.format,
+                        mode, (), rejected_stats, txn)
+        else:  # nothing to append: the table only has to exist (one commit saved per run)
+            create_delta_table(spark, config.rejected.path, rejected.schema, (), rejected_stats)
         summary.outputs["rejected"] = config.rejected.path
         progress(5, "encrypted, derived and rejected tables written")
 
-        summary.data_subject_links_added = _merge_data_subjects(spark, processed, config)
+        summary.data_subject_links_added = _merge_data_subjects(spark, matched, config)
         summary.outputs["data subjects"] = config.data_subjects.path
         progress(6, "data subjects updated")
         if batch is not None:
@@ -398,11 +421,11 @@ def _check_rejected_fraction(config: JobConfig, summary: RunSummary) -> None:
                         f"Reasons: {reasons}")
 
 
-def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobConfig) -> int:
+def _merge_data_subjects(spark: SparkSession, rows: DataFrame, config: JobConfig) -> int:
     """Add (data subject, key link) entries for rows with a subject value; idempotent."""
     path = config.data_subjects.path
     create_delta_table(spark, path, DATA_SUBJECTS_SCHEMA, stats_columns="keyLink,groupId,expiresAt,createdAt")
-    links = (processed.where(F.col(tf.SUBJECT).isNotNull() & F.col(tf.DAY).isNotNull() & F.col(tf.KEY_LINK).isNotNull())
+    links = (rows.where(F.col(tf.SUBJECT).isNotNull() & F.col(tf.DAY).isNotNull() & F.col(tf.KEY_LINK).isNotNull())
              .select(F.col(tf.SUBJECT).alias("dataSubject"), F.col(tf.KEY_LINK).alias("keyLink"),
                      F.col(tf.EXPIRES_AT).alias("expiresAt")).distinct()
              .withColumn("groupId", F.lit(config.group_id))
@@ -411,12 +434,7 @@ def _merge_data_subjects(spark: SparkSession, processed: DataFrame, config: JobC
 
     def merge() -> int:
         table = DeltaTable.forPath(spark, path)
-        before = table.history(1).select("version").first()[0]
-        (table.alias("t").merge(links.alias("s"), "t.dataSubject = s.dataSubject AND t.keyLink = s.keyLink")
-         .whenNotMatchedInsertAll().execute())
-        last = DeltaTable.forPath(spark, path).history(1).first()
-        if last["version"] == before:
-            return 0
-        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+        return inserted_rows(table.alias("t").merge(links.alias("s"), "t.dataSubject = s.dataSubject AND t.keyLink = s.keyLink")
+                             .whenNotMatchedInsertAll().execute())
 
     return retry_on_conflict(merge, f"data subjects {path}")
