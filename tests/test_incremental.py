@@ -125,20 +125,27 @@ def _commits(table: Path) -> int:
     return len(list((table / "_delta_log").glob("*.json"))) if (table / "_delta_log").exists() else 0
 
 
-def _kill_when(proc: subprocess.Popen, table: Path, commits: int, timeout: float = 300) -> bool:
-    """SIGKILL the job's process group as soon as `table` has `commits` commits; False if the
-    job ended first."""
+def _kill_all_when(points: list[tuple[subprocess.Popen, Path, int]], timeout: float = 420) -> None:
+    """SIGKILL each job's process group as soon as its `table` has `commits` commits; fails if
+    a job ends before its kill point or never reaches it."""
+    pending = list(points)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _commits(table) >= commits:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
-        if proc.poll() is not None:
-            return False
+    while pending and time.monotonic() < deadline:
+        for point in list(pending):
+            proc, table, commits = point
+            if _commits(table) >= commits:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                pending.remove(point)
+            elif proc.poll() is not None:
+                for other, _, _ in pending:
+                    if other.poll() is None:
+                        os.killpg(other.pid, signal.SIGKILL)
+                pytest.fail(f"the job finished before {table.name} reached {commits} commits")
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"{table.name} never reached {commits} commits")
+    for proc, table, commits in pending:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"{table.name} never reached {commits} commits")
 
 
 def _finish(proc: subprocess.Popen) -> str:
@@ -149,23 +156,21 @@ def _finish(proc: subprocess.Popen) -> str:
 
 def test_sigkill_at_several_points_then_rerun_is_exactly_once(spark, tmp_path):
     lines = _uci_lines()
-    src, out = tmp_path / "in", tmp_path / "out"
-    job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump(_incremental_doc(src, out)))
-    config = _config(src, out)
-    rows: list[str] = []
-    # Kill right after: new keys committed (creation is 1 commit), the encrypted table's data
-    # commit (the derived write is running), the derived table's data commit.
-    points = [("keys", out / "keystore" / "keys", 2), ("encrypted", out / "encrypted", 2),
-              ("derived", out / "derived" / "d0", 2)]
-    for i, (_, table, extra) in enumerate(points):
-        rows += _write_part(src, f"part-{i}.csv", lines, 150 * i, 150)
-        target = _commits(table) + (extra if _commits(table) == 0 else extra - 1)
-        proc = _cli(job, tmp_path)
-        killed = _kill_when(proc, table, target)
-        assert killed, "the job finished before the kill point"
-        rerun = run_job(spark, config)  # resumes the unfinished batch (in this process: quicker)
-        assert rerun.batch == {"id": i, "files": 1, "resumed": True, "mode": "append"}
+    # Kill right after: new keys committed (table creation is commit 0), the encrypted table's
+    # data commit (the derived write is running), the derived table's data commit. Each point
+    # is its own job, folder and key store; the three processes run at the same time.
+    points = {"keys": ("keystore/keys", 2), "encrypted": ("encrypted", 2), "derived": ("derived/d0", 2)}
+    runs = []
+    for name, (table, commits) in points.items():
+        src, out = tmp_path / name / "in", tmp_path / name / "out"
+        rows = _write_part(src, "part-0.csv", lines, 150 * len(runs), 150)
+        job = tmp_path / name / "job.yaml"
+        job.write_text(yaml.safe_dump(_incremental_doc(src, out)))
+        runs.append((src, out, rows, _cli(job, tmp_path / name), out / table, commits))
+    _kill_all_when([(proc, table, commits) for *_, proc, table, commits in runs])
+    for src, out, rows, *_ in runs:
+        rerun = run_job(spark, _config(src, out))  # resumes the unfinished batch (in this process: quicker)
+        assert rerun.batch == {"id": 0, "files": 1, "resumed": True, "mode": "append"}
         assert "resumed after an unfinished run" in rerun.render()
         _check_exactly_once(spark, out, rows)
 
