@@ -18,13 +18,25 @@ S3A_JARS    := $(M2)/org/apache/hadoop/hadoop-aws/$(HADOOP_VERSION)/hadoop-aws-$
                $(M2)/software/amazon/awssdk/bundle/$(AWS_SDK_VERSION)/bundle-$(AWS_SDK_VERSION).jar \
                $(M2)/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/$(S3_ANALYTICS_VERSION)/analyticsaccelerator-s3-$(S3_ANALYTICS_VERSION).jar
 DEMO_ROWS   ?= 100000
+# strm_decrypt in the JVM (optional fast path of the SQL functions), compiled against the
+# Tink and Spark jars that ship with pyspark.
+UDF_JAR     := strm_spark/jars/strm-spark-udf.jar
+UDF_SOURCES := $(wildcard jvm/io/strmspark/*.java)
 
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup venv jars run run-uci test bench clean
+.PHONY: setup venv jars udf run run-uci test bench clean
 
-setup: venv jars
+setup: venv jars udf
+
+udf: $(UDF_JAR)
+
+$(UDF_JAR): $(UDF_SOURCES) | venv
+	@rm -rf build/udf && mkdir -p build/udf $(dir $@)
+	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')/*" \
+	  -d build/udf $(UDF_SOURCES) > build/udf.log 2>&1 || { cat build/udf.log; exit 1; }
+	jar cf $@ -C build/udf .
 
 venv: $(VENV)/.installed
 
@@ -71,4 +83,4 @@ bench: setup
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf out
+	rm -rf out build $(UDF_JAR)

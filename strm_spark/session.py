@@ -50,6 +50,10 @@ def s3a_jars(m2: Path | None = None) -> list[str] | None:
     return _m2_jars(S3A_PACKAGES, m2)
 
 
+# strm_decrypt in the JVM (see strm_spark.sql), built by `make udf`; optional.
+UDF_JAR = Path(__file__).resolve().parent / "jars" / "strm-spark-udf.jar"
+
+
 def jar_conf(master: str) -> dict[str, str]:
     """Spark conf that loads Delta's jars (from ~/.m2, else resolved by Ivy) and, for a local
     master, S3A's when they are in ~/.m2.
@@ -59,6 +63,8 @@ def jar_conf(master: str) -> dict[str, str]:
     ship it to every executor of a cluster, which should bring its own connector)."""
     delta, s3a = delta_jars(), s3a_jars()
     conf = {"spark.jars": ",".join(delta)} if delta else {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
+    if UDF_JAR.is_file():  # a few KB: shipped to executors with the session
+        conf["spark.jars"] = ",".join([*filter(None, [conf.get("spark.jars")]), str(UDF_JAR)])
     if s3a and (master == "local" or master.startswith("local[")):
         conf["spark.driver.extraClassPath"] = os.pathsep.join(s3a)
     return conf

@@ -51,16 +51,53 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
     return pd.Series(out, dtype=object)
 
 
-def decrypt_column(ciphertext: Column, keyset: Column, strict: bool = False) -> Column:
+# The JVM implementation of strm_decrypt (jvm/io/strmspark/StrmDecrypt.java, `make udf`):
+# Tink's AES-SIV from Spark's own jars, no Python worker. Same results as the Arrow UDF.
+JVM_FUNCTIONS = {"strm_decrypt_jvm": "io.strmspark.StrmDecrypt",
+                 "strm_decrypt_strict_jvm": "io.strmspark.StrmDecrypt$Strict"}
+
+
+def register_jvm(spark: SparkSession) -> bool:
+    """Register strm_decrypt_jvm and strm_decrypt_strict_jvm when the UDF jar is on the class
+    path (strm-spark's local sessions add it; on a cluster pass it with --jars); False if not."""
+    try:
+        for name, cls in JVM_FUNCTIONS.items():
+            spark.udf.registerJavaFunction(name, cls, T.StringType())
+    except Exception:  # the class is not on the class path
+        return False
+    return True
+
+
+def _engine(spark: SparkSession, engine: str) -> str:
+    """'python', 'jvm', or 'auto' (the JVM functions when their jar is available)."""
+    if engine not in ("auto", "python", "jvm"):
+        raise ValueError(f"unknown decryption engine {engine!r}; expected auto, python or jvm")
+    if engine == "python":
+        return engine
+    if register_jvm(spark):
+        return "jvm"
+    if engine == "jvm":
+        raise ValueError("the JVM decryption functions are not on the class path; run `make udf` "
+                         "(or pass strm-spark-udf.jar with --jars)")
+    return "python"
+
+
+def decrypt_column(ciphertext: Column, keyset: Column, strict: bool = False, engine: str = "python") -> Column:
     """Plaintext of a base64 Tink ciphertext under a Tink JSON keyset (BINARY or STRING).
     Null in, null out; a wrong key, tampered ciphertext or missing keyset gives null, or an
-    error without details when `strict`."""
+    error without details when `strict`. `engine="jvm"` uses the registered JVM functions
+    (see `register_jvm`)."""
+    if engine == "jvm":
+        name = "strm_decrypt_strict_jvm" if strict else "strm_decrypt_jvm"
+        return F.call_function(name, ciphertext.cast("string"), keyset.cast("binary"))
     fn = F.pandas_udf(lambda c, k: _decrypt_series(c, k, strict), "string")
     return fn(ciphertext.cast("string"), keyset)
 
 
-def decrypt_array_column(ciphertexts: Column, keyset: Column, strict: bool = False) -> Column:
+def decrypt_array_column(ciphertexts: Column, keyset: Column, strict: bool = False, engine: str = "python") -> Column:
     """`decrypt_column` for repeated PII fields: each element decrypted."""
+    if engine == "jvm":
+        return F.transform(ciphertexts, lambda item: decrypt_column(item, keyset, strict, engine))
 
     def _decrypt(cells: pd.Series, keysets: pd.Series) -> pd.Series:
         out = []
@@ -115,8 +152,10 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
     - strm_mask(value) -> HMAC-SHA256 with the secret `mask_seed` (only when given)
     - strm_mask_murmur3(value, seed) -> STRM's MurmurHash3 masking
     - strm_consent_allows(consentLevels, 'CUMULATIVE' | 'GRANULAR', level or array of levels)
+    - strm_decrypt_jvm, strm_decrypt_strict_jvm: the decrypt functions in the JVM (faster; only
+      when the UDF jar is on the class path, see `register_jvm`)
     """
-    names = []
+    names = list(JVM_FUNCTIONS) if register_jvm(spark) else []
 
     @F.pandas_udf("string")
     def strm_decrypt(ct: pd.Series, ks: pd.Series) -> pd.Series:
@@ -159,9 +198,12 @@ def decrypting_view(
     levels: Sequence[int],
     masked_fields: Sequence[str] = (),
     masker: Callable[[Column], Column] | None = None,
+    engine: str = "python",
 ) -> DataFrame:
     """The content of a derived output computed at query time from the encrypted table and
-    the key store: rows whose consent passes, allowed PII decrypted, masked fields hashed."""
+    the key store: rows whose consent passes, allowed PII decrypted, masked fields hashed.
+    `engine`: 'python' (Arrow UDF), 'jvm' (registered JVM functions) or 'auto'."""
+    engine = _engine(encrypted.sparkSession, engine)
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
     ks = keys.select(F.col("keyLink").alias("__vk_link"), F.col("keyset").alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
@@ -170,7 +212,7 @@ def decrypting_view(
     if masked_fields and masker is None:
         raise ValueError("masked fields need a masker")
     out = with_decrypted_pii(rows, contract, paths, F.col("__vk_keyset"), masked_fields=masked_fields,
-                             masker=masker)
+                             masker=masker, engine=engine)
     return out.select(*contract.field_names, "strmMeta", "strmDay")
 
 
@@ -182,13 +224,14 @@ def with_decrypted_pii(
     strict: bool = False,
     masked_fields: Sequence[str] = (),
     masker: Callable[[Column], Column] | None = None,
+    engine: str = "python",
 ) -> DataFrame:
     """`rows` with the PII fields at `paths` (top-level, nested or repeated) decrypted with the
     cleartext `keyset` column, and `masked_fields` hashed with `masker`; other columns kept."""
     leaves: dict[str, Column] = {}
     for path in paths:
         node = contract.node(path)
-        leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(_field(path), keyset, strict)
+        leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(_field(path), keyset, strict, engine)
     for path in masked_fields:
         leaves[path] = masker(leaves.get(path, _field(path)))
     cols = []
@@ -209,9 +252,11 @@ def _field(path: str) -> Column:
     return F.col(".".join(f"`{p}`" for p in split_path(path)))
 
 
-def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "") -> list[str]:
+def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "",
+                       engine: str = "auto") -> list[str]:
     """A temporary view per derived output of a job (named after the output), decrypting at
-    query time, plus `<prefix>encrypted`. Registers the SQL functions too."""
+    query time, plus `<prefix>encrypted`. Registers the SQL functions too. `engine`: 'auto'
+    (the JVM functions when their jar is on the class path), 'python' or 'jvm'."""
     secret = config.masking_seed.resolve() if config.masking_seed else None
     register(spark, mask_seed=secret)
     encrypted = spark.read.format("delta").load(config.encrypted.path)
@@ -222,7 +267,7 @@ def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "")
     for d in config.derived:
         masker = masker_for(d.hash_type, d.inline_seed, secret) if d.masked_fields else None
         view = decrypting_view(encrypted, keys, config.contract, d.consent_type, d.consent_levels,
-                               d.masked_fields, masker)
+                               d.masked_fields, masker, engine)
         name = prefix + d.name.replace("-", "_")
         view.createOrReplaceTempView(name)
         names.append(name)

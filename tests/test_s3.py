@@ -16,7 +16,7 @@ import pytest
 
 from conftest import UCI_CSV, require_shared
 from helpers import job_config, key_ring
-from strm_spark import crypto
+from strm_spark import crypto, session
 from strm_spark.errors import ConfigError
 from strm_spark.job import run_job
 from strm_spark.session import DELTA_PACKAGES, S3A_PACKAGES, jar_conf, s3a_jars
@@ -45,7 +45,13 @@ def s3_doc_overrides(key_store: str = KEY_STORE) -> dict:
 
 def test_s3a_jars_go_on_a_local_sessions_class_path_when_present(tmp_path, monkeypatch):
     monkeypatch.setenv("STRM_SPARK_M2", str(tmp_path))
+    monkeypatch.setattr(session, "UDF_JAR", tmp_path / "no-udf.jar")
     assert jar_conf("local[2]") == {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
+    udf_jar = tmp_path / "strm-spark-udf.jar"
+    udf_jar.touch()
+    monkeypatch.setattr(session, "UDF_JAR", udf_jar)
+    assert jar_conf("local[2]") == {"spark.jars.packages": ",".join(DELTA_PACKAGES), "spark.jars": str(udf_jar)}
+    monkeypatch.setattr(session, "UDF_JAR", tmp_path / "no-udf.jar")
     for coordinate in (*DELTA_PACKAGES, *S3A_PACKAGES):
         group, artifact, version = coordinate.split(":")
         jar = tmp_path.joinpath(*group.split("."), artifact, version, f"{artifact}-{version}.jar")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -9,22 +11,30 @@ from pyspark.sql import functions as F
 from conftest import DEMO_ROWS
 from strm_spark import crypto
 from strm_spark.hashing import hmac_sha256_hex
-from strm_spark.sql import decrypt_column, register, register_job_views
+from strm_spark.sql import decrypt_column, register, register_job_views, register_jvm
 
 
 @pytest.fixture(scope="module")
 def views(spark, demo):
     config = demo[0]
-    names = register_job_views(spark, config, prefix="v_")
+    names = register_job_views(spark, config, prefix="v_")  # auto: the JVM functions (make udf)
+    names += register_job_views(spark, config, prefix="p_", engine="python")
     return config, names
 
 
+def test_the_jvm_functions_are_built_and_registered(spark):
+    # `make setup` builds the UDF jar and local sessions load it: auto means JVM here.
+    assert register_jvm(spark)
+    assert {"strm_decrypt_jvm", "strm_decrypt_strict_jvm"} <= set(register(spark))
+
+
+@pytest.mark.parametrize("prefix", ["v_", "p_"], ids=["jvm", "python"])
 @pytest.mark.parametrize("name", ["analytics", "marketing"])
-def test_view_rows_equal_the_written_derived_table(spark, views, name):
+def test_view_rows_equal_the_written_derived_table(spark, views, name, prefix):
     config, names = views
-    assert f"v_{name}" in names
+    assert f"{prefix}{name}" in names
     written = spark.read.format("delta").load(next(d.path for d in config.derived if d.name == name))
-    view = spark.table(f"v_{name}").select(*written.columns)
+    view = spark.table(f"{prefix}{name}").select(*written.columns)
     assert view.count() > 0
     assert_df_equality(view, written, ignore_row_order=True, ignore_nullable=True)
 
@@ -49,19 +59,30 @@ def test_sql_functions_decrypt_mask_and_check_consent(spark, views, demo):
     assert sum(r["analytics"] for r in got) == spark.table("v_analytics").count()
 
 
-def test_decrypt_failure_cases(spark):
+@pytest.mark.parametrize("engine", ["python", "jvm"])
+def test_decrypt_failure_cases(spark, engine):
     register(spark)
+    suffix = "_jvm" if engine == "jvm" else ""
     ks, other = crypto.new_keyset(), crypto.new_keyset()
     ct = crypto.encrypt_text(crypto.primitive(ks), "secret-plaintext")
+    raw = bytearray(base64.b64decode(ct))
+    raw[-1] ^= 1  # one flipped bit: the SIV check fails
+    flipped = base64.b64encode(bytes(raw)).decode()
+    unicode_ct = crypto.encrypt_text(crypto.primitive(ks), "Zoë 東京")
     df = spark.createDataFrame(
-        [(ct, bytearray(ks)), (ct, bytearray(other)), (None, bytearray(ks)), (ct, None), ("tampered!", bytearray(ks))],
+        [(ct, bytearray(ks)), (ct, bytearray(other)), (None, bytearray(ks)), (ct, None), ("tampered!", bytearray(ks)),
+         (flipped, bytearray(ks)), (unicode_ct, bytearray(ks)), (ct, bytearray(b"not a keyset"))],
         "ct string, ks binary")
     df.createOrReplaceTempView("v_cases")
-    got = [r[0] for r in spark.sql("SELECT strm_decrypt(ct, ks) FROM v_cases").collect()]
-    assert got == ["secret-plaintext", None, None, None, None]
-    assert [r[0] for r in df.select(decrypt_column(F.col("ct"), F.col("ks"))).collect()] == got
+    got = [r[0] for r in spark.sql(f"SELECT strm_decrypt{suffix}(ct, ks) FROM v_cases").collect()]
+    assert got == ["secret-plaintext", None, None, None, None, None, "Zoë 東京", None]
+    column = decrypt_column(F.col("ct"), F.col("ks"), engine=engine)
+    assert [r[0] for r in df.select(column).collect()] == got
+    # A STRING keyset (as in STRM's keys.csv) works too.
+    as_text = df.select("ct", F.col("ks").cast("string").alias("ks"))
+    assert [r[0] for r in as_text.select(decrypt_column(F.col("ct"), F.col("ks"), engine=engine)).collect()] == got
     with pytest.raises(Exception) as info:
-        spark.sql("SELECT strm_decrypt_strict(ct, ks) FROM v_cases").collect()
+        spark.sql(f"SELECT strm_decrypt_strict{suffix}(ct, ks) FROM v_cases").collect()
     message = str(info.value)
     assert "wrong key or tampered ciphertext" in message or "no keyset" in message
     assert ks.decode()[:40] not in message and "secret-plaintext" not in message
