@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
+from extras import encryption_stage, process_tree_peaks  # noqa: E402
 from tile import tile_uci  # noqa: E402
 
 UCI = REPO.parent / "shared" / "data" / "strm-blogpost" / "uci_online_retail.csv"
@@ -87,10 +88,14 @@ def main() -> int:
     parser.add_argument("--sizes", default="541909,2709545")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decrypt-rows", type=int, default=1_000_000)
+    parser.add_argument("--encrypt-rows", type=int, default=1_000_000)
+    parser.add_argument("--parts", default="ratios,decrypt,encrypt,e2e",
+                        help="comma-separated subset of ratios,decrypt,encrypt,e2e")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     sizes = [int(s) for s in args.sizes.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
-    inputs = _inputs(sizes + [args.decrypt_rows])
+    inputs = _inputs(sizes + ([args.decrypt_rows] if "decrypt" in parts else []))
 
     from strm_spark.job import run_job
     from strm_spark.session import get_spark
@@ -98,7 +103,7 @@ def main() -> int:
     spark = get_spark("strm-spark bench", master="local[2]", shuffle_partitions=4)
     results = []
     work = OUT / "work"
-    for rows in sizes:
+    for rows in sizes if "ratios" in parts else []:
         src = inputs[rows]
         times: dict[str, list[float]] = {"floor": [], "job": [], "job_derived": []}
         _floor(spark, src, work / "warmup")  # JIT and caches warm for every variant alike
@@ -133,14 +138,26 @@ def main() -> int:
             for kind in times:
                 shutil.rmtree(work / f"{kind}-{i}", ignore_errors=True)
 
-    extra = {"decryption": _decryption(spark, inputs[args.decrypt_rows], work / "decrypt")}
+    extra = {}
+    if "decrypt" in parts:
+        extra["decryption"] = _decryption(spark, inputs[args.decrypt_rows], work / "decrypt")
+    if "encrypt" in parts:
+        extra["encryption_stage"] = encryption_stage(spark, args.encrypt_rows, OUT / "input")
+        print(f"encryption stage: {extra['encryption_stage']}", flush=True)
     spark.stop()
-    extra["end_to_end"] = _end_to_end(inputs[sizes[0]], work / "e2e")
+    if "e2e" in parts:
+        extra["end_to_end"] = _end_to_end(inputs[sizes[0]], work / "e2e")
     if len(results) > 1:
         first, last = results[0], results[-1]
         extra["scaling"] = {"rows_ratio": round(last["rows"] / first["rows"], 2),
                             "job_time_ratio": round(last["job_s"] / first["job_s"], 2)}
-    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    # Only the parts that ran replace earlier figures.
+    if results:
+        (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    old_extra = json.loads((OUT / "extra.json").read_text()) if (OUT / "extra.json").exists() else {}
+    extra = {**old_extra, **extra}
+    if not results and (OUT / "results.json").exists():
+        results = json.loads((OUT / "results.json").read_text())
     (OUT / "extra.json").write_text(json.dumps(extra, indent=2) + "\n")
     md = _markdown(results, extra)
     (OUT / "results.md").write_text(md)
@@ -157,19 +174,28 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     cfg = _config(src, out, derived=True)
     run_job(spark, cfg)
-    register_job_views(spark, cfg, prefix="b_")
+    register_job_views(spark, cfg, prefix="b_", engine="python")
+    tables = {"plain": "b_plain", "view": "b_decrypted_0"}
+    from strm_spark.sql import register_jvm
+
+    if register_jvm(spark):  # the JVM functions (make udf), measured alongside
+        register_job_views(spark, cfg, prefix="j_", engine="jvm")
+        tables["view_jvm"] = "j_decrypted_0"
     spark.read.format("delta").load(cfg.derived[0].path).createOrReplaceTempView("b_plain")
     query = "SELECT count(DISTINCT CustomerID), count(*) FROM {}"
-    timings: dict[str, list[float]] = {"view": [], "plain": []}
+    timings: dict[str, list[float]] = {kind: [] for kind in tables}
     for _ in range(3):
-        for kind, table in (("plain", "b_plain"), ("view", "b_decrypted_0")):
+        for kind, table in tables.items():
             timings[kind].append(_timed(lambda: spark.sql(query.format(table)).collect()))
-    view, plain = statistics.median(timings["view"]), statistics.median(timings["plain"])
+    med = {kind: statistics.median(v) for kind, v in timings.items()}
     shutil.rmtree(out, ignore_errors=True)
     with open(src, encoding="utf-8") as fh:
         rows = sum(1 for _ in fh) - 1
-    return {"rows": rows, "view_s": round(view, 2),
-            "plain_s": round(plain, 2), "ratio": round(view / plain, 2)}
+    result = {"rows": rows, "view_s": round(med["view"], 2),
+              "plain_s": round(med["plain"], 2), "ratio": round(med["view"] / med["plain"], 2)}
+    if "view_jvm" in med:
+        result.update(view_jvm_s=round(med["view_jvm"], 2), ratio_jvm=round(med["view_jvm"] / med["plain"], 2))
+    return result
 
 
 def _end_to_end(src: Path, out: Path) -> dict[str, float]:
@@ -188,12 +214,15 @@ def _end_to_end(src: Path, out: Path) -> dict[str, float]:
     (out / "job.json").write_text(json.dumps(cfg))
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "strm_spark.cli", "run", str(out / "job.json")], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "strm_spark.cli", "run", str(out / "job.json")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peaks = process_tree_peaks(proc)  # sampled every 0.2 s until the run ends
     wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"strm-spark run failed with exit code {proc.returncode}")
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     shutil.rmtree(out, ignore_errors=True)
-    return {"wall_s": round(wall, 2), "peak_rss_largest_process_mb": round(peak_mb)}
+    return {"wall_s": round(wall, 2), "peak_rss_largest_process_mb": round(peak_mb), "peak_rss_mb": peaks}
 
 
 def _markdown(results: list[dict], extra: dict) -> str:
@@ -203,12 +232,24 @@ def _markdown(results: list[dict], extra: dict) -> str:
         lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r['job_s']} | {r['job_derived_s']} | "
                      f"{r['ratio_job']} | {r['ratio_derived']} | {r['rows_per_s']['job']:,} |")
     lines.append("")
-    e2e = extra["end_to_end"]
-    lines.append(f"End to end (`strm-spark run`, new JVM, {results[0]['rows']:,} rows): {e2e['wall_s']} s; "
-                 f"peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB.")
-    d = extra["decryption"]
-    lines.append(f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
-                 f"(ratio {d['ratio']}).")
+    if "end_to_end" in extra:
+        e2e = extra["end_to_end"]
+        lines.append(f"End to end (`strm-spark run`, new JVM, UCI-shaped rows of the first size): {e2e['wall_s']} s; "
+                     f"peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB.")
+        if "peak_rss_mb" in e2e:
+            p = e2e["peak_rss_mb"]
+            lines.append(f"Peak RSS: driver JVM {p['driver_jvm_mb']} MB, driver Python {p['driver_python_mb']} MB, "
+                         f"largest Python worker {p['largest_worker_mb']} MB, all workers {p['all_workers_mb']} MB.")
+    if "decryption" in extra:
+        d = extra["decryption"]
+        lines.append(f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
+                     f"(ratio {d['ratio']}, Python UDF)"
+                     + (f"; {d['view_jvm_s']} s (ratio {d['ratio_jvm']}) with the JVM UDF." if "view_jvm_s" in d else "."))
+    if "encryption_stage" in extra:
+        e = extra["encryption_stage"]
+        lines.append(f"Encryption stage alone ({e['rows']:,} webshop rows, {e['pii_fields']} PII fields, {e['keys']:,} keys): "
+                     f"{e['stage_rows_per_s']:,} rows/s ({e['cells_per_s']:,} cells/s); no-op sink "
+                     f"{e['with_encryption_s']} s with encryption, {e['without_s']} s without.")
     for r in results:
         lines.append(f"Key store: {r['key_store_mb_per_million_keys']} MB per million keys ({r['keys']:,} keys).")
     if "scaling" in extra:
