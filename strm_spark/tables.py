@@ -71,22 +71,28 @@ def create_delta_table(
         builder = builder.partitionedBy(*partition_by)
     for key, value in delta_properties(stats_columns).items():
         builder = builder.property(key, value)
+    # Another process may be creating the same table: its `_delta_log` folder exists but holds
+    # no commit yet. Delta then reports a non-empty, non-Delta location, or no table at all
+    # (as a check right after the create may too), so wait for the other commit.
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             retry_on_conflict(builder.execute, f"create {path}")
-            return
+            if DeltaTable.isDeltaTable(spark, path):
+                return
         except Exception as exc:
-            # Another process is creating the same table: its `_delta_log` folder exists but
-            # holds no commit yet, which Delta reports as a non-empty, non-Delta location.
-            if attempt == _CREATE_ATTEMPTS - 1 or "NON_EMPTY_LOCATION" not in str(exc)[:300] \
-                    or not _has_delta_log_folder(spark, path):
+            if not any(m in str(exc)[:300] for m in _CREATING_ELSEWHERE) or not _has_delta_log_folder(spark, path):
                 raise
-            log.info("create %s: another writer is creating it; waiting (%d/%d)", path, attempt + 1,
-                     _CREATE_ATTEMPTS - 1)
-            time.sleep(0.5 * (attempt + 1))
+        if attempt == _CREATE_ATTEMPTS - 1:
+            break
+        log.info("create %s: another writer is creating it; waiting (%d/%d)", path, attempt + 1,
+                 _CREATE_ATTEMPTS - 1)
+        time.sleep(0.5 * (attempt + 1))
+    raise RuntimeError(f"{path}: a Delta log folder exists but no table appeared in it; another process "
+                       "may have died while creating it: if no job is running, remove the folder and rerun")
 
 
-_CREATE_ATTEMPTS = 8
+_CREATE_ATTEMPTS = 10
+_CREATING_ELSEWHERE = ("NON_EMPTY_LOCATION", "DELTA_TABLE_NOT_FOUND")
 
 
 def _has_delta_log_folder(spark: SparkSession, path: str) -> bool:
