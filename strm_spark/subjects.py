@@ -47,7 +47,7 @@ from .errors import SubjectsError
 from .keystore import KeyStore
 from .masterkey import load_master_key
 from .sql import decrypt_column, with_decrypted_pii
-from .tables import read_table
+from .tables import path_exists, read_table
 
 log = logging.getLogger("strm_spark")
 
@@ -393,9 +393,7 @@ def export_subject(spark: SparkSession, config: JobConfig, subject: str, out: st
 def _exists(spark: SparkSession, path: str, fmt: str) -> bool:
     if fmt == "delta":
         return ops.is_delta(spark, path)
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hpath)
+    return path_exists(spark, path)
 
 
 def _read_pinned(spark: SparkSession, path: str, fmt: str) -> tuple[DataFrame, int | None]:

@@ -80,7 +80,8 @@ def create_delta_table(
             if DeltaTable.isDeltaTable(spark, path):
                 return
         except Exception as exc:
-            if not any(m in str(exc)[:300] for m in _CREATING_ELSEWHERE) or not _has_delta_log_folder(spark, path):
+            creating_elsewhere = any(m in str(exc)[:300] for m in _CREATING_ELSEWHERE)
+            if not creating_elsewhere or not path_exists(spark, f"{path.rstrip('/')}/_delta_log"):
                 raise
         if attempt == _CREATE_ATTEMPTS - 1:
             break
@@ -95,10 +96,11 @@ _CREATE_ATTEMPTS = 10
 _CREATING_ELSEWHERE = ("NON_EMPTY_LOCATION", "DELTA_TABLE_NOT_FOUND")
 
 
-def _has_delta_log_folder(spark: SparkSession, path: str) -> bool:
+def path_exists(spark: SparkSession, uri: str) -> bool:
+    """Whether a file or folder exists, through Hadoop's FileSystem (so cloud URIs work too)."""
     jvm = spark.sparkContext._jvm
-    log_path = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
-    return bool(log_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(log_path))
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
 
 
 def flatten_for_csv(df: DataFrame) -> DataFrame:
