@@ -103,12 +103,11 @@ public class StrmDecrypt implements UDF2<String, byte[], String> {
   }
 
   private static List<Key> keys(byte[] keyset) throws java.security.GeneralSecurityException {
-    ByteBuffer cacheKey = ByteBuffer.wrap(keyset.clone());
     Map<ByteBuffer, List<Key>> cache = CACHE.get();
-    List<Key> keys = cache.get(cacheKey);
+    List<Key> keys = cache.get(ByteBuffer.wrap(keyset));
     if (keys == null) {
       keys = parse(new String(keyset, StandardCharsets.UTF_8));
-      cache.put(cacheKey, keys);
+      cache.put(ByteBuffer.wrap(keyset.clone()), keys);  // a copy: the caller's array may be reused
     }
     return keys;
   }
