@@ -33,7 +33,14 @@ def _as_bytes(keyset: object) -> bytes:
 
 def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) -> pd.Series:
     out = []
+    # Rows come grouped by key link and the key field repeats within a key's rows: the same
+    # (keyset, ciphertext) gives the same plaintext (AES-SIV is deterministic), so the last
+    # result is reused, as in the JVM function.
+    last: tuple[object, object, str] | None = None
     for ct, ks in zip(ciphertexts, keysets):
+        if last is not None and ct == last[0] and ks == last[1]:
+            out.append(last[2])
+            continue
         if _is_null(ct):
             out.append(None)
             continue
@@ -43,7 +50,9 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
             out.append(None)
             continue
         try:
-            out.append(crypto.decrypt_text(crypto.primitive(_as_bytes(ks)), ct))
+            plain = crypto.decrypt_text(crypto.primitive(_as_bytes(ks)), ct)
+            out.append(plain)
+            last = (ct, ks, plain)
         except ValueError:
             if strict:
                 raise ValueError("strm_decrypt_strict: wrong key or tampered ciphertext") from None

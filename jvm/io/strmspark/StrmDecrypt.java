@@ -7,6 +7,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -41,13 +42,27 @@ public class StrmDecrypt implements UDF2<String, byte[], String> {
     }
   }
 
-  private static final ThreadLocal<Map<ByteBuffer, List<Key>>> CACHE =
-      ThreadLocal.withInitial(() -> new LinkedHashMap<ByteBuffer, List<Key>>(64, 0.75f, true) {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<ByteBuffer, List<Key>> eldest) {
-          return size() > CACHE_SIZE;
-        }
-      });
+  /** Per task thread: parsed keysets (bounded LRU), and the last keyset and cell decrypted. */
+  private static final class State {
+    final Map<ByteBuffer, List<Key>> keysets = new LinkedHashMap<ByteBuffer, List<Key>>(64, 0.75f, true) {
+      @Override
+      protected boolean removeEldestEntry(Map.Entry<ByteBuffer, List<Key>> eldest) {
+        return size() > CACHE_SIZE;
+      }
+    };
+    final CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+    // Rows come grouped by key link, and the key field (and often others) repeats within a
+    // key's rows: the same keyset and ciphertext give the same plaintext (AES-SIV is
+    // deterministic), so the last result is reused without decrypting again.
+    byte[] lastKeyset;
+    List<Key> lastKeys;
+    String lastCiphertext;
+    String lastPlaintext;
+  }
+
+  private static final ThreadLocal<State> STATE = ThreadLocal.withInitial(State::new);
 
   protected boolean strict() {
     return false;
@@ -61,11 +76,15 @@ public class StrmDecrypt implements UDF2<String, byte[], String> {
     if (keyset == null) {
       return fail("no keyset for a ciphertext (unknown or forgotten key link)");
     }
+    State state = STATE.get();
     List<Key> keys;
     try {
-      keys = keys(keyset);
+      keys = keys(state, keyset);
     } catch (RuntimeException | java.security.GeneralSecurityException e) {
       return fail("invalid Tink keyset");
+    }
+    if (ciphertext.equals(state.lastCiphertext)) {
+      return state.lastPlaintext;
     }
     byte[] ct;
     try {
@@ -84,10 +103,10 @@ public class StrmDecrypt implements UDF2<String, byte[], String> {
       }
       try {
         byte[] plain = key.siv.decryptDeterministically(body, new byte[0]);
-        return StandardCharsets.UTF_8.newDecoder()
-            .onMalformedInput(CodingErrorAction.REPORT)
-            .onUnmappableCharacter(CodingErrorAction.REPORT)
-            .decode(ByteBuffer.wrap(plain)).toString();
+        String text = state.utf8.reset().decode(ByteBuffer.wrap(plain)).toString();
+        state.lastCiphertext = ciphertext;
+        state.lastPlaintext = text;
+        return text;
       } catch (java.security.GeneralSecurityException | CharacterCodingException e) {
         // try the keyset's next key
       }
@@ -102,13 +121,22 @@ public class StrmDecrypt implements UDF2<String, byte[], String> {
     return null;
   }
 
-  private static List<Key> keys(byte[] keyset) throws java.security.GeneralSecurityException {
-    Map<ByteBuffer, List<Key>> cache = CACHE.get();
-    List<Key> keys = cache.get(ByteBuffer.wrap(keyset));
+  /** The parsed keys of `keyset`; a keyset other than the last one forgets the last cell. */
+  private static List<Key> keys(State state, byte[] keyset) throws java.security.GeneralSecurityException {
+    if (Arrays.equals(keyset, state.lastKeyset)) {
+      return state.lastKeys;
+    }
+    state.lastKeyset = null;
+    state.lastCiphertext = null;
+    state.lastPlaintext = null;
+    List<Key> keys = state.keysets.get(ByteBuffer.wrap(keyset));
+    byte[] copy = keyset.clone();  // the caller's array may be reused
     if (keys == null) {
       keys = parse(new String(keyset, StandardCharsets.UTF_8));
-      cache.put(ByteBuffer.wrap(keyset.clone()), keys);  // a copy: the caller's array may be reused
+      state.keysets.put(ByteBuffer.wrap(copy), keys);
     }
+    state.lastKeyset = copy;
+    state.lastKeys = keys;
     return keys;
   }
 
