@@ -13,12 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     """Rows/s of the encryption stage alone on the generated webshop data with 5 PII fields
     (the demo contract's 4 plus session_id): the same cached rows and key links written to
-    Spark's no-op sink with and without the Arrow encryption UDFs."""
+    Spark's no-op sink without encryption, with the Arrow encryption UDFs (keysets broadcast
+    by key link), and, when the UDF jar is loaded, with the JVM function (keysets by row)."""
     from pyspark.sql import functions as F
 
     from strm_spark import crypto
     from strm_spark import transformations as tf
     from strm_spark.generate import generate
+    from strm_spark.sql import register_jvm
 
     src = work / f"webshop_{rows}.csv"
     if not src.exists():
@@ -28,27 +30,37 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     # One key per (customer, day), as in the job; keysets broadcast by key link.
     day = F.substring("event_time", 1, 10)
     links = [r[0] for r in df.select(F.concat_ws("|", "customer_id", day)).distinct().collect()]
-    keysets = spark.sparkContext.broadcast({link: crypto.new_keyset() for link in links})
-    base = df.select(*[F.col(c).alias(tf.pii_column(i)) for i, c in enumerate(pii)],
-                     F.concat_ws("|", "customer_id", day).alias(tf.KEY_LINK)).cache()
+    table = {link: crypto.new_keyset() for link in links}
+    keysets = spark.sparkContext.broadcast(table)
+    keyed = spark.createDataFrame(list(table.items()), f"{tf.KEY_LINK} string, {tf.KEYSET} binary")
+    base = (df.select(*[F.col(c).alias(tf.pii_column(i)) for i, c in enumerate(pii)],
+                      F.concat_ws("|", "customer_id", day).alias(tf.KEY_LINK))
+            .join(F.broadcast(keyed), tf.KEY_LINK).cache())
     base.count()
     targets = {tf.pii_column(i): tf.enc_column(i) for i in range(len(pii))}
     encrypted = tf.with_encrypted_columns(base, targets, tf.KEY_LINK, keysets)
+    variants = {"python": encrypted}
+    if register_jvm(spark):
+        variants["jvm"] = tf.with_encrypted_columns(base, targets, tf.KEYSET, engine="jvm")
 
     def timed(frame) -> float:
         start = time.perf_counter()
         frame.write.format("noop").mode("overwrite").save()
         return time.perf_counter() - start
 
-    timed(encrypted)  # warm the Python workers
-    plain = [timed(base) for _ in range(repeats)]
-    enc = [timed(encrypted) for _ in range(repeats)]
+    for frame in variants.values():
+        timed(frame)  # warm the Python workers and the JIT
+    plain = statistics.median([timed(base) for _ in range(repeats)])
+    result = {"rows": rows, "pii_fields": len(pii), "keys": len(links), "without_s": round(plain, 2)}
+    for name, frame in variants.items():
+        enc = statistics.median([timed(frame) for _ in range(repeats)])
+        stage = max(enc - plain, 1e-6)
+        suffix = "" if name == "python" else "_jvm"
+        result.update({f"with_encryption{suffix}_s": round(enc, 2), f"stage_rows_per_s{suffix}": round(rows / stage),
+                       f"cells_per_s{suffix}": round(rows * len(pii) / stage)})
     base.unpersist()
     keysets.destroy()
-    stage = max(statistics.median(enc) - statistics.median(plain), 1e-6)
-    return {"rows": rows, "pii_fields": len(pii), "keys": len(links),
-            "with_encryption_s": round(statistics.median(enc), 2), "without_s": round(statistics.median(plain), 2),
-            "stage_rows_per_s": round(rows / stage), "cells_per_s": round(rows * len(pii) / stage)}
+    return result
 
 
 def _rss_mb(pid: int) -> float:

@@ -26,6 +26,7 @@ from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
 from .incremental import FileLog, list_source_files
 from .keystore import KeyStore
 from .masterkey import load_master_key
+from .sql import resolve_engine
 from ._delta_ops import inserted_rows
 from .tables import create_delta_table, retry_on_conflict, write_strm_csv, write_table
 
@@ -172,11 +173,14 @@ def _as_data_error(exc: Exception) -> DataError | None:
 
 
 def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None,
-            reprocess: bool = False) -> RunSummary:
+            reprocess: bool = False, engine: str = "auto") -> RunSummary:
     """Run the batch job described by `config` on `spark`. With `source.incremental`, only
-    files no earlier run processed (all of them with `reprocess`, outputs overwritten)."""
+    files no earlier run processed (all of them with `reprocess`, outputs overwritten).
+    `engine`: where cells are encrypted: 'jvm' (strm-spark's UDF jar, `make udf`), 'python'
+    (Arrow UDFs), or 'auto' (the JVM when the jar is on the class path); the ciphertext is the
+    same."""
     try:
-        return _run(spark, config, run_id, reprocess)
+        return _run(spark, config, run_id, reprocess, engine)
     except StrmSparkError:
         raise
     except Exception as exc:
@@ -186,7 +190,7 @@ def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None
         raise
 
 
-def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool) -> RunSummary:
+def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool, engine: str) -> RunSummary:
     started = time.monotonic()
     contract = config.contract
     mode, txn, paths = config.write_mode, None, None
@@ -215,6 +219,9 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
 
     log.info("job %s (run %s): %s source %s, contract %s", config.name, run_id, config.source.format,
              config.source.path, contract.source)
+    # Cells are encrypted in the JVM when strm-spark's UDF jar is on the class path (`make
+    # udf`; local sessions load it), else in Arrow UDFs on the Python workers.
+    jvm = resolve_engine(spark, engine) == "jvm"
     store = KeyStore(spark, config.key_store, master)
     cleartext_keysets = store.check_master_key()
     if master is None:
@@ -244,6 +251,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         .transform(tf.with_pii_columns, contract)
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
+    key_cache = None
     try:
         # One aggregate over all rows: the (key value, day) pairs that need a key, and counts.
         pairs = (rows.groupBy(tf.KEY_VALUE, tf.DAY)
@@ -287,7 +295,14 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
             F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"),
             tf.KEY_LINK, tf.KEYSET, tf.EXPIRES_AT)
         keysets = None
-        if totals["pairs"] <= _BROADCAST_KEYS:
+        if jvm:
+            # Encryption in the JVM (strm_encrypt_jvm): each row's keyset comes with its key
+            # link, from the (value, day) -> key map computed once and kept in memory only.
+            keymap = key_cache = keymap.persist(StorageLevel.MEMORY_ONLY)
+            keymap.count()
+            if totals["pairs"] <= _BROADCAST_KEYS:
+                keymap = F.broadcast(keymap)
+        elif totals["pairs"] <= _BROADCAST_KEYS:
             # Ship each keyset to the workers once (a broadcast map by key link), not per row.
             keysets = spark.sparkContext.broadcast(
                 {r[tf.KEY_LINK]: bytes(r[tf.KEYSET]) for r in keymap.select(tf.KEY_LINK, tf.KEYSET).collect()})
@@ -310,15 +325,16 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         corrupt_later = keysets is not None or not totals["rejected"]
         if not corrupt_later:
             targets[CORRUPT] = tf.ENC_CORRUPT
-        processed = tf.with_encrypted_columns(joined, targets, tf.KEY_LINK if keysets else tf.KEYSET, keysets)
+        processed = tf.with_encrypted_columns(joined, targets, tf.KEY_LINK if keysets else tf.KEYSET, keysets,
+                                              engine="jvm" if jvm else "python")
         # Each day's rows in one task, sorted: one file per day, and no sort of its own in each
         # partitioned write below.
         processed = processed.repartition(tf.DAY).sortWithinPartitions(tf.DAY)
-        # With broadcast keysets, the processed rows are not cached: each output computes them
-        # from the cached source rows, and only outputs holding ciphertext run the encryption
-        # UDFs (AES-SIV is deterministic, so every output gets the same ciphertext). Otherwise
-        # the keysets come from a join with the key store, computed once.
-        cache_processed = keysets is None
+        # With broadcast keysets or the JVM encryption, the processed rows are not cached: each
+        # output computes them from the cached source rows, and only outputs holding ciphertext
+        # run the encryption (AES-SIV is deterministic, so every output gets the same
+        # ciphertext). Otherwise the keysets come from a join with the key store, computed once.
+        cache_processed = keysets is None and not jvm
         if cache_processed:
             processed = processed.persist(StorageLevel.MEMORY_AND_DISK)
 
@@ -394,6 +410,8 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
             keysets.destroy()
     finally:
         rows.unpersist()
+        if key_cache is not None:
+            key_cache.unpersist()
 
     return _finish(spark, config, summary, started)
 

@@ -60,15 +60,18 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
     return pd.Series(out, dtype=object)
 
 
-# The JVM implementation of strm_decrypt (jvm/io/strmspark/StrmDecrypt.java, `make udf`):
-# Tink's AES-SIV from Spark's own jars, no Python worker. Same results as the Arrow UDF.
+# The JVM implementations of strm_decrypt and of the job's encryption (jvm/io/strmspark/,
+# `make udf`): Tink's AES-SIV from Spark's own jars, no Python worker. Same results as the
+# Arrow UDFs.
 JVM_FUNCTIONS = {"strm_decrypt_jvm": "io.strmspark.StrmDecrypt",
-                 "strm_decrypt_strict_jvm": "io.strmspark.StrmDecrypt$Strict"}
+                 "strm_decrypt_strict_jvm": "io.strmspark.StrmDecrypt$Strict",
+                 "strm_encrypt_jvm": "io.strmspark.StrmEncrypt"}
 
 
 def register_jvm(spark: SparkSession) -> bool:
-    """Register strm_decrypt_jvm and strm_decrypt_strict_jvm when the UDF jar is on the class
-    path (strm-spark's local sessions add it; on a cluster pass it with --jars); False if not."""
+    """Register strm_decrypt_jvm, strm_decrypt_strict_jvm and strm_encrypt_jvm (a cell's
+    ciphertext under a cleartext keyset) when the UDF jar is on the class path (strm-spark's
+    local sessions add it; on a cluster pass it with --jars); False if not."""
     try:
         for name, cls in JVM_FUNCTIONS.items():
             spark.udf.registerJavaFunction(name, cls, T.StringType())
@@ -77,16 +80,17 @@ def register_jvm(spark: SparkSession) -> bool:
     return True
 
 
-def _engine(spark: SparkSession, engine: str) -> str:
-    """'python', 'jvm', or 'auto' (the JVM functions when their jar is available)."""
+def resolve_engine(spark: SparkSession, engine: str) -> str:
+    """'python' or 'jvm' for a wanted engine 'python', 'jvm', or 'auto' (the JVM functions when
+    their jar is available); registers the JVM functions when they are used."""
     if engine not in ("auto", "python", "jvm"):
-        raise ValueError(f"unknown decryption engine {engine!r}; expected auto, python or jvm")
+        raise ValueError(f"unknown engine {engine!r}; expected auto, python or jvm")
     if engine == "python":
         return engine
     if register_jvm(spark):
         return "jvm"
     if engine == "jvm":
-        raise ValueError("the JVM decryption functions are not on the class path; run `make udf` "
+        raise ValueError("the JVM functions are not on the class path; run `make udf` "
                          "(or pass strm-spark-udf.jar with --jars)")
     return "python"
 
@@ -162,7 +166,7 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
     - strm_mask_murmur3(value, seed) -> STRM's MurmurHash3 masking
     - strm_consent_allows(consentLevels, 'CUMULATIVE' | 'GRANULAR', level or array of levels)
     - strm_decrypt_jvm, strm_decrypt_strict_jvm: the decrypt functions in the JVM (faster; only
-      when the UDF jar is on the class path, see `register_jvm`)
+      when the UDF jar is on the class path, see `register_jvm`), and strm_encrypt_jvm
     """
     names = list(JVM_FUNCTIONS) if register_jvm(spark) else []
 
@@ -212,7 +216,7 @@ def decrypting_view(
     """The content of a derived output computed at query time from the encrypted table and
     the key store: rows whose consent passes, allowed PII decrypted, masked fields hashed.
     `engine`: 'python' (Arrow UDF), 'jvm' (registered JVM functions) or 'auto'."""
-    engine = _engine(encrypted.sparkSession, engine)
+    engine = resolve_engine(encrypted.sparkSession, engine)
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
     ks = keys.select(F.col("keyLink").alias("__vk_link"), F.col("keyset").alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))

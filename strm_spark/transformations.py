@@ -279,13 +279,28 @@ def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, ru
 
 
 def with_encrypted_columns(df: DataFrame, targets: dict[str, str], key_col: str = KEYSET,
-                           keysets: Broadcast | None = None) -> DataFrame:
+                           keysets: Broadcast | None = None, engine: str = "python") -> DataFrame:
     """Add, for each `source -> target`, the ciphertext of a string (or array of strings)
-    column under the row's key. Vectorised (Arrow batches), rows grouped by key, one Tink
-    primitive per key per worker; no row-at-a-time UDF.
+    column under the row's key.
 
-    `key_col` holds the row's keyset, or, with `keysets` (a broadcast key link -> keyset map),
-    the row's key link: then only the value and a short key link cross to Python."""
+    `engine="python"`: vectorised (Arrow batches), rows grouped by key, one Tink primitive
+    per key per worker. `key_col` holds the row's keyset, or, with `keysets` (a broadcast key
+    link -> keyset map), the row's key link: then only the value and a short key link cross
+    to Python. `engine="jvm"`: the registered strm_encrypt_jvm function (see
+    strm_spark.sql.register_jvm) on the row's keyset in `key_col`, without leaving the JVM;
+    the same ciphertext, since AES-SIV is deterministic."""
+    if engine == "jvm":
+        if keysets is not None:
+            raise ValueError("the JVM encryption takes each row's keyset, not a broadcast map")
+
+        def jvm(value: Column) -> Column:
+            return F.call_function("strm_encrypt_jvm", value.cast("string"), col(key_col).cast("binary"))
+
+        out = df
+        for source, target in targets.items():
+            array = isinstance(df.schema[source].dataType, T.ArrayType)
+            out = out.withColumn(target, F.transform(col(source), jvm) if array else jvm(col(source)))
+        return out.drop(KEYSET) if key_col == KEYSET else out
     from . import crypto
 
     def resolve(keys: pd.Series) -> list:

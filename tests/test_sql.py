@@ -106,3 +106,43 @@ def test_a_repeated_cell_is_decrypted_with_its_own_rows_keyset(spark, engine):
                                "i int, ct string, ks binary").coalesce(1)
     got = df.select("i", decrypt_column(F.col("ct"), F.col("ks"), engine=engine).alias("p")).orderBy("i").collect()
     assert [r["p"] for r in got] == ["alice", "alice", None, "alice", "bob", None, "bob", None]
+
+
+def _two_key_keyset() -> bytes:
+    """A keyset of two AES-SIV keys whose primary is the second one (as after a rotation)."""
+    import json
+
+    first, second = (json.loads(crypto.new_keyset()) for _ in range(2))
+    first["key"] += second["key"]
+    first["primaryKeyId"] = second["primaryKeyId"]
+    return json.dumps(first).encode("utf-8")
+
+
+def test_the_jvm_encryption_gives_tinks_python_ciphertext_byte_for_byte(spark):
+    # The batch job encrypts in the JVM when the UDF jar is loaded: its cells must be exactly
+    # what Tink's Python DeterministicAead writes (and what STRM wrote), for every keyset shape.
+    from strm_spark import transformations as tf
+
+    assert register_jvm(spark)
+    keysets = [crypto.new_keyset(), _two_key_keyset()]
+    values = ["17850", "", "Zoë 東京 🙂", "a" * 300, None]
+    rows = [(i, v, bytearray(ks), None if v is None else [v, "x"]) for i, (v, ks) in
+            enumerate((v, ks) for ks in keysets for v in values)]
+    df = spark.createDataFrame(rows, "i int, v string, __keyset binary, vs array<string>")
+    got = tf.with_encrypted_columns(df, {"v": "c", "vs": "cs"}, engine="jvm").orderBy("i").collect()
+    for (i, v, ks, vs), r in zip(rows, got):
+        prim = crypto.primitive(bytes(ks))
+        assert r["c"] == crypto.encrypt_text(prim, v)
+        assert r["cs"] == (None if vs is None else [crypto.encrypt_text(prim, x) for x in vs])
+        assert "__keyset" not in r.asDict()
+    python = tf.with_encrypted_columns(df, {"v": "c", "vs": "cs"}).orderBy("i").collect()
+    assert python == got
+
+
+def test_the_jvm_encryption_refuses_a_value_without_a_key(spark):
+    register_jvm(spark)
+    df = spark.createDataFrame([("secret-value-17850", None)], "v string, ks binary")
+    with pytest.raises(Exception) as failure:
+        df.select(F.call_function("strm_encrypt_jvm", F.col("v"), F.col("ks"))).collect()
+    assert "has no key" in str(failure.value)
+    assert "secret-value-17850" not in str(failure.value)
