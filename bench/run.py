@@ -169,15 +169,13 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     """On-the-fly decryption of one PII column through the view vs. the same query on a
     plaintext copy, in one run."""
     from strm_spark.job import run_job
-    from strm_spark.sql import register_job_views
+    from strm_spark.sql import register_job_views, register_jvm
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = _config(src, out, derived=True)
     run_job(spark, cfg)
     register_job_views(spark, cfg, prefix="b_", engine="python")
     tables = {"plain": "b_plain", "view": "b_decrypted_0"}
-    from strm_spark.sql import register_jvm
-
     if register_jvm(spark):  # the JVM functions (make udf), measured alongside
         register_job_views(spark, cfg, prefix="j_", engine="jvm")
         tables["view_jvm"] = "j_decrypted_0"
