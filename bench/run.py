@@ -1,8 +1,9 @@
 """`make bench`: the privacy job against the physical floor, on UCI-shaped inputs.
 
 For each size, alternating runs in one Spark session: (a) the floor, Spark reading the CSV and
-writing it to Delta; (b) the job (encrypted + keys + data subjects); (c) the job with one
-CUMULATIVE derived output. Medians and spread over the repeats, ratios b/a and c/a. Then the
+writing it to Delta; (a') the same with the encrypted table's layout, partitioned by UTC day;
+(b) the job (encrypted + keys + data subjects); (c) the job with one CUMULATIVE derived output.
+Medians and spread over the repeats, ratios b/a, c/a and a'/a. Then the
 end-to-end time of `strm-spark run` in a fresh process (JVM start included), the encryption
 stage alone, the key store size per million keys and on-the-fly decryption against a
 plaintext query. Results: out/bench/results.json and out/bench/results.md.
@@ -79,6 +80,20 @@ def _floor(spark, src: Path, out: Path) -> None:
     df.write.format("delta").mode("overwrite").save(str(out))
 
 
+def _floor_by_day(spark, src: Path, out: Path, cfg) -> None:
+    """The floor with the layout issue #2 asks of the encrypted table: the UTC day computed
+    as the job does, rows shuffled by day and written partitioned by day. No privacy work."""
+    from pyspark.sql import functions as F
+
+    from strm_spark.timestamps import epoch_millis, parse_event_time, utc_day
+
+    ts = cfg.timestamp
+    df = spark.read.option("header", "true").option("escape", '"').csv(str(src))
+    day = utc_day(epoch_millis(parse_event_time(F.col(ts.field), ts.pattern, ts.default_time_zone)))
+    (df.withColumn("strmDay", day).repartition("strmDay").sortWithinPartitions("strmDay")
+     .write.format("delta").mode("overwrite").partitionBy("strmDay").save(str(out)))
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
 
@@ -105,14 +120,16 @@ def main() -> int:
     work = OUT / "work"
     for rows in sizes if "ratios" in parts else []:
         src = inputs[rows]
-        times: dict[str, list[float]] = {"floor": [], "job": [], "job_derived": []}
+        times: dict[str, list[float]] = {"floor": [], "floor_by_day": [], "job": [], "job_derived": []}
         _floor(spark, src, work / "warmup")  # JIT and caches warm for every variant alike
         for i in range(args.repeats):
-            for kind in ("floor", "job", "job_derived"):
+            for kind in times:
                 target = work / f"{kind}-{i}"
                 shutil.rmtree(target, ignore_errors=True)
                 if kind == "floor":
                     t = _timed(lambda: _floor(spark, src, target))
+                elif kind == "floor_by_day":
+                    t = _timed(lambda: _floor_by_day(spark, src, target, _config(src, target, derived=False)))
                 else:
                     cfg = _config(src, target, derived=(kind == "job_derived"))
                     t = _timed(lambda: run_job(spark, cfg))
@@ -129,6 +146,10 @@ def main() -> int:
             "job_derived_s": round(med["job_derived"], 2),
             "ratio_job": round(med["job"] / med["floor"], 2),
             "ratio_derived": round(med["job_derived"] / med["floor"], 2),
+            # How much of the gap the day-partitioned layout alone makes, with no privacy work.
+            "floor_by_day_s": round(med["floor_by_day"], 2),
+            "ratio_floor_by_day": round(med["floor_by_day"] / med["floor"], 2),
+            "ratio_job_to_floor_by_day": round(med["job"] / med["floor_by_day"], 2),
             "spread_s": {k: _stats(v) for k, v in times.items()},
             "rows_per_s": {k: round(rows / v) for k, v in med.items()},
             "keys": key_count,
@@ -168,7 +189,10 @@ def main() -> int:
 def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     """On-the-fly decryption of one PII column through the view vs. the same query on a
     plaintext copy, in one run."""
+    from pyspark.sql import functions as F
+
     from strm_spark.job import run_job
+    from strm_spark.keystore import KeyStore
     from strm_spark.sql import register_job_views, register_jvm
 
     shutil.rmtree(out, ignore_errors=True)
@@ -180,6 +204,14 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
         register_job_views(spark, cfg, prefix="j_", engine="jvm")
         tables["view_jvm"] = "j_decrypted_0"
     spark.read.format("delta").load(cfg.derived[0].path).createOrReplaceTempView("b_plain")
+    # A lower bound for any view that looks keys up at query time: the encrypted table joined
+    # with the key store on key link, as the view does it, with no consent filter, no keysets
+    # carried and nothing decrypted.
+    links = KeyStore(spark, cfg.key_store, None).cleartext_keys().select(F.col("keyLink").alias("__link"))
+    (spark.read.format("delta").load(cfg.encrypted.path)
+     .join(links, F.col("strmMeta.keyLink") == F.col("__link"), "left")
+     .select("CustomerID").createOrReplaceTempView("b_join"))
+    tables["join"] = "b_join"
     query = "SELECT count(DISTINCT CustomerID), count(*) FROM {}"
     timings: dict[str, list[float]] = {kind: [] for kind in tables}
     for _ in range(3):
@@ -190,6 +222,7 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     with open(src, encoding="utf-8") as fh:
         rows = sum(1 for _ in fh) - 1
     result = {"rows": rows, "view_s": round(med["view"], 2),
+              "join_only_s": round(med["join"], 2), "ratio_join_only": round(med["join"] / med["plain"], 2),
               "plain_s": round(med["plain"], 2), "ratio": round(med["view"] / med["plain"], 2)}
     if "view_jvm" in med:
         result.update(view_jvm_s=round(med["view_jvm"], 2), ratio_jvm=round(med["view_jvm"] / med["plain"], 2))
@@ -224,11 +257,13 @@ def _end_to_end(src: Path, out: Path) -> dict[str, float]:
 
 
 def _markdown(results: list[dict], extra: dict) -> str:
-    lines = ["| rows | floor s | job s | job+derived s | job / floor | derived / floor | job rows/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| rows | floor s | floor by day s | job s | job+derived s | job / floor | derived / floor "
+             "| floor by day / floor | job rows/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r['job_s']} | {r['job_derived_s']} | "
-                     f"{r['ratio_job']} | {r['ratio_derived']} | {r['rows_per_s']['job']:,} |")
+        lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r.get('floor_by_day_s', '')} | {r['job_s']} | "
+                     f"{r['job_derived_s']} | {r['ratio_job']} | {r['ratio_derived']} | "
+                     f"{r.get('ratio_floor_by_day', '')} | {r['rows_per_s']['job']:,} |")
     lines.append("")
     if "end_to_end" in extra:
         e2e = extra["end_to_end"]
@@ -242,7 +277,9 @@ def _markdown(results: list[dict], extra: dict) -> str:
         d = extra["decryption"]
         lines.append(f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
                      f"(ratio {d['ratio']}, Python UDF)"
-                     + (f"; {d['view_jvm_s']} s (ratio {d['ratio_jvm']}) with the JVM UDF." if "view_jvm_s" in d else "."))
+                     + (f"; {d['view_jvm_s']} s (ratio {d['ratio_jvm']}) with the JVM UDF" if "view_jvm_s" in d else "")
+                     + (f"; the key lookup alone (join, no decryption) {d['join_only_s']} s (ratio {d['ratio_join_only']})"
+                        if "join_only_s" in d else "") + ".")
     if "encryption_stage" in extra:
         e = extra["encryption_stage"]
         lines.append(f"Encryption stage alone ({e['rows']:,} webshop rows, {e['pii_fields']} PII fields, {e['keys']:,} keys): "
