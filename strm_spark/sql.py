@@ -63,18 +63,22 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
 # The JVM implementations of strm_decrypt and of the job's encryption (jvm/io/strmspark/,
 # `make udf`): Tink's AES-SIV from Spark's own jars, no Python worker. Same results as the
 # Arrow UDFs.
-JVM_FUNCTIONS = {"strm_decrypt_jvm": "io.strmspark.StrmDecrypt",
-                 "strm_decrypt_strict_jvm": "io.strmspark.StrmDecrypt$Strict",
-                 "strm_encrypt_jvm": "io.strmspark.StrmEncrypt"}
+# strm_keyset_compact_jvm turns a cleartext JSON keyset into the compact form the other three
+# also accept: decrypting views carry that through their join with the key store.
+JVM_FUNCTIONS = {"strm_decrypt_jvm": ("io.strmspark.StrmDecrypt", T.StringType()),
+                 "strm_decrypt_strict_jvm": ("io.strmspark.StrmDecrypt$Strict", T.StringType()),
+                 "strm_encrypt_jvm": ("io.strmspark.StrmEncrypt", T.StringType()),
+                 "strm_keyset_compact_jvm": ("io.strmspark.StrmCompactKeyset", T.BinaryType())}
 
 
 def register_jvm(spark: SparkSession) -> bool:
     """Register strm_decrypt_jvm, strm_decrypt_strict_jvm and strm_encrypt_jvm (a cell's
-    ciphertext under a cleartext keyset) when the UDF jar is on the class path (strm-spark's
-    local sessions add it; on a cluster pass it with --jars); False if not."""
+    ciphertext under a cleartext keyset), and strm_keyset_compact_jvm, when the UDF jar is on
+    the class path (strm-spark's local sessions add it; on a cluster pass it with --jars);
+    False if not."""
     try:
-        for name, cls in JVM_FUNCTIONS.items():
-            spark.udf.registerJavaFunction(name, cls, T.StringType())
+        for name, (cls, returns) in JVM_FUNCTIONS.items():
+            spark.udf.registerJavaFunction(name, cls, returns)
     except Exception:  # the class is not on the class path
         return False
     return True
@@ -166,7 +170,8 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
     - strm_mask_murmur3(value, seed) -> STRM's MurmurHash3 masking
     - strm_consent_allows(consentLevels, 'CUMULATIVE' | 'GRANULAR', level or array of levels)
     - strm_decrypt_jvm, strm_decrypt_strict_jvm: the decrypt functions in the JVM (faster; only
-      when the UDF jar is on the class path, see `register_jvm`), and strm_encrypt_jvm
+      when the UDF jar is on the class path, see `register_jvm`), strm_encrypt_jvm, and
+      strm_keyset_compact_jvm(keyset) -> the compact form of a keyset the JVM functions accept
     """
     names = list(JVM_FUNCTIONS) if register_jvm(spark) else []
 
@@ -218,7 +223,12 @@ def decrypting_view(
     `engine`: 'python' (Arrow UDF), 'jvm' (registered JVM functions) or 'auto'."""
     engine = resolve_engine(encrypted.sparkSession, engine)
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
-    ks = keys.select(F.col("keyLink").alias("__vk_link"), F.col("keyset").alias("__vk_keyset"))
+    keyset = F.col("keyset")
+    if engine == "jvm":
+        # Each row carries its key in the compact form (about 70 bytes, not about 390 of
+        # JSON), which the decrypt function reads without parsing JSON.
+        keyset = F.call_function("strm_keyset_compact_jvm", keyset)
+    ks = keys.select(F.col("keyLink").alias("__vk_link"), keyset.alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
             .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "left"))
     paths = [p for p in contract.pii_names if p in allowed]
