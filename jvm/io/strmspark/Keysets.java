@@ -90,7 +90,7 @@ final class Keysets {
     }
   }
 
-  /** The enabled AES-SIV keys of a Tink JSON keyset, primary first. */
+  /** The enabled keys of a Tink JSON keyset as AES-SIV primitives, primary first. */
   static List<Key> parse(String json) throws GeneralSecurityException {
     List<Key> keys = new ArrayList<>();
     for (Entry entry : entries(json)) {
