@@ -227,7 +227,7 @@ def decrypting_view(
     if engine == "jvm":
         # Each row carries its key in the compact form (about 70 bytes, not about 390 of
         # JSON), which the decrypt function reads without parsing JSON.
-        keyset = F.call_function("strm_keyset_compact_jvm", keyset)
+        keyset = F.call_function("strm_keyset_compact_jvm", keyset.cast("binary"))
     ks = keys.select(F.col("keyLink").alias("__vk_link"), keyset.alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
             .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "left"))
