@@ -26,7 +26,7 @@ from .io import BLOCK, CORRUPT, FILE, ROW_ID, read_source
 from .incremental import FileLog, list_source_files
 from .keystore import KeyStore
 from .masterkey import load_master_key
-from .sql import resolve_engine
+from .sql import compact_keyset_column, resolve_engine
 from ._delta_ops import inserted_rows
 from .tables import create_delta_table, retry_on_conflict, write_strm_csv, write_table
 
@@ -296,8 +296,10 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
             tf.KEY_LINK, tf.KEYSET, tf.EXPIRES_AT)
         keysets = None
         if jvm:
-            # Encryption in the JVM (strm_encrypt_jvm): each row's keyset comes with its key
-            # link, from the (value, day) -> key map computed once and kept in memory only.
+            # Encryption in the JVM (strm_encrypt_jvm): each row's keyset (compact form) comes
+            # with its key link, from the (value, day) -> key map computed once and kept in
+            # memory only.
+            keymap = keymap.withColumn(tf.KEYSET, compact_keyset_column(F.col(tf.KEYSET)))
             keymap = key_cache = keymap.persist(StorageLevel.MEMORY_ONLY)
             keymap.count()
             if totals["pairs"] <= _BROADCAST_KEYS:

@@ -61,10 +61,9 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
 
 
 # The JVM implementations of strm_decrypt and of the job's encryption (jvm/io/strmspark/,
-# `make udf`): Tink's AES-SIV from Spark's own jars, no Python worker. Same results as the
-# Arrow UDFs.
-# strm_keyset_compact_jvm turns a cleartext JSON keyset into the compact form the other three
-# also accept: decrypting views carry that through their join with the key store.
+# `make udf`): Tink's AES-SIV from Spark's own jars, no Python worker, the same results as
+# the Arrow UDFs. They also accept keysets in the compact form strm_keyset_compact_jvm makes,
+# which is what the views and the job carry with their rows.
 JVM_FUNCTIONS = {"strm_decrypt_jvm": ("io.strmspark.StrmDecrypt", T.StringType()),
                  "strm_decrypt_strict_jvm": ("io.strmspark.StrmDecrypt$Strict", T.StringType()),
                  "strm_encrypt_jvm": ("io.strmspark.StrmEncrypt", T.StringType()),
@@ -82,6 +81,13 @@ def register_jvm(spark: SparkSession) -> bool:
     except Exception:  # the class is not on the class path
         return False
     return True
+
+
+def compact_keyset_column(keyset: Column) -> Column:
+    """A cleartext keyset column (BINARY or STRING) in the compact form the JVM functions read
+    without parsing JSON (about 70 bytes per key instead of about 390). Apply it once per key,
+    where keys are looked up, not per row; a keyset it cannot read is kept as it is."""
+    return F.call_function("strm_keyset_compact_jvm", keyset.cast("binary"))
 
 
 def resolve_engine(spark: SparkSession, engine: str) -> str:
@@ -223,11 +229,7 @@ def decrypting_view(
     `engine`: 'python' (Arrow UDF), 'jvm' (registered JVM functions) or 'auto'."""
     engine = resolve_engine(encrypted.sparkSession, engine)
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
-    keyset = F.col("keyset")
-    if engine == "jvm":
-        # Each row carries its key in the compact form (about 70 bytes, not about 390 of
-        # JSON), which the decrypt function reads without parsing JSON.
-        keyset = F.call_function("strm_keyset_compact_jvm", keyset.cast("binary"))
+    keyset = compact_keyset_column(F.col("keyset")) if engine == "jvm" else F.col("keyset")
     ks = keys.select(F.col("keyLink").alias("__vk_link"), keyset.alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
             .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "left"))

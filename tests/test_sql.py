@@ -129,11 +129,12 @@ def test_a_repeated_cell_is_decrypted_with_its_own_rows_keyset(spark, engine):
     assert [r["p"] for r in got] == ["alice", "alice", None, "alice", "bob", None, "bob", None]
 
 
-def _two_key_keyset() -> bytes:
-    """A keyset of two AES-SIV keys whose primary is the second one (as after a rotation)."""
+def _two_key_keyset(old: bytes | None = None, new: bytes | None = None) -> bytes:
+    """A keyset of two AES-SIV keys, `old`'s then `new`'s (new ones when not given), whose
+    primary is the second one (as after a rotation)."""
     import json
 
-    first, second = (json.loads(crypto.new_keyset()) for _ in range(2))
+    first, second = (json.loads(ks or crypto.new_keyset()) for ks in (old, new))
     first["key"] += second["key"]
     first["primaryKeyId"] = second["primaryKeyId"]
     return json.dumps(first).encode("utf-8")
@@ -172,14 +173,9 @@ def test_the_jvm_encryption_refuses_a_value_without_a_key(spark):
 def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
     # Decrypting views carry keysets through their join in the compact form
     # (strm_keyset_compact_jvm): the JVM functions must give the same results with it.
-    import json
-
     assert register_jvm(spark)
     old, new = crypto.new_keyset(), crypto.new_keyset()
-    rotated = json.loads(old)  # both keys, the second one primary
-    rotated["key"] += json.loads(new)["key"]
-    rotated["primaryKeyId"] = json.loads(new)["primaryKeyId"]
-    rotated = json.dumps(rotated).encode("utf-8")
+    rotated = _two_key_keyset(old, new)
     rows = []  # (ciphertext, keyset, expected plaintext, plaintext to encrypt)
     for ks in (old, rotated):
         for v in ("17850", "", "Zoë 東京 🙂", "a" * 300):

@@ -5,8 +5,9 @@ import org.apache.spark.sql.api.java.UDF1;
 /**
  * strm_keyset_compact_jvm: a cleartext Tink JSON keyset in the compact form the JVM decrypt
  * and encrypt functions also accept (see {@link Keysets#compact}). Decrypting views apply it
- * to the key store's side of their join, so each row carries about 70 bytes of key instead of
- * about 390 bytes of JSON, and the functions skip the JSON parsing. A keyset it cannot read is
+ * to the key store's side of their join, and the job to its (value, day) -> key map, so each
+ * row carries about 70 bytes of key instead of about 390 bytes of JSON, and the functions skip
+ * the JSON parsing. A keyset it cannot read is
  * returned unchanged, so the decrypt function reports it as before (null, or an error in the
  * strict variant). Null in, null out.
  */
