@@ -7,9 +7,9 @@ import org.apache.spark.sql.api.java.UDF1;
  * and encrypt functions also accept (see {@link Keysets#compact}). Decrypting views apply it
  * to the key store's side of their join, and the job to its (value, day) -> key map, so each
  * row carries about 70 bytes of key instead of about 390 bytes of JSON, and the functions skip
- * the JSON parsing. A keyset it cannot read is
- * returned unchanged, so the decrypt function reports it as before (null, or an error in the
- * strict variant). Null in, null out.
+ * the JSON parsing. A compact keyset, or one it cannot read, is returned unchanged, so the
+ * decrypt function reports a bad one as before (null, or an error in the strict variant).
+ * Null in, null out.
  */
 public class StrmCompactKeyset implements UDF1<byte[], byte[]> {
   private static final long serialVersionUID = 1L;
