@@ -120,6 +120,10 @@ class OutputConfig:
     path: str
     format: str = "delta"  # delta | parquet | csv | strm-csv (one CSV file in STRM's layout)
     charset: str = "UTF-8"
+    # Layout of a new table: none by default (rows sorted by strmDay, whose statistics skip
+    # files); partition_by (e.g. [strmDay]) or, for Delta, cluster_by (liquid clustering).
+    partition_by: tuple[str, ...] = ()
+    cluster_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,8 @@ class DerivedConfig:
     masked_fields: tuple[str, ...] = ()
     charset: str = "UTF-8"
     hash_type: str = "HMAC_SHA256"  # or MURMUR3 (STRM's default, not a cryptographic hash)
+    partition_by: tuple[str, ...] = ()
+    cluster_by: tuple[str, ...] = ()
     # A seed written in the job config itself (STRM configs only); native configs reference a
     # secret (masking.seed_env / seed_file) instead.
     inline_seed: str | None = field(default=None, repr=False)
@@ -222,12 +228,33 @@ _TOP_FIELDS = {
 }
 
 
-def _output(node: Node, base: Path, formats: tuple[str, ...] = OUTPUT_FORMATS) -> OutputConfig:
+def _output(node: Node, base: Path, formats: tuple[str, ...] = OUTPUT_FORMATS,
+            layout_columns: tuple[str, ...] = ()) -> OutputConfig:
+    """An output: a path, or {path, format, partition_by, cluster_by}; the layout options only
+    where `layout_columns` (the columns a table may be laid out by) are given."""
     if isinstance(node.value, str):
         return OutputConfig(resolve_location(node.string(), base))
-    node.mapping({"path", "format"})
+    node.mapping({"path", "format"} | ({"partition_by", "cluster_by"} if layout_columns else set()))
     fmt = node.child("format", "delta").choice(formats)
-    return OutputConfig(resolve_location(node.child("path").string(), base), fmt)
+    layout = {}
+    for key in ("partition_by", "cluster_by"):
+        if not node.has(key):
+            continue
+        child = node.child(key)
+        names = (child.string(),) if isinstance(child.value, str) else tuple(i.string() for i in child.items())
+        for name in names:
+            if name not in layout_columns:
+                raise child.error(f"{name!r} is not a column this output can be laid out by; expected one of "
+                                  f"{', '.join(layout_columns)} (PII fields are never partition values)")
+        layout[key] = names
+    if "partition_by" in layout and "cluster_by" in layout:
+        raise node.error("set partition_by or cluster_by, not both")
+    if "cluster_by" in layout and fmt != "delta":
+        raise node.child("cluster_by").error("cluster_by (liquid clustering) needs a delta output")
+    if layout and fmt == "strm-csv":
+        raise node.error("a strm-csv output is one file: it takes no partition_by or cluster_by")
+    return OutputConfig(resolve_location(node.child("path").string(), base), fmt,
+                        partition_by=layout.get("partition_by", ()), cluster_by=layout.get("cluster_by", ()))
 
 
 def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None = None) -> JobConfig:
@@ -331,13 +358,15 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
     onode = root.child("outputs")
     onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir", "audit"})
     mode = onode.child("mode", "append").choice(WRITE_MODES)
-    encrypted = _output(onode.child("encrypted"), base)
+    layout_columns = ("strmDay", *[n for n in contract.field_names if n not in contract.sensitive_columns])
+    encrypted = _output(onode.child("encrypted"), base, layout_columns=layout_columns)
     subjects = _output(onode.child("data_subjects"), base, ("delta",))
     rejected = _output(onode.child("rejected"), base)
     derived: list[DerivedConfig] = []
     names: set[str] = set()
     for dnode in onode.child("derived", []).items():
-        dnode.mapping({"name", "path", "format", "consent_type", "consent_levels", "masked_fields"})
+        dnode.mapping({"name", "path", "format", "consent_type", "consent_levels", "masked_fields",
+                       "partition_by", "cluster_by"})
         dname = dnode.child("name").string()
         if dname in names:
             raise dnode.child("name").error(f"duplicate derived output name {dname!r}")
@@ -349,8 +378,11 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
             raise dnode.child("masked_fields").error(
                 "masked fields need a secret seed: set masking.seed_env or masking.seed_file"
             )
-        out = _output(Node(source, {k: v for k, v in dnode.value.items() if k in ("path", "format")}, dnode.path), base)
-        derived.append(DerivedConfig(dname, out.path, out.format, ctype, levels, masked))
+        out = _output(Node(source, {k: v for k, v in dnode.value.items()
+                                    if k in ("path", "format", "partition_by", "cluster_by")}, dnode.path),
+                      base, layout_columns=layout_columns)
+        derived.append(DerivedConfig(dname, out.path, out.format, ctype, levels, masked,
+                                     partition_by=out.partition_by, cluster_by=out.cluster_by))
 
     summary_default = str(Path(encrypted.path).parent / "_runs") if not is_uri(encrypted.path) else encrypted.path.rsplit("/", 1)[0] + "/_runs"
     summary_dir = (

@@ -233,8 +233,8 @@ class ExportResult:
     manifest: str
 
     def render(self) -> str:
-        lines = [f"strm-spark export: {self.key_links:,} key links, {len(self.partitions_read):,} day "
-                 f"partitions of the encrypted table read"]
+        lines = [f"strm-spark export: {self.key_links:,} key links; the encrypted table read for "
+                 f"{len(self.partitions_read):,} days (files of other days skipped)"]
         for name, rows in self.files.items():
             lines.append(f"  {name:<18} {rows:,} rows")
         if self.time_range:
@@ -312,7 +312,7 @@ def export_subject(spark: SparkSession, config: JobConfig, subject: str, out: st
     tables: list[dict[str, Any]] = []
     results: dict[str, list[dict[str, Any]]] = {}
 
-    # The encrypted table: only the partitions of the subject's days.
+    # The encrypted table: only the files of the subject's days (partitions, or strmDay statistics).
     enc_path, enc_fmt = config.encrypted.path, config.encrypted.format
     enc_rows: list[dict[str, Any]] = []
     enc_version = None

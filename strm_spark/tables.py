@@ -3,97 +3,21 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from .delta import create_table, delta_properties, is_conflict, retry_on_conflict  # noqa: F401
+from .delta import write_table as delta_write
 
 log = logging.getLogger("strm_spark")
-R = TypeVar("R")
 
-# Delta's optimistic-concurrency errors: another writer committed first.
-_CONFLICTS = ("Concurrent", "MetadataChanged", "ProtocolChanged", "DELTA_CONCURRENT", "DELTA_METADATA_CHANGED",
-              "DELTA_PROTOCOL_CHANGED", "TableAlreadyExists", "DELTA_TABLE_ALREADY_EXISTS")
-
-
-def is_conflict(exc: BaseException) -> bool:
-    condition = getattr(exc, "getCondition", lambda: None)()
-    text = f"{type(exc).__name__} {condition or ''} {str(exc)[:300]}"
-    return any(marker in text for marker in _CONFLICTS)
-
-
-def retry_on_conflict(action: Callable[[], R], what: str, attempts: int = 10) -> R:
-    """Run a Delta commit, again when a concurrent writer committed first: `action` must
-    re-read the table (a MERGE does), so the retry sees the winner's rows."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except Exception as exc:
-            if attempt == attempts - 1 or not is_conflict(exc):
-                raise
-            log.info("%s: a concurrent commit won; retrying (%d/%d)", what, attempt + 1, attempts - 1)
-            time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def delta_properties(stats_columns: Sequence[str] | str | None) -> dict[str, str]:
-    """Table properties that keep plaintext out of `_delta_log` statistics.
-
-    Delta writes min/max values of indexed columns into the log, which VACUUM never
-    removes; only the listed columns get statistics (none if the list is empty)."""
-    props = {"delta.enableChangeDataFeed": "false"}
-    if stats_columns is None:
-        return props
-    cols = stats_columns if isinstance(stats_columns, str) else ",".join(f"`{c}`" if "." not in c else c for c in stats_columns)
-    if cols:
-        props["delta.dataSkippingStatsColumns"] = cols
-    else:
-        props["delta.dataSkippingNumIndexedCols"] = "0"
-    return props
-
-
-def create_delta_table(
-    spark: SparkSession,
-    path: str,
-    schema: T.StructType,
-    partition_by: Sequence[str] = (),
-    stats_columns: Sequence[str] | str | None = None,
-) -> None:
+def create_delta_table(spark: SparkSession, path: str, schema: T.StructType, partition_by: Sequence[str] = (),
+                       stats_columns: Sequence[str] | str | None = None) -> None:
     """Create an empty Delta table at `path` with our properties, if none exists yet."""
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
-    for key, value in delta_properties(stats_columns).items():
-        builder = builder.property(key, value)
-    # Another process may be creating the same table: its `_delta_log` folder exists but holds
-    # no commit yet. Delta then reports a non-empty, non-Delta location, or no table at all
-    # (as a check right after the create may too), so wait for the other commit.
-    for attempt in range(_CREATE_ATTEMPTS):
-        try:
-            retry_on_conflict(builder.execute, f"create {path}")
-            if DeltaTable.isDeltaTable(spark, path):
-                return
-        except Exception as exc:
-            creating_elsewhere = any(m in str(exc)[:300] for m in _CREATING_ELSEWHERE)
-            if not creating_elsewhere or not path_exists(spark, f"{path.rstrip('/')}/_delta_log"):
-                raise
-        if attempt == _CREATE_ATTEMPTS - 1:
-            break
-        log.info("create %s: another writer is creating it; waiting (%d/%d)", path, attempt + 1,
-                 _CREATE_ATTEMPTS - 1)
-        time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError(f"{path}: a Delta log folder exists but no table appeared in it; another process "
-                       "may have died while creating it: if no job is running, remove the folder and rerun")
-
-
-_CREATE_ATTEMPTS = 10
-_CREATING_ELSEWHERE = ("NON_EMPTY_LOCATION", "DELTA_TABLE_NOT_FOUND")
+    create_table(spark, path, schema, partition_by, stats_columns)
 
 
 def path_exists(spark: SparkSession, uri: str) -> bool:
@@ -122,31 +46,17 @@ def flatten_for_csv(df: DataFrame) -> DataFrame:
     return df.select(*cols)
 
 
-def write_table(
-    df: DataFrame,
-    path: str,
-    fmt: str,
-    mode: str,
-    partition_by: Sequence[str] = (),
-    stats_columns: Sequence[str] | None = None,
-    txn: tuple[str, int] | None = None,
-) -> None:
-    """Write `df` to `path`; Delta tables are created first so their properties apply. With
-    `txn` (app id, version), Delta skips the write if it already committed that version."""
-    if fmt == "delta":
-        create_delta_table(df.sparkSession, path, df.schema, partition_by, stats_columns)
-        writer = df.write.format("delta").mode(mode)
-        if txn is not None:
-            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
-    elif fmt == "parquet":
-        writer = df.write.format("parquet").mode(mode)
-    elif fmt == "csv":
-        writer = flatten_for_csv(df).write.format("csv").mode(mode).option("header", "true")
-    else:  # pragma: no cover - config validation rejects other formats
+def write_table(df: DataFrame, path: str, fmt: str, mode: str, partition_by: Sequence[str] = (),
+                stats_columns: Sequence[str] | None = None, txn: tuple[str, int] | None = None,
+                cluster_by: Sequence[str] = ()) -> None:
+    """Write `df` to `path` as Delta, Parquet or CSV (structs flattened); see
+    `strm_spark.delta.write_table`."""
+    if fmt == "csv":
+        df = flatten_for_csv(df)
+    elif fmt not in ("delta", "parquet"):  # pragma: no cover - config validation rejects other formats
         raise ValueError(f"unknown output format {fmt}")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    delta_write(df, path, mode, partition_by=partition_by, cluster_by=cluster_by,
+                stats_columns=stats_columns, txn=txn, fmt=fmt)
 
 
 def read_table(spark: SparkSession, path: str, fmt: str = "delta") -> DataFrame:

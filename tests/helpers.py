@@ -71,3 +71,13 @@ class Secret(bytes):
 
     def __repr__(self) -> str:
         return "<secret>"
+
+
+def run_record(spark, runs_path, run_id=None) -> dict:  # noqa: ANN001
+    """The JSON summary of one run (the only one, or `run_id`) in a job's table of runs."""
+    import json
+
+    rows = spark.read.format("delta").load(str(runs_path)).collect()
+    rows = [r for r in rows if run_id is None or r["runId"] == run_id]
+    assert len(rows) == 1, f"{len(rows)} run records"
+    return json.loads(rows[0]["summary"])

@@ -21,7 +21,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_run_prints_summary_and_exits_zero(tmp_path):
+def test_run_prints_summary_and_exits_zero(spark, tmp_path):
     require_shared()
     lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:301]
     (tmp_path / "in.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -31,8 +31,9 @@ def test_run_prints_summary_and_exits_zero(tmp_path):
     assert "strm-spark run summary: job test_job" in proc.stdout
     assert "rows read         300" in proc.stdout
     assert "[3/6] keys:" in proc.stderr  # progress, one line per stage
-    summaries = list((tmp_path / "out" / "_runs").glob("run-*.json"))
-    assert len(summaries) == 1 and json.loads(summaries[0].read_text())["rows_encrypted"] == 300
+    from helpers import run_record
+
+    assert run_record(spark, tmp_path / "out" / "_runs" / "runs")["rows_encrypted"] == 300
     # No plaintext customer id on the console.
     # Parsed as CSV: descriptions hold commas. Ids are 5 digits, as "17850".
     ids = {row["CustomerID"] for row in csv.DictReader(lines)}

@@ -97,8 +97,10 @@ def test_no_plaintext_pii_in_any_delta_log(demo):
         assert not [s for s in secrets if s in data], f"plaintext PII in {log}"
 
 
-def test_run_summary_json_is_written(demo):
+def test_run_summary_json_is_written(spark, demo):
+    from helpers import run_record
+
     _, summary, _, _, _, _ = demo
-    written = json.loads(Path(summary.outputs["run summary"]).read_text())
+    written = run_record(spark, summary.outputs["run summary"], summary.run_id)
     assert written["rows_rejected"] == 30
     assert written["derived_rows"] == summary.derived_rows

@@ -61,7 +61,7 @@ def _row_key(d) -> tuple:
     return tuple(_s(d[f]) for f in FIELDS)
 
 
-def test_summary_counts(uci_run):
+def test_summary_counts(spark, uci_run):
     _, summary, _ = uci_run
     assert summary.rows_read == 19_998
     assert summary.rows_encrypted == 19_998
@@ -69,7 +69,9 @@ def test_summary_counts(uci_run):
     assert summary.keys_needed == 655
     assert summary.keys_created == 655
     assert summary.derived_rows == {"decrypted-0": 19_998}
-    written = json.loads(Path(summary.outputs["run summary"]).read_text())
+    from helpers import run_record
+
+    written = run_record(spark, summary.outputs["run summary"], summary.run_id)
     assert written["rows_read"] == 19_998 and written["keys_created"] == 655
 
 

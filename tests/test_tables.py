@@ -10,6 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import types as T
 
 from strm_spark import tables
+from strm_spark.delta import tables as delta_tables
 
 SCHEMA = T.StructType([T.StructField("a", T.StringType())])
 
@@ -38,7 +39,7 @@ def test_create_waits_for_a_table_another_writer_is_creating(spark, tmp_path):
 
 
 def test_a_log_folder_that_never_gets_a_commit_is_a_clear_error(spark, tmp_path, monkeypatch):
-    monkeypatch.setattr(tables, "_CREATE_ATTEMPTS", 2)
+    monkeypatch.setattr(delta_tables, "_CREATE_ATTEMPTS", 2)
     target = tmp_path / "t"
     (target / "_delta_log").mkdir(parents=True)
     (target / "part-0.parquet").write_bytes(b"")

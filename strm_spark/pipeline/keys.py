@@ -1,0 +1,151 @@
+"""Stage 3, keys: the batch's (key value, UTC day) pairs, counted in one aggregate, and their
+keys: looked up in the key store, created where missing (committed before any data), and kept
+as a small (value, day) -> key map in memory for the encrypt stage.
+
+Every read of the key store here is bounded to the batch's day range (and the run's own
+quarantine key), so a run costs what its batch costs, not what the store's history holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .. import consent as consent_rules
+from .. import transformations as tf
+from ..config import JobConfig
+from ..errors import KeyStoreError
+from ..hashing import hmac_column
+from ..keys import KeyStore
+from .encrypt import Encryptor
+
+# Up to this many (key value, day) pairs per run, the key map is broadcast to the tasks.
+BROADCAST_KEYS = 200_000
+
+
+@dataclass(frozen=True)
+class Totals:
+    rows: int
+    rejected: int
+    pairs: int
+    quarantine: int
+    first_day: date | None
+    last_day: date | None
+    derived: dict[str, int]
+    reasons: dict[str, int]
+
+
+def with_pairs(rows: DataFrame, config: JobConfig, hash_key: bytes, run_id: str) -> DataFrame:
+    """The batch's (key value, day) pairs, each with its key hash (rows whose day is unknown
+    share the run's quarantine pair) and its row, reject and derived-output counts."""
+    valid = F.size(tf.REASONS) == 0
+    derived = [F.count_if(valid & consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels))
+               .alias(f"__d{i}") for i, d in enumerate(config.derived)]
+    pairs = rows.groupBy(tf.KEY_VALUE, tf.DAY).agg(
+        F.count("*").alias("n"), F.count_if(~valid).alias("rejected"), *derived)
+    return pairs.withColumn("keyHash", F.when(F.col(tf.DAY).isNull(), F.lit(f"quarantine:{run_id}"))
+                            .otherwise(hmac_column(F.col(tf.KEY_VALUE), hash_key)))
+
+
+def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
+    """The run's counts from the (cached) pairs in one aggregate; rejection reasons in a second
+    one, only when rows were rejected."""
+    t = pairs.agg(
+        F.coalesce(F.sum("n"), F.lit(0)).alias("rows"),
+        F.coalesce(F.sum("rejected"), F.lit(0)).alias("rejected"),
+        F.count("*").alias("pairs"),
+        F.count_if(F.col(tf.DAY).isNull()).alias("quarantine"),
+        F.min(tf.DAY).alias("first"), F.max(tf.DAY).alias("last"),
+        *[F.coalesce(F.sum(f"__d{i}"), F.lit(0)).alias(f"__d{i}") for i in range(len(config.derived))],
+    ).first()
+    reasons = {}
+    if t["rejected"]:
+        reasons = {r["r"]: r["count"] for r in rows.where(F.size(tf.REASONS) > 0)
+                   .select(F.explode(tf.REASONS).alias("r")).groupBy("r").count().collect()}
+    return Totals(t["rows"], t["rejected"], t["pairs"], t["quarantine"], t["first"], t["last"],
+                  {d.name: t[f"__d{i}"] for i, d in enumerate(config.derived)}, reasons)
+
+
+class BatchKeys:
+    """The keys of one batch: looked up (`look_up`), created where missing (`create_missing`),
+    then a cached (value, day) -> key map (`key_map`). `release()` frees every cache."""
+
+    def __init__(self, store: KeyStore, config: JobConfig, pairs: DataFrame, counts: Totals, run_id: str) -> None:
+        self.store, self.config, self.pairs, self.counts, self.run_id = store, config, pairs, counts, run_id
+        self._caches: list[DataFrame] = []
+        self.missing = self.missing_quarantine = 0
+        self.cleartext = 0
+        self._found: DataFrame | None = None
+
+    def _stored(self) -> DataFrame:
+        keys = self.store.keys_for_days(self.config.group_id, self.counts.first_day, self.counts.last_day,
+                                        self.run_id)
+        return keys.select(F.col("keyHash").alias("__k_hash"), F.col("day").alias("__k_day"),
+                           F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET),
+                           F.col("expiresAt").alias(tf.EXPIRES_AT), "wrappedBy")
+
+    def _join(self, how: str) -> DataFrame:
+        stored, pairs = self._stored(), self.pairs
+        cond = (pairs["keyHash"] == stored["__k_hash"]) & pairs[tf.DAY].eqNullSafe(stored["__k_day"])
+        return pairs.join(stored, cond, how).drop("__k_hash", "__k_day")
+
+    def _cache(self, df: DataFrame, level: StorageLevel) -> DataFrame:
+        df = df.persist(level)
+        self._caches.append(df)
+        return df
+
+    def look_up(self) -> None:
+        """Find the batch's stored keys and check the master key against them (one aggregate);
+        nothing is written."""
+        self._found = self._cache(self._join("left"), StorageLevel.MEMORY_ONLY)
+        groups = (self._found.groupBy(F.col(tf.KEY_LINK).isNull().alias("missing"), "wrappedBy",
+                                      F.col(tf.DAY).isNull().alias("quarantine"))
+                  .agg(F.count("*").alias("n"),
+                       F.first(F.struct(F.col(tf.KEY_LINK).alias("keyLink"), F.col(tf.KEYSET).alias("keyset")))
+                       .alias("sample"))
+                  .collect())
+        stored: dict[str | None, tuple[int, object]] = {}
+        for g in groups:
+            if g["missing"]:
+                self.missing += g["n"]
+                self.missing_quarantine += g["n"] if g["quarantine"] else 0
+            else:
+                n, sample = stored.get(g["wrappedBy"], (0, g["sample"]))
+                stored[g["wrappedBy"]] = (n + g["n"], sample)
+        self.cleartext = self.store.check_wrapping(stored)
+
+    def create_missing(self) -> int:
+        """Commit keys for the pairs the store lacks; returns how many of the batch's row keys
+        this run created (the quarantine key not counted)."""
+        if not self.missing:
+            return 0
+        missing = self._found.where(F.col(tf.KEY_LINK).isNull()).select("keyHash", F.col(tf.DAY).alias("day"))
+        inserted = self.store.insert_new_keys(self.config.group_id, missing, self.config.retention_days,
+                                              self.run_id, self.counts.first_day, self.counts.last_day)
+        return max(0, inserted - self.missing_quarantine)
+
+    def key_map(self, encryptor: Encryptor) -> tuple[DataFrame, datetime | None, datetime | None]:
+        """The cached (value, day) -> key link, keyset (in the encryptor's form), expiresAt map,
+        broadcast when small, and the range of its expiry times."""
+        found = self._found if not self.missing else self._join("inner")
+        keymap = self.store.opened(found, tf.KEYSET, tf.KEY_LINK).select(
+            F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"),
+            tf.KEY_LINK, encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET), tf.EXPIRES_AT)
+        keymap = self._cache(keymap, StorageLevel.MEMORY_ONLY)
+        seen = keymap.agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"),
+                          F.max(tf.EXPIRES_AT).alias("hi")).first()
+        if seen["n"] != self.counts.pairs:
+            raise KeyStoreError(f"key store {self.store.location}: {self.counts.pairs - seen['n']:,} of the batch's "
+                                "keys are missing after they were created; rerun the job")
+        self._found.unpersist()  # the map holds what the run needs from it
+        if self.counts.pairs <= BROADCAST_KEYS:
+            keymap = F.broadcast(keymap)
+        return keymap, seen["lo"], seen["hi"]
+
+    def release(self) -> None:
+        for df in self._caches:
+            df.unpersist()
+        self._caches.clear()

@@ -1,0 +1,100 @@
+"""Stage 1, read: the source with the contract's schema, every row kept (nothing is dropped),
+and Spark's read errors we know translated into errors naming the file."""
+
+from __future__ import annotations
+
+import re
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.errors import AnalysisException
+
+from ..config import SourceConfig
+from ..contract import Contract
+from ..errors import DataError
+
+CORRUPT = "__corrupt"
+FILE = "__file"
+BLOCK = "__block"
+ROW_ID = "__mid"
+# Where each row comes from, in input order (for outputs that keep it, like STRM's CSV).
+ORDER_COLUMNS = (FILE, BLOCK, ROW_ID)
+
+# Reader options strm-spark owns: changing them would silently drop or misread rows.
+_FORCED = {"mode", "columnNameOfCorruptRecord", "enforceSchema"}
+
+
+def _reader_options(source: SourceConfig) -> dict[str, str]:
+    opts = {k: v for k, v in source.options}
+    bad = _FORCED & set(opts)
+    if bad:
+        raise DataError(f"source option(s) {', '.join(sorted(bad))} are set by strm-spark and cannot be changed")
+    return opts
+
+
+def read_source(spark: SparkSession, source: SourceConfig, contract: Contract,
+                paths: list[str] | None = None) -> DataFrame:
+    """The source as a DataFrame of the contract's fields plus bookkeeping columns.
+
+    CSV fields are read as text (typed later, so a bad value rejects one row, not the file);
+    malformed records land in `__corrupt`. `__file`, `__block` and `__mid` locate each row.
+    `paths` (an incremental run's batch) replaces `source.path`."""
+    location = paths if paths is not None else source.path
+    opts = _reader_options(source)
+    if source.format == "csv":
+        schema = T.StructType([T.StructField(n, T.StringType(), True) for n in contract.field_names])
+        schema = schema.add(CORRUPT, T.StringType(), True)
+        reader = (spark.read.format("csv").schema(schema)
+                  # RFC 4180 by default: quotes inside quoted fields are doubled ("").
+                  .option("header", "true").option("escape", '"').options(**opts)
+                  .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+                  .option("enforceSchema", "false"))
+        df = reader.load(location)
+    elif source.format == "json":
+        schema = contract.spark_schema().add(CORRUPT, T.StringType(), True)
+        df = (spark.read.format("json").schema(schema).options(**opts)
+              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+              .load(location))
+    else:
+        try:
+            df = spark.read.format(source.format).options(**opts).load(location)
+        except AnalysisException as exc:
+            raise DataError(f"cannot read {source.format} source {source.path}: {exc.getCondition() or 'error'}") from None
+        missing = [n for n in contract.field_names if n not in df.columns]
+        if missing:
+            raise DataError(
+                f"source {source.path} lacks contract field(s): {', '.join(missing)}"
+            )
+        df = df.select(*[F.col(f"`{n}`") for n in contract.field_names]).withColumn(CORRUPT, F.lit(None).cast("string"))
+    return df.select(
+        "*",
+        F.col("_metadata.file_path").alias(FILE),
+        F.col("_metadata.file_block_start").alias(BLOCK),
+        F.monotonically_increasing_id().alias(ROW_ID),
+    )
+
+
+_HEADER = re.compile(r"CSV header does not conform to the schema\.\s*Header: (?P<header>.*?)\s*Schema: "
+                     r"(?P<schema>.*?)\s*Expected: (?P<expected>.*?) but found: (?P<found>.*?)\s*CSV file: (?P<file>\S+)",
+                     re.S)
+_HEADER_LENGTH = re.compile(r"Number of column in CSV header is not equal to number of fields in the schema:"
+                            r"\s*Header length: (?P<header>\d+), schema size: (?P<schema>\d+)\s*CSV file: (?P<file>\S+)")
+
+
+def as_data_error(exc: Exception) -> DataError | None:
+    """Translate Spark read failures we know into a clear DataError naming the file."""
+    m = _HEADER.search(str(exc))
+    if m:
+        return DataError(
+            f"{m['file']}: the CSV header does not match the contract's fields "
+            f"(column {m['expected']!r} expected, {m['found']!r} found; header: {m['header']}); "
+            "fix the file or the contract"
+        )
+    m = _HEADER_LENGTH.search(str(exc))
+    if m:
+        return DataError(
+            f"{m['file']}: the CSV header has {m['header']} columns but the contract has "
+            f"{m['schema']} fields; fix the file or the contract"
+        )
+    return None

@@ -1,0 +1,149 @@
+"""`run_job`: the stages composed, in one direction, every cache released in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from datetime import datetime, timezone
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from ..config import JobConfig
+from ..errors import StrmSparkError
+from ..keys import KeyStore
+from ..masterkey import load_master_key
+from . import derive, keys, summary, write
+from .encrypt import Encryptor
+from .incremental import Batch, FileLog, list_source_files
+from .read import ORDER_COLUMNS, as_data_error, read_source
+from .validate import with_validation
+
+_CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
+
+
+def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None,
+            reprocess: bool = False, engine: str = "auto") -> summary.RunSummary:
+    """Run the batch job described by `config` on `spark`. With `source.incremental`, only
+    files no earlier run processed (all of them with `reprocess`, outputs overwritten).
+    `engine`: where cells are encrypted: 'jvm' (strm-spark's UDF jar), 'python' (Arrow UDFs),
+    or 'auto' (the JVM when the jar is on the class path); the ciphertext is the same."""
+    try:
+        return _run(spark, config, run_id, reprocess, engine)
+    except StrmSparkError:
+        raise
+    except Exception as exc:
+        translated = as_data_error(exc)
+        if translated is not None:
+            raise translated from None
+        raise
+
+
+def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool,
+         engine: str) -> summary.RunSummary:
+    started = time.monotonic()
+    files = FileLog(spark, f"{config.summary_dir}/files", config.name) if config.source.incremental else None
+    batch: Batch | None = files.next_batch(list_source_files(spark, config.source.path), reprocess) if files else None
+    run_id = batch.run_id if batch else run_id or uuid.uuid4().hex[:12]
+    mode = batch.mode if batch else config.write_mode
+    txn = files.txn(batch) if batch else None
+    out = summary.RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             config.source.path)
+    if files and batch is None:
+        out.notes.append("no new files in the source: nothing to do")
+        return summary.finish(spark, config, out, started)
+    if batch is not None:
+        out.batch = {"id": batch.batch_id, "files": len(batch.files), "resumed": batch.resumed, "mode": mode}
+        if batch.resumed and reprocess:
+            out.notes.append("an unfinished batch was completed first; run again with --reprocess")
+    mask_seed = config.masking_seed.resolve() if config.masking_seed else None
+    # The master key is read and checked against the key store before anything is written.
+    master = load_master_key(config.master_key) if config.master_key else None
+    encryptor = Encryptor.for_session(spark, engine)
+    out.engine = f"{encryptor.engine} ({encryptor.reason})"
+    store = KeyStore(spark, config.key_store, master)
+    progress = summary.Progress(6)
+
+    with contextlib.ExitStack() as release:
+        # The CSV reader only flags malformed records reliably when it parses every column.
+        saved = spark.conf.get(_CSV_PRUNING, None)
+        spark.conf.set(_CSV_PRUNING, "false")
+        release.callback(lambda: spark.conf.unset(_CSV_PRUNING) if saved is None else spark.conf.set(_CSV_PRUNING, saved))
+        store.ensure()
+        hash_key = store.hash_key(config.group_id)
+        progress(1, "key store ready: %s", store.location)
+
+        rows = with_validation(read_source(spark, config.source, config.contract, batch.paths if batch else None),
+                               config).persist(StorageLevel.MEMORY_AND_DISK)
+        release.callback(rows.unpersist)
+        pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(StorageLevel.MEMORY_AND_DISK)
+        release.callback(pairs.unpersist)
+        counts = keys.totals(rows, pairs, config)
+        out.rows_read, out.rows_rejected = counts.rows, counts.rejected
+        out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
+        out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
+        progress(2, "read and validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
+        summary.check_rejected_fraction(config, out)
+
+        batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
+        release.callback(batch_keys.release)
+        batch_keys.look_up()
+        _note_cleartext(out, master, batch_keys.cleartext)
+        if batch is not None:
+            files.claim(batch)
+        out.keys_created = batch_keys.create_missing()
+        out.keys_reused = out.keys_needed - out.keys_created
+        keymap, expires_first, expires_last = batch_keys.key_map(encryptor)
+        progress(3, "keys: %s needed, %s created, %s reused", f"{out.keys_needed:,}", f"{out.keys_created:,}",
+                 f"{out.keys_reused:,}")
+
+        matched = derive.with_row_numbers(derive.with_keys(rows, keymap), rows, counts.rejected > 0)
+        valid = derive.valid_rows(matched, config, encryptor)
+        _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts)
+        progress(5, "encrypted, derived and rejected tables written")
+
+        out.data_subject_links_added = write.merge_data_subjects(
+            spark, derive.data_subject_links(matched, config.group_id), config, expires_first, expires_last)
+        out.outputs["data subjects"] = config.data_subjects.path
+        progress(6, "data subjects updated")
+        if batch is not None:
+            files.finish(batch)
+    return summary.finish(spark, config, out, started)
+
+
+def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> None:
+    if master is None:
+        out.notes.append("keysets in the key store are stored in cleartext; "
+                         "set keys.master_key to encrypt them at rest")
+    elif cleartext:
+        out.notes.append(f"{cleartext:,} keysets of this batch's days were stored in cleartext before "
+                         f"keys.master_key was set; new keysets are encrypted with {master.id}")
+
+
+def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts) -> None:  # noqa: ANN001
+    stats = write.stats_columns(config)
+    carry = ORDER_COLUMNS if config.encrypted.format == "strm-csv" else ()
+    text = write.raw_text(valid, config) if carry else valid
+    write.write_output(derive.encrypted_rows(text, config, carry), config.encrypted, config, mode, txn, stats)
+    out.outputs["encrypted"] = config.encrypted.path
+    out.outputs["keys"] = store.keys_path
+    if config.keys_export is not None:
+        bounded = store.keys_for_days(config.group_id, counts.first_day, counts.last_day, out.run_id)
+        export = store.keys_export(valid.select("__keyLink", *ORDER_COLUMNS), bounded)
+        write.write_strm_csv(export, config.keys_export.path, config.keys_export.charset, ORDER_COLUMNS)
+        out.outputs["keys export"] = config.keys_export.path
+        out.notes.append(f"{config.keys_export.path} holds cleartext keysets: protect or delete it")
+    for d in config.derived:
+        if d.masked_fields and d.hash_type == "MURMUR3":
+            out.notes.append(f"derived {d.name}: MurmurHash3 masking is not a cryptographic hash"
+                             + ("; the seed is empty, so masked values can be reversed by brute force"
+                                if not d.inline_seed else ""))
+        d_carry = ORDER_COLUMNS if d.format == "strm-csv" else ()
+        source = write.raw_text(valid, config) if d_carry else valid
+        write.write_output(derive.derived_rows(source, config, d, mask_seed, d_carry), d, config, mode, txn, stats)
+        out.derived_rows[d.name] = counts.derived[d.name]
+        out.outputs[f"derived {d.name}"] = d.path
+    write.write_rejected(spark, derive.rejected_rows(matched, config, encryptor, out.run_id), config, mode, txn,
+                         counts.rejected > 0)
+    out.outputs["rejected"] = config.rejected.path

@@ -1,0 +1,143 @@
+"""The output layout (no day partitions by default, rows sorted by day, statistics on strmDay),
+reads bounded to a batch's days, and what a failed run leaves behind."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import UCI_CSV, require_shared
+from helpers import job_config, job_doc
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from strm_spark.config import parse_job_config
+from strm_spark.errors import DataError
+from strm_spark.job import run_job
+
+
+def _uci_slice(path: Path, first: int, last: int, step: int = 1) -> Path:
+    """Every `step`-th row of rows first..last (1-based, header kept) of the UCI file (its
+    19,998 rows are in time order, over 8 days)."""
+    require_shared()
+    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([lines[0], *lines[first:last + 1:step]]) + "\n", encoding="utf-8")
+    return path
+
+
+def active_files(table: Path) -> dict[str, dict]:
+    """The table's current data files (path -> parsed stats), replayed from its JSON log."""
+    files: dict[str, dict] = {}
+    for log in sorted((table / "_delta_log").glob("*.json")):
+        for line in log.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                files[action["add"]["path"]] = json.loads(action["add"].get("stats") or "{}")
+            elif "remove" in action:
+                files.pop(action["remove"]["path"], None)
+    return files
+
+
+def _day_range(stats: dict, column: str = "strmDay") -> tuple[str, str]:
+    return stats["minValues"][column][:10], stats["maxValues"][column][:10]
+
+
+def test_outputs_are_not_partitioned_and_each_file_is_sorted_by_day(spark, tmp_path):
+    src = _uci_slice(tmp_path / "in.csv", 1, 19998, step=5)
+    summary = run_job(spark, job_config(src, tmp_path / "out"))
+    for name in ("encrypted", "derived/d0"):
+        table = tmp_path / "out" / name
+        assert not list(table.glob("strmDay=*")), f"{name} is partitioned by day"
+        files = active_files(table)
+        assert files and all("strmDay" in s["minValues"] for s in files.values())
+        for path in files:
+            days = pq.read_table(table / path, columns=["strmDay"]).column("strmDay").to_pylist()
+            assert days == sorted(days) and len(set(days)) >= 1
+    days = spark.read.format("delta").load(str(tmp_path / "out" / "encrypted")).select("strmDay").distinct().count()
+    assert days == 8 and summary.rows_encrypted == 4000
+
+
+def test_partition_by_is_an_option_and_an_existing_table_keeps_its_layout(spark, tmp_path):
+    src = _uci_slice(tmp_path / "in.csv", 1, 1500)
+    out = tmp_path / "out"
+    doc = job_doc(src, out)
+    doc["outputs"]["encrypted"] = {"path": str(out / "encrypted"), "partition_by": ["strmDay"]}
+    run_job(spark, parse_job_config(doc, "job.yaml", tmp_path))
+    assert list((out / "encrypted").glob("strmDay=*"))
+    assert not list((out / "derived" / "d0").glob("strmDay=*"))
+    # Asked to partition later, the derived table keeps the layout it was created with.
+    doc["outputs"]["derived"][0]["partition_by"] = ["strmDay"]
+    run_job(spark, parse_job_config(doc, "job.yaml", tmp_path))
+    assert not list((out / "derived" / "d0").glob("strmDay=*"))
+    assert spark.read.format("delta").load(str(out / "derived" / "d0")).count() == 3000
+    # PII fields are never partition values.
+    doc["outputs"]["encrypted"]["partition_by"] = ["CustomerID"]
+    with pytest.raises(Exception, match="not a column this output can be laid out by"):
+        parse_job_config(doc, "job.yaml", tmp_path)
+
+
+def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, tmp_path):
+    """History of other days lives in files the run must not read: they are deleted, and a
+    rerun of the batch (all keys reused) still succeeds."""
+    early = _uci_slice(tmp_path / "early.csv", 1, 3000)    # December 2010
+    late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # later days
+    out = tmp_path / "out"
+    first = run_job(spark, job_config(early, out))
+    second = run_job(spark, job_config(late, out))
+    assert first.keys_created > 0 and second.keys_created > 0
+    late_keys = spark.read.format("delta").load(str(out / "keystore" / "keys")).where(f"runId = '{second.run_id}'")
+    bounds = late_keys.agg(F.min("day").alias("lo"), F.max("day").alias("hi"), F.min("expiresAt").alias("exp")).first()
+    lo, hi = bounds["lo"].isoformat(), bounds["hi"].isoformat()
+    removed = 0
+    for path, stats in active_files(out / "keystore" / "keys").items():
+        f_lo, f_hi = _day_range(stats, "day")
+        if f_hi < lo or f_lo > hi:
+            (out / "keystore" / "keys" / path).unlink()
+            removed += 1
+    for path, stats in active_files(out / "data_subjects").items():
+        if datetime.fromisoformat(stats["maxValues"]["expiresAt"]).replace(tzinfo=None) < bounds["exp"]:
+            (out / "data_subjects" / path).unlink()
+            removed += 1
+    assert removed >= 2, "the history was not in separate files"
+    again = run_job(spark, job_config(late, out))
+    assert again.keys_created == 0 and again.keys_reused == second.keys_needed
+    assert again.data_subject_links_added == 0
+
+
+def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, monkeypatch):
+    src = _uci_slice(tmp_path / "in.csv", 1, 500)
+    persisted: list[DataFrame] = []
+
+    def recording(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        persisted.append(self)
+        return original(self, *args, **kwargs)
+
+    cls = type(spark.range(1))  # the session's DataFrame class (classic or Connect)
+    original = cls.persist
+    monkeypatch.setattr(cls, "persist", recording)
+    from strm_spark.pipeline import write
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise DataError("injected failure")
+
+    monkeypatch.setattr(write, "merge_data_subjects", broken)
+    before = spark.conf.get("spark.sql.csv.parser.columnPruning.enabled", None)
+    with pytest.raises(DataError, match="injected failure"):
+        run_job(spark, job_config(src, tmp_path / "out"))
+    assert len(persisted) >= 3  # rows, pairs, keys
+    assert all(df.storageLevel == StorageLevel(False, False, False, False, 1) for df in persisted)
+    assert not [t for t in spark.catalog.listTables() if t.name.startswith("strm_src")]
+    assert spark.conf.get("spark.sql.csv.parser.columnPruning.enabled", None) == before
+
+
+def test_the_run_summary_is_a_row_of_the_jobs_table_of_runs(spark, tmp_path):
+    src = _uci_slice(tmp_path / "in.csv", 1, 300)
+    config = job_config(src, tmp_path / "out")
+    one, two = run_job(spark, config), run_job(spark, config)
+    runs = spark.read.format("delta").load(one.outputs["run summary"])
+    assert {r["runId"]: r["rowsRead"] for r in runs.collect()} == {one.run_id: 300, two.run_id: 300}
+    assert json.loads(runs.where(f"runId = '{two.run_id}'").first()["summary"])["keys_created"] == 0
