@@ -96,6 +96,9 @@ def get_spark(app_name: str = "strm-spark", master: str | None = None,
         # Delta's snapshot state is small here; its default of 50 partitions dominates small jobs.
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        # No table-size statistics computed after each commit (usage logging only): a Spark job
+        # per commit saved.
+        .config("spark.databricks.delta.commitStats.collect", "false")
         .config("spark.sql.debug.maxToStringFields", "500")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
     )

@@ -135,17 +135,27 @@ class KeyStore:
         return self.opened(self.keys(group_id))
 
     def opened(self, df: DataFrame, keyset: str = "keyset", link: str = "keyLink",
-               wrapped_by: str = "wrappedBy") -> DataFrame:
+               wrapped_by: str = "wrappedBy", strict: bool = True) -> DataFrame:
         """`df` with its `keyset` column opened with the master key where `wrapped_by` says it
-        is wrapped (lazily, on the workers)."""
+        is wrapped (lazily, on the workers). Not `strict`: a keyset the master key cannot open
+        becomes null (for callers that count such keysets and report them)."""
         if self.master is None:
             return df
         master = self.master
 
+        def open_one(stored: object, link: str) -> bytes | None:
+            if stored is None:
+                return None
+            try:
+                return unwrap(bytes(stored), link, master)
+            except ValueError:
+                if strict:
+                    raise
+                return None
+
         @F.pandas_udf("binary")
         def opened(stored: pd.Series, links: pd.Series) -> pd.Series:
-            return pd.Series([None if k is None else unwrap(bytes(k), link, master)
-                              for k, link in zip(stored, links)], dtype=object)
+            return pd.Series([open_one(k, link) for k, link in zip(stored, links)], dtype=object)
 
         return df.withColumn(keyset, F.when(F.col(wrapped_by).isNull(), F.col(keyset))
                              .otherwise(opened(F.col(keyset), F.col(link))))
@@ -184,9 +194,9 @@ class KeyStore:
         return found
 
     def _read_secret(self, path: str, group_id: str) -> bytes | None:
-        rows = (self.spark.read.format("delta").load(path)
-                .where(F.col("groupId") == F.lit(group_id)).orderBy("createdAt").limit(1).collect())
-        return bytes(rows[0]["hashKey"]) if rows else None
+        rows = (self.spark.read.format("delta").load(path).where(F.col("groupId") == F.lit(group_id))
+                .select("hashKey", "createdAt").collect())  # one row per group (insert-only MERGE)
+        return bytes(min(rows, key=lambda r: r["createdAt"])["hashKey"]) if rows else None
 
     def check_master_key(self, keys: DataFrame | None = None) -> int:
         """Check, before anything is written, that the configured master key (or its absence)

@@ -79,6 +79,7 @@ class BatchKeys:
         self.missing = self.missing_quarantine = 0
         self.cleartext = 0
         self._found: DataFrame | None = None
+        self._expiry: tuple[datetime | None, datetime | None] = (None, None)
 
     def _stored(self) -> DataFrame:
         keys = self.store.keys_for_days(self.config.group_id, self.counts.first_day, self.counts.last_day,
@@ -97,53 +98,68 @@ class BatchKeys:
         self._caches.append(df)
         return df
 
-    def look_up(self) -> None:
-        """Find the batch's stored keys and check the master key against them (one aggregate);
-        nothing is written."""
-        self._found = self._cache(self._join("left"), StorageLevel.MEMORY_ONLY)
+    def _with_keysets(self, found: DataFrame, encryptor: Encryptor) -> DataFrame:
+        """The key map's columns: keysets opened (null where the master key cannot open one)
+        and in the encryptor's form."""
+        opened = self.store.opened(found, tf.KEYSET, tf.KEY_LINK, strict=False)
+        return opened.select(
+            F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"), "keyHash",
+            tf.KEY_LINK, encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET), tf.EXPIRES_AT, "wrappedBy")
+
+    def look_up(self, encryptor: Encryptor) -> None:
+        """Find the batch's stored keys, open them, and check the master key against them: one
+        cached join and one aggregate; nothing is written."""
+        self._found = self._cache(self._with_keysets(self._join("left"), encryptor), StorageLevel.MEMORY_ONLY)
         groups = (self._found.groupBy(F.col(tf.KEY_LINK).isNull().alias("missing"), "wrappedBy",
-                                      F.col(tf.DAY).isNull().alias("quarantine"))
-                  .agg(F.count("*").alias("n"),
-                       F.first(F.struct(F.col(tf.KEY_LINK).alias("keyLink"), F.col(tf.KEYSET).alias("keyset")))
-                       .alias("sample"))
+                                      F.col("__jk_day").isNull().alias("quarantine"),
+                                      (F.col(tf.KEY_LINK).isNotNull() & F.col(tf.KEYSET).isNull()).alias("unopened"))
+                  .agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"), F.max(tf.EXPIRES_AT).alias("hi"))
                   .collect())
         stored: dict[str | None, tuple[int, object]] = {}
+        unopened = 0
         for g in groups:
             if g["missing"]:
                 self.missing += g["n"]
                 self.missing_quarantine += g["n"] if g["quarantine"] else 0
-            else:
-                n, sample = stored.get(g["wrappedBy"], (0, g["sample"]))
-                stored[g["wrappedBy"]] = (n + g["n"], sample)
+                continue
+            stored[g["wrappedBy"]] = (stored.get(g["wrappedBy"], (0, None))[0] + g["n"], None)
+            unopened += g["n"] if g["unopened"] else 0
+            self._expiry = (min(filter(None, [self._expiry[0], g["lo"]]), default=None),
+                            max(filter(None, [self._expiry[1], g["hi"]]), default=None))
         self.cleartext = self.store.check_wrapping(stored)
+        if unopened:
+            raise KeyStoreError(f"key store {self.store.location}: the configured master key "
+                                f"({self.store.master.id}) cannot decrypt {unopened:,} stored keysets; "
+                                "wrong keys.master_key?")
 
     def create_missing(self) -> int:
         """Commit keys for the pairs the store lacks; returns how many of the batch's row keys
         this run created (the quarantine key not counted)."""
         if not self.missing:
             return 0
-        missing = self._found.where(F.col(tf.KEY_LINK).isNull()).select("keyHash", F.col(tf.DAY).alias("day"))
+        missing = self._found.where(F.col(tf.KEY_LINK).isNull()).select("keyHash", F.col("__jk_day").alias("day"))
         inserted = self.store.insert_new_keys(self.config.group_id, missing, self.config.retention_days,
                                               self.run_id, self.counts.first_day, self.counts.last_day)
         return max(0, inserted - self.missing_quarantine)
 
     def key_map(self, encryptor: Encryptor) -> tuple[DataFrame, datetime | None, datetime | None]:
         """The cached (value, day) -> key link, keyset (in the encryptor's form), expiresAt map,
-        broadcast when small, and the range of its expiry times."""
-        found = self._found if not self.missing else self._join("inner")
-        keymap = self.store.opened(found, tf.KEYSET, tf.KEY_LINK).select(
-            F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"),
-            tf.KEY_LINK, encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET), tf.EXPIRES_AT)
-        keymap = self._cache(keymap, StorageLevel.MEMORY_ONLY)
-        seen = keymap.agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"),
-                          F.max(tf.EXPIRES_AT).alias("hi")).first()
-        if seen["n"] != self.counts.pairs:
-            raise KeyStoreError(f"key store {self.store.location}: {self.counts.pairs - seen['n']:,} of the batch's "
-                                "keys are missing after they were created; rerun the job")
-        self._found.unpersist()  # the map holds what the run needs from it
+        broadcast when small, and the range of its expiry times. Read again from the store
+        only when this run created keys."""
+        keymap = self._found
+        if self.missing:
+            keymap = self._cache(self._with_keysets(self._join("inner"), encryptor), StorageLevel.MEMORY_ONLY)
+            seen = keymap.agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"),
+                              F.max(tf.EXPIRES_AT).alias("hi")).first()
+            if seen["n"] != self.counts.pairs:
+                raise KeyStoreError(f"key store {self.store.location}: {self.counts.pairs - seen['n']:,} of the "
+                                    "batch's keys are missing after they were created; rerun the job")
+            self._expiry = (seen["lo"], seen["hi"])
+            self._found.unpersist()  # the new map holds what the run needs
+        keymap = keymap.drop("keyHash", "wrappedBy")
         if self.counts.pairs <= BROADCAST_KEYS:
             keymap = F.broadcast(keymap)
-        return keymap, seen["lo"], seen["hi"]
+        return keymap, self._expiry[0], self._expiry[1]
 
     def release(self) -> None:
         for df in self._caches:

@@ -88,7 +88,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
 
         batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
         release.callback(batch_keys.release)
-        batch_keys.look_up()
+        batch_keys.look_up(encryptor)
         _note_cleartext(out, master, batch_keys.cleartext)
         if batch is not None:
             files.claim(batch)
