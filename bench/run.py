@@ -2,11 +2,15 @@
 
 For each size, alternating runs in one Spark session: (a) the floor, Spark reading the CSV and
 writing it to Delta; (a') the same with the encrypted table's layout, partitioned by UTC day;
-(b) the job (encrypted + keys + data subjects); (c) the job with one CUMULATIVE derived output.
-Medians and spread over the repeats, ratios b/a, c/a and a'/a. Then the
-end-to-end time of `strm-spark run` in a fresh process (JVM start included), the encryption
-stage alone, the key store size per million keys and on-the-fly decryption against a
-plaintext query. Results: out/bench/results.json and out/bench/results.md.
+(p) the peer, what a Spark user would write instead (contract types, `aes_encrypt` under one
+static key, Delta); (b) the job (encrypted + keys + data subjects); (c) the job with one
+CUMULATIVE derived output. Medians and spread over the repeats, ratios b/a, c/a, a'/a and b/p,
+and the Spark jobs of the last job run (Spark's REST API). Then the 19,998-row UCI batch against
+a store with only its own keys and one with 3,000,000 more keys and links (history), the floor
+and `strm-spark run` end to end in new processes (JVM start included), the demo job's wall time,
+the encryption stage alone, the key store size per million keys and on-the-fly decryption
+against a plaintext query. Results: out/bench/results.json, extra.json, results.md (with issue
+#14's targets) and ratios.png.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from extras import encryption_stage, process_tree_peaks  # noqa: E402
+import parts  # noqa: E402
 from tile import tile_uci  # noqa: E402
 
 UCI = REPO.parent / "shared" / "data" / "strm-blogpost" / "uci_online_retail.csv"
@@ -98,43 +103,75 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
 
 
+def _history_config(src: Path, out: Path):
+    """The UCI job as a history run: its outputs overwritten, its keys and data subjects kept."""
+    return _config(src, out, derived=False)
+
+
 def main() -> int:
+    global OUT
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="541909,2709545")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decrypt-rows", type=int, default=1_000_000)
     parser.add_argument("--encrypt-rows", type=int, default=1_000_000)
-    parser.add_argument("--parts", default="ratios,decrypt,encrypt,e2e",
-                        help="comma-separated subset of ratios,decrypt,encrypt,e2e")
+    parser.add_argument("--history-extra", type=int, default=3_000_000,
+                        help="keys and data-subject links added to the history variant's big store")
+    parser.add_argument("--history-rebuild", action="store_true",
+                        help="rebuild the history variant's cached big store")
+    parser.add_argument("--demo-rows", type=int, default=100_000, help="rows of the demo job's input")
+    parser.add_argument("--out", default=str(OUT), help="where inputs, work and results go (default out/bench)")
+    parser.add_argument("--parts", default="ratios,history,decrypt,encrypt,e2e,demo",
+                        help="comma-separated subset of ratios,history,decrypt,encrypt,e2e,demo")
     args = parser.parse_args()
-    parts = set(args.parts.split(","))
+    OUT = Path(args.out).resolve()
+    parts_ = set(args.parts.split(","))
+    unknown = parts_ - {"ratios", "history", "decrypt", "encrypt", "e2e", "demo"}
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = [int(s) for s in args.sizes.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
-    inputs = _inputs(sizes + ([args.decrypt_rows] if "decrypt" in parts else []))
+    inputs = _inputs(sizes + ([args.decrypt_rows] if "decrypt" in parts_ else []))
 
     from strm_spark.job import run_job
     from strm_spark.session import get_spark
 
-    spark = get_spark("strm-spark bench", master="local[2]", shuffle_partitions=4)
+    # The UI on (loopback, a free port) only for its REST API: Spark jobs per run.
+    spark = get_spark("strm-spark bench", master="local[2]", shuffle_partitions=4,
+                      extra_conf={"spark.ui.enabled": "true", "spark.ui.port": "0"})
+    try:
+        counter = parts.SparkJobs(spark)
+    except Exception as exc:  # noqa: BLE001 - the count is a figure; the timings go on without it
+        print(f"note: no Spark job counts ({exc})", flush=True)
+        counter = None
     results = []
     work = OUT / "work"
-    for rows in sizes if "ratios" in parts else []:
+    for rows in sizes if "ratios" in parts_ else []:
         src = inputs[rows]
-        times: dict[str, list[float]] = {"floor": [], "floor_by_day": [], "job": [], "job_derived": []}
+        contract = _config(src, work, derived=False).contract
+        times: dict[str, list[float]] = {"floor": [], "floor_by_day": [], "peer": [], "job": [], "job_derived": []}
         _floor(spark, src, work / "warmup")  # JIT and caches warm for every variant alike
+        parts.peer(spark, src, work / "warmup-peer", contract)
+        jobs = None
         for i in range(args.repeats):
             for kind in times:
                 target = work / f"{kind}-{i}"
                 shutil.rmtree(target, ignore_errors=True)
+                mark = counter.mark() if counter and kind == "job" else None
                 if kind == "floor":
                     t = _timed(lambda: _floor(spark, src, target))
                 elif kind == "floor_by_day":
                     t = _timed(lambda: _floor_by_day(spark, src, target, _config(src, target, derived=False)))
+                elif kind == "peer":
+                    t = _timed(lambda: parts.peer(spark, src, target, contract))
                 else:
                     cfg = _config(src, target, derived=(kind == "job_derived"))
                     t = _timed(lambda: run_job(spark, cfg))
+                if mark is not None:
+                    jobs = counter.since(mark)
                 times[kind].append(t)
-                print(f"{rows:>10,} rows  {kind:<12} run {i + 1}: {t:6.2f} s ({rows / t:,.0f} rows/s)", flush=True)
+                print(f"{rows:>10,} rows  {kind:<12} run {i + 1}: {t:6.2f} s ({rows / t:,.0f} rows/s)"
+                      + (f", {jobs['jobs']} Spark jobs" if mark is not None else ""), flush=True)
         keys_dir = work / f"job-{args.repeats - 1}" / "keystore" / "keys"
         key_count = spark.read.format("delta").load(str(keys_dir)).count()
         key_bytes = sum(p.stat().st_size for p in keys_dir.rglob("*.parquet"))
@@ -150,6 +187,13 @@ def main() -> int:
             "floor_by_day_s": round(med["floor_by_day"], 2),
             "ratio_floor_by_day": round(med["floor_by_day"] / med["floor"], 2),
             "ratio_job_to_floor_by_day": round(med["job"] / med["floor_by_day"], 2),
+            # What a Spark user would write instead: contract types, aes_encrypt, one key.
+            "peer_s": round(med["peer"], 2),
+            "ratio_job_to_peer": round(med["job"] / med["peer"], 2),
+            "ratio_peer": round(med["peer"] / med["floor"], 2),
+            # Spark jobs (and stages) of the last job run: warm session, new key store.
+            "spark_jobs_per_run": jobs["jobs"] if jobs else None,
+            "spark_stages_per_run": jobs["stages"] if jobs else None,
             "spread_s": {k: _stats(v) for k, v in times.items()},
             "rows_per_s": {k: round(rows / v) for k, v in med.items()},
             "keys": key_count,
@@ -158,16 +202,29 @@ def main() -> int:
         for i in range(args.repeats):
             for kind in times:
                 shutil.rmtree(work / f"{kind}-{i}", ignore_errors=True)
+        for name in ("warmup", "warmup-peer"):
+            shutil.rmtree(work / name, ignore_errors=True)
 
     extra = {}
-    if "decrypt" in parts:
+    if "history" in parts_:
+        if UCI.is_file():
+            extra["history"] = parts.history(spark, counter, UCI, OUT / "history", _history_config,
+                                             args.history_extra, args.repeats, args.history_rebuild)
+            print(f"history: {extra['history']}", flush=True)
+        else:
+            print(f"note: {UCI} is absent; no history variant", flush=True)
+    if "decrypt" in parts_:
         extra["decryption"] = _decryption(spark, inputs[args.decrypt_rows], work / "decrypt")
-    if "encrypt" in parts:
+    if "encrypt" in parts_:
         extra["encryption_stage"] = encryption_stage(spark, args.encrypt_rows, OUT / "input")
         print(f"encryption stage: {extra['encryption_stage']}", flush=True)
     spark.stop()
-    if "e2e" in parts:
-        extra["end_to_end"] = _end_to_end(inputs[sizes[0]], work / "e2e")
+    if "e2e" in parts_:
+        extra["end_to_end"] = _end_to_end(inputs[sizes[0]], work / "e2e", args.repeats)
+        print(f"end to end: {extra['end_to_end']}", flush=True)
+    if "demo" in parts_:
+        extra["demo"] = parts.demo(work / "demo", args.demo_rows)
+        print(f"demo: {extra['demo']}", flush=True)
     if len(results) > 1:
         first, last = results[0], results[-1]
         extra["scaling"] = {"rows_ratio": round(last["rows"] / first["rows"], 2),
@@ -180,7 +237,10 @@ def main() -> int:
     if not results and (OUT / "results.json").exists():
         results = json.loads((OUT / "results.json").read_text())
     (OUT / "extra.json").write_text(json.dumps(extra, indent=2) + "\n")
-    md = _markdown(results, extra)
+    png = parts.chart(results, extra, OUT / "ratios.png")
+    md = _markdown(results, extra) + "\n" + parts.targets_markdown(results, extra)
+    if png is not None:
+        md += f"\nChart: {png}\n"
     (OUT / "results.md").write_text(md)
     print(md)
     return 0
@@ -247,10 +307,9 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     return result
 
 
-def _end_to_end(src: Path, out: Path) -> dict[str, float]:
-    """`strm-spark run` in a fresh process: JVM start included; peak RSS of the largest child."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+def _end_to_end(src: Path, out: Path, repeats: int = 1) -> dict:
+    """`strm-spark run` and the floor (get_spark, read the CSV, write Delta, stop), each in a new
+    process (JVM start included), alternating; medians. Peak RSS of the job's processes."""
     cfg = {
         "name": "bench", "contract": str(REPO / "conf" / "online_retail_contract.yaml"),
         "event_contract_ref": "strmprivacy/online-retail/1.0.0",
@@ -260,37 +319,67 @@ def _end_to_end(src: Path, out: Path) -> dict[str, float]:
         "outputs": {"encrypted": str(out / "encrypted"), "data_subjects": str(out / "subjects"),
                     "rejected": str(out / "rejected")},
     }
-    (out / "job.json").write_text(json.dumps(cfg))
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "strm_spark.cli", "run", str(out / "job.json")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peaks = process_tree_peaks(proc)  # sampled every 0.2 s until the run ends
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"strm-spark run failed with exit code {proc.returncode}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    shutil.rmtree(out, ignore_errors=True)
-    return {"wall_s": round(wall, 2), "peak_rss_largest_process_mb": round(peak_mb), "peak_rss_mb": peaks}
+    jobs, floors, peaks, peak_mb = [], [], {}, None
+    for i in range(repeats):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        (out.parent / "e2e-job.json").write_text(json.dumps(cfg))
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "strm_spark.cli", "run", str(out.parent / "e2e-job.json")],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run_peaks = process_tree_peaks(proc)  # sampled every 0.2 s until the run ends
+        jobs.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"strm-spark run failed with exit code {proc.returncode}")
+        peaks = {k: max(v, peaks.get(k, 0)) for k, v in run_peaks.items()}
+        if peak_mb is None:  # before any floor process ran (getrusage keeps the children's maximum)
+            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        shutil.rmtree(out, ignore_errors=True)
+        floors.append(parts.floor_process(src, out.parent / "e2e-floor"))
+        print(f"end to end run {i + 1}: job {jobs[-1]:6.2f} s, floor {floors[-1]:6.2f} s", flush=True)
+    (out.parent / "e2e-job.json").unlink(missing_ok=True)
+    with open(src, encoding="utf-8") as fh:
+        rows = sum(1 for _ in fh) - 1
+    job, floor = statistics.median(jobs), statistics.median(floors)
+    return {"rows": rows, "wall_s": round(job, 2), "e2e_job_s": round(job, 2), "e2e_floor_s": round(floor, 2),
+            "ratio_e2e": round(job / floor, 2), "spread_s": {"job": _stats(jobs), "floor": _stats(floors)},
+            "peak_rss_largest_process_mb": round(peak_mb), "peak_rss_mb": peaks}
 
 
 def _markdown(results: list[dict], extra: dict) -> str:
-    lines = ["| rows | floor s | floor by day s | job s | job+derived s | job / floor | derived / floor "
-             "| floor by day / floor | job rows/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| rows | floor s | floor by day s | peer s | job s | job+derived s | job / floor | derived / floor "
+             "| floor by day / floor | job / peer | Spark jobs per job run | job rows/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r.get('floor_by_day_s', '')} | {r['job_s']} | "
-                     f"{r['job_derived_s']} | {r['ratio_job']} | {r['ratio_derived']} | "
-                     f"{r.get('ratio_floor_by_day', '')} | {r['rows_per_s']['job']:,} |")
+        lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r.get('floor_by_day_s', '')} | {r.get('peer_s', '')} | "
+                     f"{r['job_s']} | {r['job_derived_s']} | {r['ratio_job']} | {r['ratio_derived']} | "
+                     f"{r.get('ratio_floor_by_day', '')} | {r.get('ratio_job_to_peer', '')} | "
+                     f"{r.get('spark_jobs_per_run') if r.get('spark_jobs_per_run') is not None else ''} | "
+                     f"{r['rows_per_s']['job']:,} |")
     lines.append("")
+    if "history" in extra:
+        h = extra["history"]
+        jobs = h.get("spark_jobs_per_run") or {}
+        lines.append(f"History ({h['rows']:,}-row UCI batch, all {h['keys_reused']:,} keys reused): "
+                     f"{h['history_base_s']} s against a store of its own keys, {h['history_3m_s']} s after "
+                     f"{h['extra_keys']:,} keys and {h['extra_links']:,} data-subject links of its group were added "
+                     f"(ratio {h['ratio_history']}; keys table {h['keys_mb']['big']} MB)"
+                     + (f"; Spark jobs per run {jobs.get('base')} and {jobs.get('big')}" if jobs else "") + ".")
     if "end_to_end" in extra:
         e2e = extra["end_to_end"]
-        lines.append(f"End to end (`strm-spark run`, new JVM, UCI-shaped rows of the first size): {e2e['wall_s']} s; "
-                     f"peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB.")
+        lines.append(f"End to end (`strm-spark run`, new JVM, UCI-shaped rows of the first size): {e2e['wall_s']} s"
+                     + (f"; the floor in a new process {e2e['e2e_floor_s']} s (job / floor {e2e['ratio_e2e']}, "
+                        f"{e2e['rows']:,} rows)" if "e2e_floor_s" in e2e else "")
+                     + f"; peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB.")
         if "peak_rss_mb" in e2e:
             p = e2e["peak_rss_mb"]
             lines.append(f"Peak RSS: driver JVM {p['driver_jvm_mb']} MB, driver Python {p['driver_python_mb']} MB, "
                          f"largest Python worker {p['largest_worker_mb']} MB, all workers {p['all_workers_mb']} MB.")
+    if extra.get("demo", {}).get("demo_wall_s") is not None:
+        d = extra["demo"]
+        lines.append(f"Demo job (`strm-spark run` on conf/demo.yaml, {d['rows']:,} generated rows, new process, new "
+                     f"key store): {d['demo_wall_s']} s in its run summary, {d['demo_process_s']} s for the process.")
     if "decryption" in extra:
         d = extra["decryption"]
         lines.append(f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
