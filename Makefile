@@ -80,6 +80,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 
 clean:
