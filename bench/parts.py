@@ -117,11 +117,15 @@ def _keyset_column(spark, keys_path: str, col):
         return _random_bytes(col, size, "keyset")
     import base64
 
-    raw_len = len(base64.b64decode(value))
+    raw = base64.b64decode(value)
+    # The key proto's header kept (for an AES-SIV key: field 2, 64 bytes), the key bytes random:
+    # the keysets stay valid Tink keysets.
+    head = raw[:max(0, len(raw) - 64)]
     template = text.replace("%", "%%").replace(value, "%2$s")
     template = re.sub(r'("(?:primaryKeyId|keyId)":\s*)\d+', r"\g<1>%1$d", template)
     key_id = (F.abs(F.xxhash64(col, F.lit("key-id"))) % F.lit(2_000_000_000) + 1).cast("long")
-    material = F.base64(_random_bytes(col, raw_len, "material"))
+    material = F.concat(F.lit(head), _random_bytes(col, len(raw) - len(head), "material"))
+    material = F.regexp_replace(F.base64(material), r"[\r\n]", "")  # Spark may chunk base64 (MIME)
     return F.encode(F.format_string(template, key_id, material), "UTF-8")
 
 
@@ -170,6 +174,10 @@ def append_history(spark, keys_path: str, subjects_path: str, extra: int, group_
     return {"first_day": str(first), "last_day": str(before - timedelta(days=1))}
 
 
+# Bump when append_history's rows change: cached big stores are then rebuilt.
+HISTORY_GENERATOR = 2
+
+
 def _fingerprint(spark, keys_path: str, subjects_path: str) -> dict:
     """What the cached big store must share with a store the current code makes."""
     out = {}
@@ -200,7 +208,7 @@ def history(spark, counter: SparkJobs | None, src: Path, root: Path, config_for,
     base_keys, base_subjects = f"{base_cfg.key_store}/keys", base_cfg.data_subjects.path
     big_keys, big_subjects = f"{big_cfg.key_store}/keys", big_cfg.data_subjects.path
     marker = big_dir / "bench-history.json"
-    want = {"extra": extra, "group": base_cfg.group_id, "retention_days": base_cfg.retention_days,
+    want = {"generator": HISTORY_GENERATOR, "extra": extra, "group": base_cfg.group_id, "retention_days": base_cfg.retention_days,
             "source": str(src), "source_size": src.stat().st_size,
             "tables": _fingerprint(spark, base_keys, base_subjects)}
     cached = json.loads(marker.read_text()) if marker.exists() and not rebuild else None
