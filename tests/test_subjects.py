@@ -189,25 +189,8 @@ def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     assert again.keys_removed == 0 and again.derived_total == 0 and again.subject_entries_removed == 0
 
 
-def test_export_reads_only_the_files_of_the_subjects_days(spark, base_run, tmp_path):
-    from test_layout import active_files
-
+def test_export_of_a_subject(spark, base_run, tmp_path):
     config = sd.clone(base_run[0], tmp_path / "run")
-    # The table is not partitioned: rewrite it in small files sorted by day, then delete every
-    # file whose strmDay statistics hold no day of an exported subject: reading one would fail.
-    table = Path(config.encrypted.path)
-    (spark.read.format("delta").load(str(table)).coalesce(1).sortWithinPartitions("strmDay")
-     .write.format("delta").mode("overwrite").option("maxRecordsPerFile", 3).save(str(table)))
-    wanted = {d.isoformat() for d in set(sd.FORGET_DAYS) | set(sd.KEEP_DAYS)}
-    files = active_files(table)
-    broken = 0
-    for path, stats in files.items():
-        lo, hi = stats["minValues"]["strmDay"], stats["maxValues"]["strmDay"]
-        if not any(lo <= d <= hi for d in wanted):
-            (table / path).unlink()
-            broken += 1
-    assert broken > 5 and len(files) - broken > 0  # files scanned: only those left
-
     result = export_subject(spark, config, sd.KEEP, tmp_path / "keep")
     out = tmp_path / "keep"
     manifest = json.loads((out / "manifest.json").read_text())

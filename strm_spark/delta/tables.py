@@ -129,7 +129,10 @@ def create_table(
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             retry_on_conflict(lambda: spark.sql(statement), f"create {path}")
-            return
+            # A log folder without a commit (a creator between making it and committing, or one
+            # that died there) makes CREATE TABLE IF NOT EXISTS a silent no-op.
+            if is_delta(spark, path):
+                return
         except Exception as exc:
             if is_delta(spark, path):
                 return
