@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
+from .. import transformations as tf
 from ..config import JobConfig
 from ..errors import StrmSparkError
 from ..keys import KeyStore
@@ -121,16 +122,23 @@ def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> 
                          f"keys.master_key was set; new keysets are encrypted with {master.id}")
 
 
+def _rows_for(valid, config, out):  # noqa: ANN001, ANN202
+    """The valid rows an output is built from, and the columns it carries: STRM's one-file CSV
+    echoes the source text and keeps input order."""
+    if out.format == "strm-csv":
+        return tf.with_raw_text(valid, config.contract), ORDER_COLUMNS
+    return valid, ()
+
+
 def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts) -> None:  # noqa: ANN001
     stats = write.stats_columns(config)
-    carry = ORDER_COLUMNS if config.encrypted.format == "strm-csv" else ()
-    text = write.raw_text(valid, config) if carry else valid
-    write.write_output(derive.encrypted_rows(text, config, carry), config.encrypted, config, mode, txn, stats)
+    source, carry = _rows_for(valid, config, config.encrypted)
+    write.write_output(derive.encrypted_rows(source, config, carry), config.encrypted, config, mode, txn, stats)
     out.outputs["encrypted"] = config.encrypted.path
     out.outputs["keys"] = store.keys_path
     if config.keys_export is not None:
         bounded = store.keys_for_days(config.group_id, counts.first_day, counts.last_day, out.run_id)
-        export = store.keys_export(valid.select("__keyLink", *ORDER_COLUMNS), bounded)
+        export = store.keys_export(valid.select(tf.KEY_LINK, *ORDER_COLUMNS), bounded)
         write.write_strm_csv(export, config.keys_export.path, config.keys_export.charset, ORDER_COLUMNS)
         out.outputs["keys export"] = config.keys_export.path
         out.notes.append(f"{config.keys_export.path} holds cleartext keysets: protect or delete it")
@@ -139,9 +147,8 @@ def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, t
             out.notes.append(f"derived {d.name}: MurmurHash3 masking is not a cryptographic hash"
                              + ("; the seed is empty, so masked values can be reversed by brute force"
                                 if not d.inline_seed else ""))
-        d_carry = ORDER_COLUMNS if d.format == "strm-csv" else ()
-        source = write.raw_text(valid, config) if d_carry else valid
-        write.write_output(derive.derived_rows(source, config, d, mask_seed, d_carry), d, config, mode, txn, stats)
+        source, carry = _rows_for(valid, config, d)
+        write.write_output(derive.derived_rows(source, config, d, mask_seed, carry), d, config, mode, txn, stats)
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path
     write.write_rejected(spark, derive.rejected_rows(matched, config, encryptor, out.run_id), config, mode, txn,

@@ -10,7 +10,6 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from .. import transformations as tf
 from ..config import DerivedConfig, JobConfig, OutputConfig
 from ..delta import create_table, merge
 from ..tables import write_strm_csv, write_table
@@ -74,8 +73,3 @@ def merge_data_subjects(spark: SparkSession, links: DataFrame, config: JobConfig
     metrics = merge(links, path, f"{bound} AND t.dataSubject = s.dataSubject AND t.keyLink = s.keyLink",
                     "WHEN NOT MATCHED THEN INSERT *", f"data subjects {path}")
     return int(metrics["num_inserted_rows"] or 0) if metrics is not None else 0
-
-
-def raw_text(valid: DataFrame, config: JobConfig) -> DataFrame:
-    """Fields as the text they were read as, for outputs that echo the input (STRM's CSV)."""
-    return tf.with_raw_text(valid, config.contract)
