@@ -108,6 +108,45 @@ def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, tmp
     assert again.data_subject_links_added == 0
 
 
+def _delete_files_outside(table: Path, lo: str, hi: str) -> int:
+    """Delete the table's data files whose strmDay range misses lo..hi; returns how many."""
+    removed = 0
+    for path, stats in active_files(table).items():
+        f_lo, f_hi = _day_range(stats)
+        if f_hi < lo or f_lo > hi:
+            (table / path).unlink()
+            removed += 1
+    return removed
+
+
+def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_path):
+    """Two runs of different days give unpartitioned tables of several files; the files of
+    other days are deleted, and the export and the forget of a subject of the later run
+    still succeed with all their rows: they never opened those files."""
+    from strm_spark.subjects import export_subject, forget
+
+    early = _uci_slice(tmp_path / "early.csv", 1, 3000)    # 2010-12-01
+    late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # 2010-12-07 .. 2010-12-09
+    out = tmp_path / "out"
+    run_job(spark, job_config(early, out))
+    config = job_config(late, out)
+    run_job(spark, config)
+    csv = spark.read.option("header", True).csv
+    earlier = csv(str(early)).select("CustomerID").distinct()
+    counts = (csv(str(late)).where("CustomerID IS NOT NULL").join(earlier, "CustomerID", "left_anti")
+              .groupBy("CustomerID").count().orderBy(F.desc("count"), "CustomerID"))
+    subject, rows = counts.first()
+    first = export_subject(spark, config, subject, tmp_path / "before")
+    assert first.files["encrypted.jsonl"] == rows
+    lo, hi = min(first.partitions_read), max(first.partitions_read)
+    assert _delete_files_outside(out / "encrypted", lo, hi) >= 1
+    assert _delete_files_outside(out / "derived" / "d0", lo, hi) >= 1
+    again = export_subject(spark, config, subject, tmp_path / "after")
+    assert again.files == first.files
+    report = forget(spark, config, [subject])
+    assert report.completed and report.derived_rows_removed == {"decrypted-0": rows}
+
+
 def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, monkeypatch):
     src = _uci_slice(tmp_path / "in.csv", 1, 500)
     persisted: list[DataFrame] = []
