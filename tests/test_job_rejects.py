@@ -136,3 +136,24 @@ def test_data_subjects_skip_quarantined_rows(spark, reject_run):
     subjects = {r["dataSubject"] for r in spark.read.format("delta").load(config.data_subjects.path).collect()}
     assert "99002" in subjects and "99005" in subjects   # rejected but with a known day
     assert not {"99001", "99003", "99004"} & subjects     # quarantined: no per-subject key
+
+
+def test_a_rerun_that_only_needs_its_quarantine_key_appends_it(spark, tmp_path):
+    """All row keys exist already: the run commits just its own quarantine key and uses it."""
+    require_shared()
+    src = tmp_path / "input"
+    src.mkdir()
+    good = UCI_CSV.read_text(encoding="utf-8").splitlines()[1:21]
+    (src / "part-0.csv").write_text("\n".join([HEADER, *good, BAD[0][0]]) + "\n", encoding="utf-8")
+    config = job_config(src, tmp_path / "out")
+    first = run_job(spark, config)
+    second = run_job(spark, config)
+    assert first.keys_created > 0 and second.keys_created == 0 and second.keys_reused == first.keys_created
+    assert first.quarantine_key and second.quarantine_key
+    keys = spark.read.format("delta").load(f"{config.key_store}/keys")
+    quarantine = {r["keyLink"]: bytes(r["keyset"]) for r in keys.where("kind = 'quarantine'").collect()}
+    assert len(quarantine) == 2
+    rejected = spark.read.format("delta").load(config.rejected.path).collect()
+    assert sorted(r["strmMeta"]["keyLink"] for r in rejected) == sorted(quarantine)
+    for r in rejected:  # each run's bad row decrypts under that run's own quarantine key
+        assert crypto.decrypt(quarantine[r["strmMeta"]["keyLink"]], r["CustomerID"]) == "99001"

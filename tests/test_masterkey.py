@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 import subjects_data as sd
 from strm_spark import crypto, masterkey
 from strm_spark.config import MasterKeyRef, parse_job_config
 from strm_spark.errors import ConfigError, KeyStoreError, SecretError
 from strm_spark.job import run_job
-from strm_spark.keystore import KEYS_SCHEMA, KeyStore
+from strm_spark.keystore import KeyStore
 from strm_spark.sql import register_job_views
 from strm_spark.subjects import export_subject
-from strm_spark.tables import create_delta_table
 
 
 @pytest.fixture(scope="module")
@@ -153,19 +150,3 @@ def test_job_stores_wrapped_keysets_and_refuses_a_wrong_master_key(spark, tmp_pa
     with pytest.raises(SecretError, match="does not exist"):
         run_job(spark, parse_job_config(doc, "job.json", root))
     assert _versions(spark, config) == before  # nothing written
-
-
-def test_a_key_store_from_before_envelope_encryption_is_upgraded(spark, tmp_path):
-    store = KeyStore(spark, str(tmp_path / "keystore"))
-    old_schema = T.StructType([f for f in KEYS_SCHEMA.fields if f.name != "wrappedBy"])
-    create_delta_table(spark, store.keys_path, old_schema,
-                       stats_columns="keyLink,groupId,keyHash,day,kind,expiresAt,createdAt")
-    spark.sql(f"INSERT INTO delta.`{store.keys_path}` VALUES ('l1', X'7B7D', 'g', 'h', DATE'2024-01-01', 'row', "
-              "TIMESTAMP'2031-01-01 00:00:00', TIMESTAMP'2024-01-01 00:00:00', 'r1')")
-    assert store.check_master_key() == 1  # one cleartext keyset, no master key needed
-    store.ensure()
-    assert "wrappedBy" in spark.read.format("delta").load(store.keys_path).columns
-    props = DeltaTable.forPath(spark, store.keys_path).detail().first()["properties"]
-    assert "keyHash" not in props["delta.dataSkippingStatsColumns"]
-    assert store.keys().where(F.col("wrappedBy").isNull()).count() == 1
-    assert Path(store.keys_path).is_dir()

@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .. import crypto
-from ..delta import create_table, delta_properties, is_delta, merge, sql_path, sql_string
+from ..delta import create_table, is_delta, merge, sql_string
 from ..errors import KeyStoreError
 from ..masterkey import MasterKey, open_keyset, unwrap, wrap
 
@@ -111,22 +111,12 @@ class KeyStore:
         return is_delta(self.spark, self.keys_path)
 
     def ensure(self) -> None:
-        """Create the tables if needed; bring a store made by an earlier version up to date
-        (the wrappedBy column, statistics without keyHash). Driver-side commands only."""
+        """Create the tables if needed (driver-side commands only; no Spark job)."""
         create_table(self.spark, self.keys_path, KEYS_SCHEMA, stats_columns=_KEYS_STATS)
         create_table(self.spark, self.hash_keys_path, HASH_KEYS_SCHEMA, stats_columns="groupId,createdAt")
-        if "wrappedBy" not in self.spark.read.format("delta").load(self.keys_path).columns:
-            self.spark.sql(f"ALTER TABLE {sql_path(self.keys_path)} ADD COLUMNS (wrappedBy STRING)")
-        props = dict(self.spark.sql(f"DESCRIBE DETAIL {sql_path(self.keys_path)}").first()["properties"] or {})
-        if "keyHash" in props.get("delta.dataSkippingStatsColumns", ""):
-            wanted = delta_properties(_KEYS_STATS)["delta.dataSkippingStatsColumns"]
-            self.spark.sql(f"ALTER TABLE {sql_path(self.keys_path)} "
-                           f"SET TBLPROPERTIES ('delta.dataSkippingStatsColumns' = '{wanted}')")
 
     def keys(self, group_id: str | None = None) -> DataFrame:
         df = self.spark.read.format("delta").load(self.keys_path)
-        if "wrappedBy" not in df.columns:  # a store written before envelope encryption
-            df = df.withColumn("wrappedBy", F.lit(None).cast("string"))
         return df if group_id is None else df.where(F.col("groupId") == F.lit(group_id))
 
     def cleartext_keys(self, group_id: str | None = None) -> DataFrame:
@@ -264,6 +254,22 @@ class KeyStore:
                         f"t.groupId = {group} AND {days} AND t.keyHash = s.keyHash AND t.day <=> s.day",
                         "WHEN NOT MATCHED THEN INSERT *", f"key store {self.location}: new keys")
         return int(metrics["num_inserted_rows"] or 0) if metrics is not None else 0
+
+    def append_quarantine_key(self, group_id: str, retention_days: int, run_id: str) -> tuple[DataFrame, datetime]:
+        """Commit this run's quarantine key with a plain append (no MERGE, no read of the store:
+        no other run can hold a key for this run id, and a resumed run finds the one it
+        committed); returns the committed row (one row, keys schema) and its expiry time."""
+        link = str(uuid.uuid4())
+        keyset = crypto.new_keyset()
+        if self.master is not None:
+            keyset = wrap(keyset, link, self.master)
+        now = datetime.now(timezone.utc)
+        expires = datetime.combine(now.date() + timedelta(days=1 + retention_days), time(), timezone.utc)
+        row = self.spark.createDataFrame(
+            [(link, bytearray(keyset), group_id, f"quarantine:{run_id}", None, "quarantine", expires, now, run_id,
+              self.master.id if self.master else None)], KEYS_SCHEMA)
+        row.write.format("delta").mode("append").save(self.keys_path)
+        return row, expires
 
     def keys_export(self, used: DataFrame, keys: DataFrame | None = None) -> DataFrame:
         """STRM's keys.csv rows (keyLink, encryptionKey, policyId, expiresAt) for the key links

@@ -79,6 +79,7 @@ class BatchKeys:
         self.missing = self.missing_quarantine = 0
         self.cleartext = 0
         self._found: DataFrame | None = None
+        self._quarantine: DataFrame | None = None  # the quarantine key this run appended
         self._expiry: tuple[datetime | None, datetime | None] = (None, None)
 
     def _stored(self) -> DataFrame:
@@ -137,6 +138,12 @@ class BatchKeys:
         this run created (the quarantine key not counted)."""
         if not self.missing:
             return 0
+        if self.missing == self.missing_quarantine:  # only the run's own quarantine key is new
+            self._quarantine, expires = self.store.append_quarantine_key(
+                self.config.group_id, self.config.retention_days, self.run_id)
+            expires = expires.astimezone().replace(tzinfo=None)  # naive local time, as Spark returns timestamps
+            self._expiry = (min(filter(None, [self._expiry[0], expires])), max(filter(None, [self._expiry[1], expires])))
+            return 0
         missing = self._found.where(F.col(tf.KEY_LINK).isNull()).select("keyHash", F.col("__jk_day").alias("day"))
         inserted = self.store.insert_new_keys(self.config.group_id, missing, self.config.retention_days,
                                               self.run_id, self.counts.first_day, self.counts.last_day)
@@ -145,9 +152,17 @@ class BatchKeys:
     def key_map(self, encryptor: Encryptor) -> tuple[DataFrame, datetime | None, datetime | None]:
         """The cached (value, day) -> key link, keyset (in the encryptor's form), expiresAt map,
         broadcast when small, and the range of its expiry times. Read again from the store
-        only when this run created keys."""
+        only when this run created row keys (a new quarantine key alone is added as committed)."""
         keymap = self._found
-        if self.missing:
+        if self._quarantine is not None:  # the stored keys found, plus the quarantine key just committed
+            key = self._with_keysets(self._quarantine.select(
+                F.lit(None).cast("string").alias(tf.KEY_VALUE), F.col("day").alias(tf.DAY), "keyHash",
+                F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET),
+                F.col("expiresAt").alias(tf.EXPIRES_AT), "wrappedBy"), encryptor).drop("__jk_value", "__jk_day")
+            # every quarantine pair (rows of unknown day, any key value) shares that one key
+            pairs = self._found.where(F.col(tf.KEY_LINK).isNull()).select("__jk_value", "__jk_day", "keyHash")
+            keymap = self._found.where(F.col(tf.KEY_LINK).isNotNull()).unionByName(pairs.join(key, "keyHash"))
+        elif self.missing:
             keymap = self._cache(self._with_keysets(self._join("inner"), encryptor), StorageLevel.MEMORY_ONLY)
             seen = keymap.agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"),
                               F.max(tf.EXPIRES_AT).alias("hi")).first()
