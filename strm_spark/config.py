@@ -43,30 +43,32 @@ def _contains(outer: str, inner: str) -> bool:
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A secret referenced by env var or file, never written in the config itself."""
+    """A secret referenced by env var or file, never written in the config itself. Errors name
+    the config field (`field`), never its value: a secret pasted where a name or path belongs
+    must not be printed back."""
 
     env: str | None = None
     file: str | None = None
-
-    def describe(self) -> str:
-        return f"env var {self.env}" if self.env else f"file {self.file}"
+    field: str = "masking.seed_file"
 
     def resolve(self) -> bytes:
         if self.env:
             value = os.environ.get(self.env)
             if not value:
-                raise SecretError(f"the masking seed env var {self.env} is not set or empty")
+                raise SecretError(f"the env var that {self.field} names is not set or empty")
             return value.encode("utf-8")
         assert self.file is not None
         try:
             data = Path(self.file).read_bytes().strip()
         except FileNotFoundError:
             raise SecretError(
-                f"the masking seed file {self.file} does not exist; "
-                f"create one with: strm-spark new-secret {self.file}"
+                f"the masking seed file that {self.field} names does not exist; "
+                "create one with: strm-spark new-secret PATH"
             ) from None
+        except OSError as exc:
+            raise SecretError(f"cannot read the masking seed file that {self.field} names: {exc.strerror}") from None
         if not data:
-            raise SecretError(f"the masking seed file {self.file} is empty")
+            raise SecretError(f"the masking seed file that {self.field} names is empty")
         return data
 
 
@@ -82,9 +84,7 @@ class MasterKeyRef:
     keyset_file: str | None = None
     kms_uri: str | None = None
     credentials_file: str | None = None
-
-    def describe(self) -> str:
-        return f"keyset file {self.keyset_file}" if self.keyset_file else f"KMS key {self.kms_uri}"
+    field: str = "keys.master_key"  # named in errors instead of the reference's value
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         if mnode.has("seed_env") == mnode.has("seed_file"):
             raise mnode.error("expected exactly one of seed_env or seed_file")
         if mnode.has("seed_env"):
-            seed = SecretRef(env=mnode.child("seed_env").string())
+            seed = SecretRef(env=mnode.child("seed_env").string(), field="masking.seed_env")
         else:
             seed = SecretRef(file=resolve_location(mnode.child("seed_file").string(), base))
 
@@ -435,7 +435,8 @@ def _master_key(node: Node, base: Path) -> MasterKeyRef:
     if node.has("keyset_file"):
         if node.has("credentials_file"):
             raise node.child("credentials_file").error("credentials_file only applies to a kms_uri")
-        return MasterKeyRef(keyset_file=resolve_location(node.child("keyset_file").string(), base))
+        return MasterKeyRef(keyset_file=resolve_location(node.child("keyset_file").string(), base),
+                            field="keys.master_key.keyset_file")
     uri = node.child("kms_uri").string()
     if not uri.startswith(KMS_URI_PREFIXES):
         raise node.child("kms_uri").error(f"expected a Tink KMS key URI starting with {' or '.join(KMS_URI_PREFIXES)}")

@@ -13,7 +13,8 @@ import yaml
 from helpers import UCI_CONTRACT_DOC, job_doc
 from strm_spark.config import load_job_config, parse_job_config
 from strm_spark.contract import parse_contract
-from strm_spark.errors import ConfigError
+from strm_spark.errors import ConfigError, SecretError
+from strm_spark.masterkey import load_master_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,6 +137,32 @@ def test_config_error_does_not_echo_secret_values(tmp_path):
     message = _error(doc, tmp_path)
     assert "masking.seed" in message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("masking", [{"seed_file": "SuperSecret-hunter2"}, {"seed_env": "SuperSecret-hunter2"},
+                                     {"seed_file": "."}])
+def test_secret_reference_errors_name_the_field_not_its_value(tmp_path, masking):
+    """A secret pasted where a path or an env var name belongs is never printed back."""
+    doc = job_doc("in.csv", tmp_path / "out")
+    doc["masking"] = masking
+    config = parse_job_config(doc, "job.json", tmp_path)
+    with pytest.raises(SecretError) as info:
+        config.masking_seed.resolve()
+    field = f"masking.{next(iter(masking))}"
+    assert field in str(info.value), str(info.value)
+    assert "SuperSecret" not in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+def test_master_key_errors_name_the_field_not_its_value(tmp_path):
+    doc = job_doc("in.csv", tmp_path / "out")
+    doc["keys"]["master_key"] = {"keyset_file": "SuperSecret-hunter2"}
+    config = parse_job_config(doc, "job.json", tmp_path)
+    for content in (None, b"SuperSecret-garbage"):
+        if content is not None:
+            (tmp_path / "SuperSecret-hunter2").write_bytes(content)
+        with pytest.raises(SecretError) as info:
+            load_master_key(config.master_key)
+        assert "keys.master_key" in str(info.value) and "SuperSecret" not in str(info.value)
 
 
 def test_cli_bad_config_exits_nonzero_without_spark_or_output(tmp_path):
