@@ -9,6 +9,8 @@ import sys
 
 from .errors import StrmSparkError
 
+log = logging.getLogger("strm_spark.cli")
+
 
 def _run(args: argparse.Namespace) -> int:
     from .config import load_job_config
@@ -44,14 +46,18 @@ def _sql(args: argparse.Namespace) -> int:
 
     config = load_job_config(args.config)
     from .session import get_spark
-    from .sql import register_job_views
+    from .sql import check_read_only, register_job_views
 
+    query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
     spark = get_spark(f"strm-spark sql {config.name}", master=args.master)
     names = register_job_views(spark, config)
     print(f"views: {', '.join(names)} (derived outputs decrypt at query time); functions: strm_decrypt, "
           "strm_decrypt_strict, strm_mask, strm_mask_murmur3, strm_consent_allows")
-    query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
     if query:
+        if args.allow_writes:
+            log.warning("strm-spark sql: --allow-writes given; statements may write or change tables and files")
+        else:
+            check_read_only(spark, query)
         spark.sql(query).show(args.limit, truncate=False)
     return 0
 
@@ -249,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--file", "-f", help="a file with the SQL to run")
     sql.add_argument("--limit", type=int, default=20, help="rows to print")
     sql.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    sql.add_argument("--allow-writes", action="store_true",
+                     help="also run statements that write or change anything (read-only by default; logged)")
     sql.set_defaults(func=_sql)
 
     val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")

@@ -34,3 +34,7 @@ class KeyStoreError(StrmSparkError):
 
 class SubjectsError(StrmSparkError):
     """A data subjects request (list, export, forget, purge-expired) cannot be carried out."""
+
+
+class ReadOnlyError(StrmSparkError):
+    """`strm-spark sql` was given a statement that writes, without --allow-writes."""

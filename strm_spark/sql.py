@@ -7,6 +7,7 @@ and build one Tink primitive per keyset per worker (bounded cache).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -18,6 +19,7 @@ from . import consent as consent_rules
 from . import crypto
 from .config import JobConfig
 from .contract import Contract, split_path
+from .errors import ReadOnlyError
 from .hashing import hmac_sha256_hex, masker_for, strm_murmur3_hex
 from .keystore import KeyStore
 from .masterkey import load_master_key
@@ -297,3 +299,26 @@ def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "",
         view.createOrReplaceTempView(name)
         names.append(name)
     return names
+
+
+# Statements `strm-spark sql` runs without --allow-writes: queries and metadata reads.
+READ_ONLY_STATEMENTS = ("SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN")
+_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
+
+
+def check_read_only(spark: SparkSession, statement: str) -> None:
+    """Refuse a statement that could write or change anything (INSERT, CREATE, MERGE, SET, ...,
+    also a query whose CTE or FROM clause ends in an INSERT): decrypted PII must not leave
+    through a write outside forget and audit. Checks the leading keyword and Spark's parsed plan
+    (EXPLAIN executes nothing); the error names the statement's kind, never its text."""
+    words = _LEADING_NOISE.sub("", statement, count=1).split(None, 1)
+    keyword = words[0].upper().rstrip("(;") if words else ""
+    if keyword not in READ_ONLY_STATEMENTS:
+        raise ReadOnlyError(f"strm-spark sql is read-only: a {keyword or 'empty'} statement is refused; "
+                            "pass --allow-writes to run statements that write or change anything")
+    if keyword != "EXPLAIN":
+        plan = spark.sql(f"EXPLAIN EXTENDED {statement}").first()[0]
+        parsed = plan.split("== Analyzed Logical Plan ==")[0]
+        if "InsertInto" in parsed:
+            raise ReadOnlyError("strm-spark sql is read-only: this query writes (an INSERT in its plan); "
+                                "pass --allow-writes to run statements that write or change anything")

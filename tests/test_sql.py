@@ -204,3 +204,38 @@ def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
         with pytest.raises(Exception) as info:
             bad.select(F.call_function("strm_decrypt_strict_jvm", F.col("ct"), keyset)).collect()
         assert "invalid Tink keyset" in str(info.value) and "bad-keyset" not in str(info.value)
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT * FROM range(3)",
+    "WITH a AS (SELECT * FROM range(3)) INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT * FROM a",
+    "FROM range(3) INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT id",
+    "/* hello */ CREATE TABLE leak USING delta LOCATION '{out}' AS SELECT 1 AS x",
+    "  -- note\n  insert into range_copy select * from range(3)",
+    "SET spark.databricks.delta.retentionDurationCheck.enabled=false",
+])
+def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
+    from strm_spark.errors import ReadOnlyError
+    from strm_spark.sql import check_read_only
+
+    out = tmp_path / "x"
+    with pytest.raises(ReadOnlyError) as info:
+        check_read_only(spark, statement.format(out=out))
+    assert "--allow-writes" in str(info.value) and str(out) not in str(info.value)
+    assert not out.exists()
+
+
+def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views, tmp_path, capsys):
+    from strm_spark.cli import main
+    from strm_spark.sql import check_read_only
+
+    config, _ = views
+    for query in ("SELECT 1", "  with a as (select 1 as x) select * from a", "(SELECT 2)", "SHOW TABLES",
+                  "EXPLAIN SELECT 1", "VALUES (1)"):
+        check_read_only(spark, query)
+    out = tmp_path / "leak"
+    write = f"INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT 1 AS x"
+    assert main(["sql", str(config.config_path), "-q", write]) == 2
+    assert not out.exists() and "read-only" in capsys.readouterr().err
+    assert main(["sql", str(config.config_path), "-q", write, "--allow-writes"]) == 0
+    assert out.exists()
