@@ -44,31 +44,31 @@ def _contains(outer: str, inner: str) -> bool:
 @dataclass(frozen=True)
 class SecretRef:
     """A secret referenced by env var or file, never written in the config itself. Errors name
-    the config field (`field`), never its value: a secret pasted where a name or path belongs
+    the config field (`config_field`), never its value: a secret pasted where a name or path belongs
     must not be printed back."""
 
     env: str | None = None
     file: str | None = None
-    field: str = "masking.seed_file"
+    config_field: str = field(default="masking.seed_file", compare=False)
 
     def resolve(self) -> bytes:
         if self.env:
             value = os.environ.get(self.env)
             if not value:
-                raise SecretError(f"the env var that {self.field} names is not set or empty")
+                raise SecretError(f"the env var that {self.config_field} names is not set or empty")
             return value.encode("utf-8")
         assert self.file is not None
         try:
             data = Path(self.file).read_bytes().strip()
         except FileNotFoundError:
             raise SecretError(
-                f"the masking seed file that {self.field} names does not exist; "
+                f"the masking seed file that {self.config_field} names does not exist; "
                 "create one with: strm-spark new-secret PATH"
             ) from None
         except OSError as exc:
-            raise SecretError(f"cannot read the masking seed file that {self.field} names: {exc.strerror}") from None
+            raise SecretError(f"cannot read the masking seed file that {self.config_field} names: {exc.strerror}") from None
         if not data:
-            raise SecretError(f"the masking seed file that {self.field} names is empty")
+            raise SecretError(f"the masking seed file that {self.config_field} names is empty")
         return data
 
 
@@ -84,7 +84,7 @@ class MasterKeyRef:
     keyset_file: str | None = None
     kms_uri: str | None = None
     credentials_file: str | None = None
-    field: str = "keys.master_key"  # named in errors instead of the reference's value
+    config_field: str = field(default="keys.master_key", compare=False)  # named in errors, not the value
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         if mnode.has("seed_env") == mnode.has("seed_file"):
             raise mnode.error("expected exactly one of seed_env or seed_file")
         if mnode.has("seed_env"):
-            seed = SecretRef(env=mnode.child("seed_env").string(), field="masking.seed_env")
+            seed = SecretRef(env=mnode.child("seed_env").string(), config_field="masking.seed_env")
         else:
             seed = SecretRef(file=resolve_location(mnode.child("seed_file").string(), base))
 
@@ -436,7 +436,7 @@ def _master_key(node: Node, base: Path) -> MasterKeyRef:
         if node.has("credentials_file"):
             raise node.child("credentials_file").error("credentials_file only applies to a kms_uri")
         return MasterKeyRef(keyset_file=resolve_location(node.child("keyset_file").string(), base),
-                            field="keys.master_key.keyset_file")
+                            config_field="keys.master_key.keyset_file")
     uri = node.child("kms_uri").string()
     if not uri.startswith(KMS_URI_PREFIXES):
         raise node.child("kms_uri").error(f"expected a Tink KMS key URI starting with {' or '.join(KMS_URI_PREFIXES)}")

@@ -94,14 +94,14 @@ def load_master_key(ref: MasterKeyRef) -> MasterKey:
         try:
             material = path.read_bytes()
         except FileNotFoundError:
-            raise SecretError(f"the master key file that {ref.field} names does not exist; create one with: "
+            raise SecretError(f"the master key file that {ref.config_field} names does not exist; create one with: "
                               "strm-spark keys new-master-key PATH") from None
         except OSError as exc:
-            raise SecretError(f"cannot read the master key file that {ref.field} names: {exc.strerror}") from None
+            raise SecretError(f"cannot read the master key file that {ref.config_field} names: {exc.strerror}") from None
         try:
             primary = json.loads(material)["primaryKeyId"]
         except Exception:
-            raise SecretError(f"the master key file that {ref.field} names is not a Tink JSON keyset") from None
+            raise SecretError(f"the master key file that {ref.config_field} names is not a Tink JSON keyset") from None
         key = MasterKey("keyset", f"tink-keyset:{primary}", material)
     else:
         assert ref.kms_uri is not None

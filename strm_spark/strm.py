@@ -245,7 +245,7 @@ def load_strm_job(
         derived=tuple(derived), summary_dir=f"{_dirname(enc_path)}/strm-spark/_runs",
         write_mode="overwrite", config_path=source,
         keys_export=OutputConfig(keys_path, "strm-csv", keys_charset),
-        master_key=(MasterKeyRef(keyset_file=resolve_location(master_key_file, cwd), field="--master-key")
+        master_key=(MasterKeyRef(keyset_file=resolve_location(master_key_file, cwd), config_field="--master-key")
                     if master_key_file else None),
     )
 
