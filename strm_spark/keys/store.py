@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -239,14 +239,7 @@ class KeyStore:
         An insert-only MERGE bounded to the batch's days `first`..`last` (and quarantine keys):
         a key another run created in the meantime wins, and this run then looks up and uses
         that one. A conflicting concurrent commit is retried. `day` may be null (quarantine)."""
-        new = (missing.mapInPandas(_key_generator(self.master), _NEW_KEY_SCHEMA)
-               .withColumn("groupId", F.lit(group_id))
-               .withColumn("kind", F.when(F.col("day").isNull(), "quarantine").otherwise("row"))
-               .withColumn("expiresAt", expires_at(F.coalesce(F.col("day"), F.current_date()), retention_days))
-               .withColumn("createdAt", F.current_timestamp())
-               .withColumn("runId", F.lit(run_id))
-               .withColumn("wrappedBy", F.lit(self.master.id if self.master else None).cast("string"))
-               .select(*KEYS_SCHEMA.fieldNames()))
+        new = self._new_keys(group_id, missing, retention_days, run_id)
         days = (f"(t.day BETWEEN DATE'{first.isoformat()}' AND DATE'{last.isoformat()}' OR t.day IS NULL)"
                 if first is not None else "t.day IS NULL")
         group = sql_string(group_id)
@@ -255,21 +248,31 @@ class KeyStore:
                         "WHEN NOT MATCHED THEN INSERT *", f"key store {self.location}: new keys")
         return int(metrics["num_inserted_rows"] or 0) if metrics is not None else 0
 
-    def append_quarantine_key(self, group_id: str, retention_days: int, run_id: str) -> tuple[DataFrame, datetime]:
-        """Commit this run's quarantine key with a plain append (no MERGE, no read of the store:
-        no other run can hold a key for this run id, and a resumed run finds the one it
-        committed); returns the committed row (one row, keys schema) and its expiry time."""
-        link = str(uuid.uuid4())
-        keyset = crypto.new_keyset()
-        if self.master is not None:
-            keyset = wrap(keyset, link, self.master)
-        now = datetime.now(timezone.utc)
-        expires = datetime.combine(now.date() + timedelta(days=1 + retention_days), time(), timezone.utc)
-        row = self.spark.createDataFrame(
-            [(link, bytearray(keyset), group_id, f"quarantine:{run_id}", None, "quarantine", expires, now, run_id,
-              self.master.id if self.master else None)], KEYS_SCHEMA)
-        row.write.format("delta").mode("append").save(self.keys_path)
-        return row, expires
+    def _new_keys(self, group_id: str, missing: DataFrame, retention_days: int, run_id: str) -> DataFrame:
+        """Rows of the keys table for the (keyHash, day) pairs of `missing`: a new keyset each
+        (made on the workers; not deterministic, so evaluate it once)."""
+        return (missing.mapInPandas(_key_generator(self.master), _NEW_KEY_SCHEMA)
+                .withColumn("groupId", F.lit(group_id))
+                .withColumn("kind", F.when(F.col("day").isNull(), "quarantine").otherwise("row"))
+                .withColumn("expiresAt", expires_at(F.coalesce(F.col("day"), F.current_date()), retention_days))
+                .withColumn("createdAt", F.current_timestamp())
+                .withColumn("runId", F.lit(run_id))
+                .withColumn("wrappedBy", F.lit(self.master.id if self.master else None).cast("string"))
+                .select(*KEYS_SCHEMA.fieldNames()))
+
+    def append_quarantine_key(self, group_id: str, missing: DataFrame, retention_days: int,
+                              run_id: str) -> tuple[DataFrame, datetime]:
+        """Commit this run's quarantine key (`missing`: its one (keyHash, null day) pair) with a
+        plain append: no MERGE and no read of the store, since no other run can hold a key for
+        this run id and a resumed run finds the one it committed. The row is made once and
+        collected, so the committed key and the returned one are the same; returns it (keys
+        schema) and its expiry time."""
+        rows = self._new_keys(group_id, missing, retention_days, run_id).collect()
+        if len(rows) != 1:
+            raise KeyStoreError(f"key store {self.location}: expected one quarantine key, made {len(rows)}")
+        key = self.spark.createDataFrame(rows, KEYS_SCHEMA)
+        key.write.format("delta").mode("append").save(self.keys_path)
+        return key, rows[0]["expiresAt"]
 
     def keys_export(self, used: DataFrame, keys: DataFrame | None = None) -> DataFrame:
         """STRM's keys.csv rows (keyLink, encryptionKey, policyId, expiresAt) for the key links

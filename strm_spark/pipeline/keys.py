@@ -107,6 +107,10 @@ class BatchKeys:
             F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"), "keyHash",
             tf.KEY_LINK, encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET), tf.EXPIRES_AT, "wrappedBy")
 
+    def _widen_expiry(self, lo: datetime | None, hi: datetime | None) -> None:
+        self._expiry = (min(filter(None, [self._expiry[0], lo]), default=None),
+                        max(filter(None, [self._expiry[1], hi]), default=None))
+
     def look_up(self, encryptor: Encryptor) -> None:
         """Find the batch's stored keys, open them, and check the master key against them: one
         cached join and one aggregate; nothing is written."""
@@ -125,8 +129,7 @@ class BatchKeys:
                 continue
             stored[g["wrappedBy"]] = (stored.get(g["wrappedBy"], (0, None))[0] + g["n"], None)
             unopened += g["n"] if g["unopened"] else 0
-            self._expiry = (min(filter(None, [self._expiry[0], g["lo"]]), default=None),
-                            max(filter(None, [self._expiry[1], g["hi"]]), default=None))
+            self._widen_expiry(g["lo"], g["hi"])
         self.cleartext = self.store.check_wrapping(stored)
         if unopened:
             raise KeyStoreError(f"key store {self.store.location}: the configured master key "
@@ -138,13 +141,13 @@ class BatchKeys:
         this run created (the quarantine key not counted)."""
         if not self.missing:
             return 0
+        missing = (self._found.where(F.col(tf.KEY_LINK).isNull())
+                   .select("keyHash", F.col("__jk_day").alias("day")).distinct())
         if self.missing == self.missing_quarantine:  # only the run's own quarantine key is new
             self._quarantine, expires = self.store.append_quarantine_key(
-                self.config.group_id, self.config.retention_days, self.run_id)
-            expires = expires.astimezone().replace(tzinfo=None)  # naive local time, as Spark returns timestamps
-            self._expiry = (min(filter(None, [self._expiry[0], expires])), max(filter(None, [self._expiry[1], expires])))
+                self.config.group_id, missing, self.config.retention_days, self.run_id)
+            self._widen_expiry(expires, expires)
             return 0
-        missing = self._found.where(F.col(tf.KEY_LINK).isNull()).select("keyHash", F.col("__jk_day").alias("day"))
         inserted = self.store.insert_new_keys(self.config.group_id, missing, self.config.retention_days,
                                               self.run_id, self.counts.first_day, self.counts.last_day)
         return max(0, inserted - self.missing_quarantine)
