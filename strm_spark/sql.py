@@ -310,11 +310,10 @@ def check_read_only(spark: SparkSession, statement: str) -> None:
     """Refuse a statement that could write or change anything (INSERT, CREATE, MERGE, SET, ...,
     also a query whose CTE or FROM clause ends in an INSERT): decrypted PII must not leave
     through a write outside forget and audit. Checks the leading keyword and Spark's parsed plan
-    (EXPLAIN executes nothing); the error names the statement's kind, never its text."""
-    words = _LEADING_NOISE.sub("", statement, count=1).split(None, 1)
-    keyword = words[0].upper().rstrip("(;") if words else ""
-    if keyword not in READ_ONLY_STATEMENTS:
-        raise ReadOnlyError(f"strm-spark sql is read-only: a {keyword or 'empty'} statement is refused; "
+    (EXPLAIN executes nothing); the error never shows the statement's text."""
+    keyword = re.match(r"[A-Za-z]*", _LEADING_NOISE.sub("", statement, count=1)).group(0).upper()
+    if keyword not in READ_ONLY_STATEMENTS:  # the statement's first word is not echoed: it may be anything
+        raise ReadOnlyError("strm-spark sql is read-only: only queries, SHOW, DESCRIBE and EXPLAIN run; "
                             "pass --allow-writes to run statements that write or change anything")
     if keyword != "EXPLAIN":
         plan = spark.sql(f"EXPLAIN EXTENDED {statement}").first()[0]
