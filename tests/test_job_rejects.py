@@ -19,7 +19,8 @@ HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Custome
 BAD = [
     ("800001,X1,BAD TS,1,2010-13-45 25:61,1.0,99001,United Kingdom", "99001",
      "timestamp field 'InvoiceDate' does not match pattern 'yyyy-MM-dd HH:mm:ss'"),
-    ("800002,X2,BAD QTY,three,2010-12-01 09:00:00,1.0,99002,United Kingdom", "99002",
+    # Source text shifted into a field that is not PII (StockCode): a bad row can hold anything.
+    ("800002,shifted.victim@example.com,BAD QTY,three,2010-12-01 09:00:00,1.0,99002,United Kingdom", "99002",
      "field 'Quantity' is not a valid INTEGER"),
     ("800003,X3,EXTRA,1,2010-12-01 09:00:00,1.0,99003,United Kingdom,surplus", "99003",
      "malformed record (wrong number of fields or bad quoting)"),
@@ -129,6 +130,11 @@ def test_no_plaintext_of_rejected_pii_anywhere_in_outputs(reject_run):
              for log in (Path(config.rejected.path) / "_delta_log").glob("*.json")
              for line in log.read_text().splitlines() if '"add"' in line and '"stats"' in line]
     assert stats and all("CustomerID" not in s.get("minValues", {}) for s in stats)
+    # Any source field of a bad row can hold anything: only what the job writes keeps statistics.
+    assert all(set(s.get("minValues", {})) <= {"sourceFile", "rowNumber", "runId", "rejectedAt", "strmMeta"}
+               for s in stats)
+    for path in (p for p in (Path(config.rejected.path) / "_delta_log").rglob("*") if p.is_file()):
+        assert b"shifted.victim" not in path.read_bytes(), f"shifted source text in {path.name}"
 
 
 def test_data_subjects_skip_quarantined_rows(spark, reject_run):

@@ -31,10 +31,10 @@ def stats_columns(config: JobConfig) -> list[str]:
     return cols + ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink", "strmDay"]
 
 
-def rejected_stats_columns(config: JobConfig) -> list[str]:
-    contract = config.contract
-    return [n for n in contract.field_names if n not in contract.sensitive_columns] + [
-        "sourceFile", "rowNumber", "runId", "rejectedAt"]
+# The rejected table keeps statistics only on what the job writes: any source field of a bad
+# row can hold anything (a shifted row puts an email into a field that is not PII), and
+# statistics outlive the row in `_delta_log` and its .crc files, where forget never reaches.
+REJECTED_STATS = ("sourceFile", "rowNumber", "runId", "rejectedAt", "strmMeta.keyLink")
 
 
 def write_output(rows: DataFrame, out: OutputConfig | DerivedConfig, config: JobConfig, mode: str,
@@ -52,7 +52,7 @@ def write_output(rows: DataFrame, out: OutputConfig | DerivedConfig, config: Job
 
 def write_rejected(spark: SparkSession, rejected: DataFrame, config: JobConfig, mode: str,
                    txn: tuple[str, int] | None, any_rejected: bool) -> None:
-    stats = rejected_stats_columns(config)
+    stats = REJECTED_STATS
     if any_rejected or mode != "append" or config.rejected.format != "delta":
         write_table(rejected, config.rejected.path, config.rejected.format, mode, (), stats, txn)
     else:  # nothing to append: the table only has to exist (one commit saved per run)
