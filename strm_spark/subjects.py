@@ -592,16 +592,15 @@ def _purge_tables(spark: SparkSession, config: JobConfig, store: KeyStore) -> li
 
 def _derived_deletes(spark: SparkSession, config: JobConfig, links: DataFrame, days: list[date],
                      undated: DataFrame | None, report: ErasureReport) -> list[Callable[[], None]]:
-    """Deletes of derived rows whose strmMeta.keyLink is in `links`, pruned to the keys' days
-    (strmDay); links whose key (and so day) is already gone (a rerun after a crash) are matched
+    """Deletes of derived rows whose strmMeta.keyLink is in `links`, pruned to the calendar
+    months of the keys' days (strmDay, never the days themselves); links whose key (and so day) is already gone (a rerun after a crash) are matched
     over the whole table. One task per table, to run side by side."""
     def delete(name: str, path: str) -> None:
         removed = 0
         if ops.is_delta(spark, path):
             if days:
-                day_list = ", ".join(f"DATE'{x.isoformat()}'" for x in days)
                 removed += ops.merge_delete(spark, path, links,
-                                            f"t.strmDay IN ({day_list}) AND t.strmMeta.keyLink = s.keyLink")
+                                            f"({_month_ranges(days)}) AND t.strmMeta.keyLink = s.keyLink")
             if undated is not None:
                 removed += ops.merge_delete(spark, path, undated, "t.strmMeta.keyLink = s.keyLink")
         report.derived_rows_removed[name] = removed
@@ -609,6 +608,27 @@ def _derived_deletes(spark: SparkSession, config: JobConfig, links: DataFrame, d
     for d in config.derived:
         report.derived_rows_removed.setdefault(d.name, 0)
     return [lambda d=d: delete(d.name, d.path) for d in config.derived]
+
+
+def _month_ranges(days: Sequence[date]) -> str:
+    """A strmDay condition that covers `days` by whole calendar months, consecutive months as
+    one range. Delta keeps a MERGE's condition in `commitInfo`, where it outlives the erasure:
+    months are shared by everyone active in them, where the days would be the subject's own,
+    and they still let the statistics on strmDay skip the files of other months."""
+    months = sorted({(d.year, d.month) for d in days})
+    ranges: list[list[tuple[int, int]]] = []
+    for year, month in months:
+        if ranges and _next_month(*ranges[-1][1]) == (year, month):
+            ranges[-1][1] = (year, month)
+        else:
+            ranges.append([(year, month), (year, month)])
+    return " OR ".join(
+        f"(t.strmDay >= DATE'{date(*lo, 1).isoformat()}' AND t.strmDay < DATE'{date(*_next_month(*hi), 1).isoformat()}')"
+        for lo, hi in ranges)
+
+
+def _next_month(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _rejected_delete(spark: SparkSession, config: JobConfig, links: DataFrame, report: ErasureReport) -> int:

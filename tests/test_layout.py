@@ -4,6 +4,7 @@ reads bounded to a batch's days, and what a failed run leaves behind."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_p
     still succeed with all their rows: they never opened those files."""
     from strm_spark.subjects import export_subject, forget
 
-    early = _uci_slice(tmp_path / "early.csv", 1, 3000)    # 2010-12-01
+    early = _uci_slice(tmp_path / "early.csv", 1, 3000)    # 2010-12-01, moved to November:
+    early.write_text(early.read_text(encoding="utf-8").replace(",2010-12-01 ", ",2010-11-01 "), encoding="utf-8")
     late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # 2010-12-07 .. 2010-12-09
     out = tmp_path / "out"
     run_job(spark, job_config(early, out))
@@ -145,6 +147,14 @@ def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_p
     assert again.files == first.files
     report = forget(spark, config, [subject])
     assert report.completed and report.derived_rows_removed == {"decrypted-0": rows}
+    # Delta keeps each MERGE's condition in commitInfo: it names whole months, never the
+    # forgotten subject's days.
+    commits = [json.loads(line)["commitInfo"] for log in sorted((out / "derived" / "d0" / "_delta_log").glob("*.json"))
+               for line in log.read_text().splitlines() if '"commitInfo"' in line]
+    merges = [c["operationParameters"]["predicate"] for c in commits if c["operation"] == "MERGE"]
+    assert merges and all(day not in c for c in merges for day in first.partitions_read)
+    assert all(re.findall(r"\d{4}-\d{2}-(\d{2})", c) and set(re.findall(r"\d{4}-\d{2}-(\d{2})", c)) == {"01"}
+               for c in merges)
 
 
 def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, monkeypatch):
