@@ -334,7 +334,8 @@ def export_subject(spark: SparkSession, config: JobConfig, subject: str, out: st
         rej, rej_version = _read_pinned(spark, rej_path, rej_fmt)
         if keys and keys_df is not None:
             rej_rows = _decrypted_subject_rows(rej, keys_df, contract, subject, order="rowNumber")
-        quarantined = _quarantined_rows(spark, config, store, [subject])
+        quarantined = (_subject_rejected_rows(spark, config, _quarantine_keys(config, store), [subject])
+                       if store.exists() else None)
         if quarantined is not None:
             rej_rows += [r.asDict(recursive=True) for r in
                          quarantined.orderBy("runId", "sourceFile", "rowNumber").collect()]
@@ -470,22 +471,27 @@ def _raw_record_matcher(subjects: frozenset[str], subject_field: str, source_for
     return matches
 
 
-def _quarantined_rows(spark: SparkSession, config: JobConfig, store: KeyStore,
-                      subjects: Sequence[str]) -> DataFrame | None:
-    """Rejected rows under the group's quarantine keys that belong to `subjects`, decrypted:
-    by the subject field when the reader could split the record, else by the raw record. The
-    ids travel inside the matching function, never as literals in the query plan."""
+def _quarantine_keys(config: JobConfig, store: KeyStore) -> DataFrame:
+    return (store.cleartext_keys(config.group_id).where(F.col("kind") == "quarantine")
+            .select(F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET)))
+
+
+def _subject_rejected_rows(spark: SparkSession, config: JobConfig, keys: DataFrame,
+                           subjects: Sequence[str]) -> DataFrame | None:
+    """Rejected rows under `keys` (cleartext; `KEY_LINK`, `KEYSET`) that belong to `subjects`,
+    decrypted: by the subject field when the reader could split the record, else by the raw
+    record. For keys shared by many people: the group's quarantine keys, and row keys whose
+    key-field value other subjects share. The ids travel inside the matching function, never as
+    literals in the query plan."""
     contract = config.contract
     subject_field = contract.data_subject_field
     path, fmt = config.rejected.path, config.rejected.format
-    if not subjects or not subject_field or not store.exists() or not _exists(spark, path, fmt):
+    if not subjects or not subject_field or not _exists(spark, path, fmt):
         return None
     rejected = read_table(spark, path, fmt)
     if not _has_path(rejected, subject_field):
         return None
-    qkeys = (store.cleartext_keys(config.group_id).where(F.col("kind") == "quarantine")
-             .select(F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET)))
-    joined = rejected.join(F.broadcast(qkeys), _meta(rejected, "keyLink") == F.col(tf.KEY_LINK), "inner")
+    joined = rejected.join(F.broadcast(keys), _meta(rejected, "keyLink") == F.col(tf.KEY_LINK), "inner")
     plain = _decrypted(joined, contract)
     wanted = frozenset(subjects)
     options = dict(config.source.options)
@@ -500,6 +506,29 @@ def _quarantined_rows(spark: SparkSession, config: JobConfig, store: KeyStore,
     match = F.pandas_udf(flag, "boolean")
     mine = plain.where(match(_path_col(subject_field).cast("string"), F.col("rawRecord")))
     return mine.select(*[F.col(f"`{c}`") for c in rejected.columns])
+
+
+def _others_rows(spark: SparkSession, config: JobConfig, keys: DataFrame, subjects: Sequence[str],
+                 days: Sequence[date]) -> int:
+    """Encrypted and rejected rows under `keys` (shared key links) that belong to other
+    subjects than `subjects`: they become unreadable when the keys go. Counted before."""
+    subject_field = config.contract.data_subject_field
+    wanted = _subjects_df(spark, subjects)
+    total = 0
+    for path, fmt, pruned in ((config.encrypted.path, config.encrypted.format, bool(days)),
+                              (config.rejected.path, config.rejected.format, False)):
+        if not subject_field or not _exists(spark, path, fmt):
+            continue
+        table = read_table(spark, path, fmt)
+        if pruned and "strmDay" in table.columns:
+            table = table.where(F.expr(_month_ranges(days, "")))
+        joined = table.join(F.broadcast(keys), _meta(table, "keyLink") == F.col(tf.KEY_LINK), "inner")
+        plain = _decrypted(joined, config.contract) if _has_path(table, subject_field) else None
+        if plain is None:
+            continue
+        owner = _path_col(subject_field).cast("string")
+        total += plain.join(F.broadcast(wanted), owner == wanted["dataSubject"], "left_anti").count()
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,6 +546,8 @@ class ErasureReport:
     subjects_found: int = 0
     key_links: int = 0
     shared_key_links: int = 0
+    other_subjects: int = 0
+    other_subjects_rows_unreadable: int = 0
     keys_removed: int = 0
     derived_rows_removed: dict[str, int] = field(default_factory=dict)
     rejected_rows_removed: int = 0
@@ -610,7 +641,21 @@ def _derived_deletes(spark: SparkSession, config: JobConfig, links: DataFrame, d
     return [lambda d=d: delete(d.name, d.path) for d in config.derived]
 
 
-def _month_ranges(days: Sequence[date]) -> str:
+def _shared_links(spark: SparkSession, config: JobConfig, ds: DataFrame, links: DataFrame,
+                  subjects: Sequence[str], report: ErasureReport) -> list[str]:
+    """The key links of `links` that other subjects than `subjects` have entries under too. A
+    key link covers one key-field value, so only when that is not the subject field can it."""
+    if config.contract.key_field == config.contract.data_subject_field:
+        return []
+    others = (ds.join(F.broadcast(links), "keyLink")
+              .join(F.broadcast(_subjects_df(spark, subjects)), "dataSubject", "left_anti")
+              .select("dataSubject", "keyLink").distinct().collect())
+    shared = sorted({r["keyLink"] for r in others})
+    report.shared_key_links, report.other_subjects = len(shared), len({r["dataSubject"] for r in others})
+    return shared
+
+
+def _month_ranges(days: Sequence[date], alias: str = "t.") -> str:
     """A strmDay condition that covers `days` by whole calendar months, consecutive months as
     one range. Delta keeps a MERGE's condition in `commitInfo`, where it outlives the erasure:
     months are shared by everyone active in them, where the days would be the subject's own,
@@ -623,7 +668,8 @@ def _month_ranges(days: Sequence[date]) -> str:
         else:
             ranges.append([(year, month), (year, month)])
     return " OR ".join(
-        f"(t.strmDay >= DATE'{date(*lo, 1).isoformat()}' AND t.strmDay < DATE'{date(*_next_month(*hi), 1).isoformat()}')"
+        f"({alias}strmDay >= DATE'{date(*lo, 1).isoformat()}' AND {alias}strmDay < "
+        f"DATE'{date(*_next_month(*hi), 1).isoformat()}')"
         for lo, hi in ranges)
 
 
@@ -638,26 +684,35 @@ def _rejected_delete(spark: SparkSession, config: JobConfig, links: DataFrame, r
     return ops.merge_delete(spark, config.rejected.path, links, "t.strmMeta.keyLink = s.keyLink")
 
 
+def _delete_subject_rejected(spark: SparkSession, config: JobConfig, keys: DataFrame,
+                             subjects: Sequence[str]) -> int:
+    """Delete the rejected rows of `subjects` under shared `keys` (found by decrypting them),
+    matched by their key link and place (run, file, row); the keys themselves stay."""
+    found = _subject_rejected_rows(spark, config, keys, subjects)
+    if found is None:
+        return 0
+    ids = (found.select(_meta(found, "keyLink").alias("keyLink"), "runId", "sourceFile", "rowNumber")
+           .distinct().collect())
+    if not ids:
+        return 0
+    source = spark.createDataFrame([tuple(r) for r in ids],
+                                   "keyLink string, runId string, sourceFile string, rowNumber long")
+    return ops.merge_delete(
+        spark, config.rejected.path, source,
+        "t.strmMeta.keyLink = s.keyLink AND t.runId <=> s.runId AND t.sourceFile <=> s.sourceFile "
+        "AND t.rowNumber <=> s.rowNumber")
+
+
 def _delete_quarantined(spark: SparkSession, config: JobConfig, store: KeyStore, subjects: Sequence[str],
                         report: ErasureReport, linked: DataFrame | None) -> None:
-    """Rejected rows of `subjects`: those under their key links (`linked`), then those under
+    """Rejected rows of `subjects`: those under their own key links (`linked`), then those under
     quarantine keys, found by decrypting them (the quarantine keys stay: they are shared).
     One task, since both change the rejected table."""
     if linked is not None:
         report.rejected_rows_removed += _rejected_delete(spark, config, linked, report)
-    found = _quarantined_rows(spark, config, store, subjects)
-    if found is None:
+    if not store.exists():
         return
-    ids = (found.select(_meta(found, "keyLink").alias("keyLink"), "runId", "sourceFile", "rowNumber")
-           .distinct().collect())
-    if not ids:
-        return
-    source = spark.createDataFrame([tuple(r) for r in ids],
-                                   "keyLink string, runId string, sourceFile string, rowNumber long")
-    removed = ops.merge_delete(
-        spark, config.rejected.path, source,
-        "t.strmMeta.keyLink = s.keyLink AND t.runId <=> s.runId AND t.sourceFile <=> s.sourceFile "
-        "AND t.rowNumber <=> s.rowNumber")
+    removed = _delete_subject_rejected(spark, config, _quarantine_keys(config, store), subjects)
     report.rejected_rows_removed += removed
     report.quarantined_rows_removed += removed
 
@@ -691,7 +746,9 @@ def _audit_record(report: ErasureReport, config: JobConfig, hashes: list[str], s
         expired_before=expired_before,
         details={"derived_rows_removed": report.derived_rows_removed, "tables_purged": report.tables_purged,
                  "quarantined_rows_removed": report.quarantined_rows_removed,
-                 "key_links": report.key_links, "shared_key_links": report.shared_key_links} if done else None,
+                 "key_links": report.key_links, "shared_key_links": report.shared_key_links,
+                 "other_subjects": report.other_subjects,
+                 "other_subjects_rows_unreadable": report.other_subjects_rows_unreadable} if done else None,
     )
 
 
@@ -741,16 +798,23 @@ def forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str], *,
         dated = {r["keyLink"]: r["day"] for r in store.keysets(links).where(F.col("kind") == "row")
                  .select("keyLink", "day").collect()}
     ds = _data_subjects(spark, config)
-    # A key link covers one key-field value: only when that is not the subject field can it
-    # cover other people too.
-    if link_list and ds is not None and config.contract.key_field != config.contract.data_subject_field:
-        others = (ds.join(F.broadcast(links), "keyLink")
-                  .join(F.broadcast(_subjects_df(spark, subjects)), "dataSubject", "left_anti"))
-        report.shared_key_links = others.select("keyLink").distinct().count()
-        if report.shared_key_links:
-            report.notes.append(
-                f"{report.shared_key_links:,} key links also cover other subjects (the key field is not the "
-                "subject field): those rows are no longer decryptable and their derived rows were deleted too")
+    shared = _shared_links(spark, config, ds, links, subjects, report) if link_list and ds is not None else []
+    if shared and store.exists():
+        # Before the keys go: the other subjects' rows they make unreadable are counted, and
+        # this subject's rejected rows under them are found by decrypting (a rerun after a
+        # crash in step 1 or later finds none left).
+        shared_keys = (store.keysets(spark.createDataFrame([(k,) for k in shared], "keyLink string"), cleartext=True)
+                       .where(F.col("kind") == "row")
+                       .select(F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET)))
+        report.other_subjects_rows_unreadable = _others_rows(
+            spark, config, shared_keys, subjects, sorted({dated[k] for k in shared if k in dated}))
+        removed = _delete_subject_rejected(spark, config, shared_keys, subjects)
+        report.rejected_rows_removed += removed
+        report.notes.append(
+            f"{report.shared_key_links:,} key links also cover {report.other_subjects:,} other subjects (the key "
+            f"field is not the subject field): {report.other_subjects_rows_unreadable:,} of their encrypted and "
+            "rejected rows can no longer be decrypted, and derived rows under those keys were deleted; their "
+            "data subject entries stay, with key_present false")
 
     # Step 1: the keys (row keys only; quarantine keys are never linked to a subject).
     if link_list and store.exists():
@@ -770,13 +834,16 @@ def forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str], *,
         tasks += _derived_deletes(spark, config, dated_links, days, undated_df, report)
     else:
         report.derived_rows_removed = {d.name: 0 for d in config.derived}
-    tasks.append(lambda: _delete_quarantined(spark, config, store, subjects, report,
-                                             links if link_list else None))
+    own = [k for k in link_list if k not in set(shared)]
+    own_df = spark.createDataFrame([(k,) for k in own], "keyLink string") if own else None
+    tasks.append(lambda: _delete_quarantined(spark, config, store, subjects, report, own_df))
     ops.in_parallel(tasks)
     if link_list and ds is not None:
+        # The subjects' own entries only: other subjects sharing a key link keep theirs.
+        mine = spark.createDataFrame(sorted(entries), "dataSubject string, keyLink string")
         report.subject_entries_removed = ops.merge_delete(
-            spark, config.data_subjects.path, links,
-            f"t.keyLink = s.keyLink AND t.groupId = '{_sql_str(config.group_id)}'")
+            spark, config.data_subjects.path, mine,
+            f"t.keyLink = s.keyLink AND t.dataSubject = s.dataSubject AND t.groupId = '{_sql_str(config.group_id)}'")
     if steps.done(2, "rows"):
         return report
 
