@@ -227,14 +227,17 @@ def decrypting_view(
     engine: str = "python",
 ) -> DataFrame:
     """The content of a derived output computed at query time from the encrypted table and
-    the key store: rows whose consent passes, allowed PII decrypted, masked fields hashed.
+    the key store: rows whose consent passes and whose key still exists, allowed PII
+    decrypted, masked fields hashed.
     `engine`: 'python' (Arrow UDF), 'jvm' (registered JVM functions) or 'auto'."""
     engine = resolve_engine(encrypted.sparkSession, engine)
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
     keyset = compact_keyset_column(F.col("keyset")) if engine == "jvm" else F.col("keyset")
     ks = keys.select(F.col("keyLink").alias("__vk_link"), keyset.alias("__vk_keyset"))
     rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
-            .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "left"))
+            # Inner: a row whose key was destroyed (forget, purge-expired) is gone from the view,
+            # as it is from the derived tables, not shown with its PII null.
+            .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "inner"))
     paths = [p for p in contract.pii_names if p in allowed]
     if masked_fields and masker is None:
         raise ValueError("masked fields need a masker")

@@ -239,3 +239,45 @@ def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views
     assert not out.exists() and "read-only" in capsys.readouterr().err
     assert main(["sql", str(config.config_path), "-q", write, "--allow-writes"]) == 0
     assert out.exists()
+
+
+def test_views_equal_the_derived_tables_after_forget_and_purge_expired(spark, tmp_path):
+    """A view shows only rows whose key still exists: after a forget and a purge-expired it
+    holds exactly what the (erased) derived tables hold."""
+    import shutil
+
+    from conftest import REPO
+    from strm_spark.config import load_job_config
+    from strm_spark.generate import generate
+    from strm_spark.hashing import new_secret_file
+    from strm_spark.job import run_job
+    from strm_spark.subjects import forget, purge_expired
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    generate(str(tmp_path / "out/demo/input/clickstream.csv"), rows=400, seed=11, invalid_fraction=0.0)
+    new_secret_file(tmp_path / "out/demo/secrets/mask-seed")
+    config = load_job_config(tmp_path / "conf" / "demo.yaml")
+    run_job(spark, config)
+
+    def check(stage: str) -> int:
+        names = register_job_views(spark, config, prefix=f"{stage}_", engine="python")
+        total = 0
+        for d in config.derived:
+            written = spark.read.format("delta").load(d.path)
+            view = spark.table(f"{stage}_{d.name.replace('-', '_')}").select(*written.columns)
+            assert_df_equality(view, written, ignore_row_order=True, ignore_nullable=True)
+            total += written.count()
+        for name in names:
+            spark.catalog.dropTempView(name)
+        return total
+
+    before = check("before")
+    subjects = spark.read.format("delta").load(config.data_subjects.path)
+    busiest = subjects.groupBy("dataSubject").count().orderBy(F.desc("count"), "dataSubject").first()[0]
+    assert forget(spark, config, [busiest]).derived_total > 0
+    after_forget = check("forgot")
+    expiries = sorted(r[0] for r in spark.read.format("delta").load(f"{config.key_store}/keys")
+                      .where("kind = 'row'").select("expiresAt").distinct().collect())
+    assert purge_expired(spark, config, now=expiries[len(expiries) // 2]).derived_total > 0
+    after_purge = check("purged")
+    assert before > after_forget > after_purge > 0
