@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from . import _delta_ops as ops
-from . import audit
+from . import audit, private
 from . import transformations as tf
 from .config import JobConfig
 from .contract import Contract, split_path
@@ -776,7 +776,16 @@ def forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str], *,
     """The erasure request for `subjects` (see the module docstring for the four steps).
 
     Idempotent: rerunning after a crash at any point completes the erasure. A subject that
-    does not exist counts 0. `stop_after_step` (1-3) stops early, as a crash would (for tests)."""
+    does not exist counts 0. `stop_after_step` (1-3) stops early, as a crash would (for tests).
+    Files the erasure rewrites stay owner-only on a local file system."""
+    try:
+        return _forget(spark, config, subjects, stop_after_step)
+    finally:
+        private.seal(private.job_locations(config))
+
+
+def _forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str],
+            stop_after_step: int | None) -> ErasureReport:
     _require_delta_outputs(config)
     subjects = sorted({s for s in subjects if s is not None})
     # The master key (if any) opens quarantine keysets in step 2; check it before anything changes.
@@ -862,6 +871,16 @@ def forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str], *,
 
 def purge_expired(spark: SparkSession, config: JobConfig, now: datetime | None = None, *,
                   stop_after_step: int | None = None) -> ErasureReport:
+    """Delete and physically purge the group's keys whose expiresAt is at or before `now`; see
+    `_purge_expired`. Files it rewrites stay owner-only on a local file system."""
+    try:
+        return _purge_expired(spark, config, now, stop_after_step)
+    finally:
+        private.seal(private.job_locations(config))
+
+
+def _purge_expired(spark: SparkSession, config: JobConfig, now: datetime | None,
+                   stop_after_step: int | None) -> ErasureReport:
     """Delete and physically purge the group's keys whose expiresAt is at or before `now`
     (default: the current time), with the data subjects entries, derived rows and rejected
     rows of their key links; audit record as for forget.

@@ -81,3 +81,10 @@ def test_forget_keeps_the_records_of_others_who_share_a_key_link(spark, shared_r
     assert again.completed and again.subjects_found == 0
     assert list_subjects(spark, config).subjects == (ALSO, STAYS)
     assert spark.read.format("delta").load(config.data_subjects.path).where(F.col("dataSubject") == GONE).count() == 0
+    # Files the erasure rewrote (REORG, VACUUM, the audit table) stay owner-only.
+    import stat
+    from pathlib import Path
+
+    for top in (Path(config.key_store), Path(config.derived[0].path), Path(config.data_subjects.path)):
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in top.rglob("*") if p.is_file()}
+        assert modes == {0o600}, top.name

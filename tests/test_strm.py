@@ -300,3 +300,22 @@ def test_master_key_wraps_the_key_store_and_keys_csv_stays_strm_compatible(spark
     handle = cleartext_keyset_handle.read(tink.JsonKeysetReader(keys[enc[1][link]]))
     prim = handle.primitive(daead.DeterministicAead)
     assert prim.decrypt_deterministically(base64.b64decode(enc[1][2]), b"").decode() == "+31 6 1"
+
+
+def test_files_with_keys_secrets_or_plaintext_are_owner_only(blogpost):
+    """Under the usual umask 022 Spark writes 0644 files and 0755 folders: the key store
+    (cleartext keysets), hash_keys, audit_keys, keys.csv, decrypted-0.csv and the data subjects
+    are made 0600 and 0700."""
+    import stat
+
+    out, _ = blogpost
+    paths = [out / "keys.csv", out / "decrypted-0.csv", out / "strm-spark" / "keystore", out / "strm-spark" / "data_subjects"]
+    checked = 0
+    for top in paths:
+        assert top.exists(), top.name
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o700 if path.is_dir() else 0o600), f"{path.relative_to(out)}: {oct(mode)}"
+            checked += 1
+    names = {p.name for p in (out / "strm-spark" / "keystore").iterdir()}
+    assert {"keys", "hash_keys"} <= names and checked > 20

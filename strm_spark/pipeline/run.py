@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
+from .. import private
 from .. import transformations as tf
 from ..config import JobConfig
 from ..errors import StrmSparkError
@@ -30,6 +31,8 @@ def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None
     files no earlier run processed (all of them with `reprocess`, outputs overwritten).
     `engine`: where cells are encrypted: 'jvm' (strm-spark's UDF jar), 'python' (Arrow UDFs),
     or 'auto' (the JVM when the jar is on the class path); the ciphertext is the same."""
+    outputs = private.job_locations(config)
+    private.prepare(outputs, create=False)  # existing local output folders are owner-only
     try:
         return _run(spark, config, run_id, reprocess, engine)
     except StrmSparkError:
@@ -39,6 +42,8 @@ def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None
         if translated is not None:
             raise translated from None
         raise
+    finally:
+        private.seal(outputs)  # and so is every file written, also by a failed run
 
 
 def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool,
@@ -71,6 +76,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         saved = spark.conf.get(_CSV_PRUNING, None)
         spark.conf.set(_CSV_PRUNING, "false")
         release.callback(lambda: spark.conf.unset(_CSV_PRUNING) if saved is None else spark.conf.set(_CSV_PRUNING, saved))
+        private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
         store.ensure()
         hash_key = store.hash_key(config.group_id)
         progress(1, "key store ready: %s", store.location)
@@ -104,6 +110,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts)
         progress(5, "encrypted, derived and rejected tables written")
 
+        private.prepare([config.data_subjects.path])  # subject ids in clear
         out.data_subject_links_added = write.merge_data_subjects(
             spark, derive.data_subject_links(matched, config.group_id), config, expires_first, expires_last)
         out.outputs["data subjects"] = config.data_subjects.path
@@ -148,6 +155,7 @@ def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, t
                              + ("; the seed is empty, so masked values can be reversed by brute force"
                                 if not d.inline_seed else ""))
         source, carry = _rows_for(valid, config, d)
+        private.prepare([d.path])  # plaintext PII: 0700 before the first file
         write.write_output(derive.derived_rows(source, config, d, mask_seed, carry), d, config, mode, txn, stats)
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path

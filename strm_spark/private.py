@@ -1,0 +1,87 @@
+"""Owner-only files on local file systems.
+
+What strm-spark writes holds keys (the key store, `keys.csv`), secrets (`hash_keys`,
+`audit_keys`), plaintext PII (derived tables, exports) or subject ids (data subjects). On a
+local file system these are made owner-only: folders 0700, files 0600. Spark's local file
+system sets the modes of what it creates from its own umask (022: 0644 and 0755) whatever the
+process umask or the session's Hadoop settings say, so the modes are set here: before a
+table that holds keys, secrets, subject ids or plaintext is first written, its folder is
+created 0700 (which already keeps other users out), and after a run every file is made 0600.
+Folders are created just before their first write, so input errors found earlier leave
+nothing behind. Paths on object storage (`s3a://`, `abfss://`, `gs://`, `dbfs:/`) are left
+alone: there the bucket's or catalog's grants protect them (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from .config import JobConfig
+
+FILE_MODE, DIR_MODE = 0o600, 0o700
+
+
+def local_path(location: str) -> Path | None:
+    """The local file system path of `location` (a plain path or a file: URI), else None."""
+    if location.startswith("file:"):
+        location = location[len("file:"):]
+        while location.startswith("//"):
+            location = location[1:]
+    elif "://" in location or location.startswith("dbfs:"):
+        return None
+    return Path(location)
+
+
+def job_locations(config: JobConfig) -> list[str]:
+    """Every table and file a job writes: all of them are owner-only."""
+    outs = [config.key_store, config.encrypted.path, config.rejected.path, config.data_subjects.path,
+            config.summary_dir, config.audit, *(d.path for d in config.derived)]
+    if config.keys_export is not None:
+        outs.append(config.keys_export.path)
+    return [o for o in outs if o]
+
+
+def prepare(locations: Iterable[str], create: bool = True) -> None:
+    """Make each local output folder 0700 before anything is written into it: created so
+    (`create`), or an existing one changed. A one-file output (STRM's CSV) is left to `seal`."""
+    for location in locations:
+        path = local_path(location)
+        if path is None or path.suffix.lower() == ".csv" or path.is_file():
+            continue
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            _chmod(path, DIR_MODE)
+
+
+def seal(locations: Iterable[str]) -> int:
+    """Make every local file under `locations` 0600 and every folder 0700; returns how many
+    modes were changed. Only modes are read: no file is opened."""
+    changed = 0
+    for location in locations:
+        path = local_path(location)
+        if path is None or not path.exists():
+            continue
+        if path.is_file():
+            changed += _chmod(path, FILE_MODE)
+            continue
+        changed += _chmod(path, DIR_MODE)
+        for root, dirs, files in os.walk(path):
+            for name in dirs:
+                changed += _chmod(Path(root, name), DIR_MODE)
+            for name in files:
+                changed += _chmod(Path(root, name), FILE_MODE)
+    return changed
+
+
+def _chmod(path: Path, mode: int) -> int:
+    try:
+        if stat.S_IMODE(path.lstat().st_mode) == mode or path.is_symlink():
+            return 0
+        path.chmod(mode)
+        return 1
+    except FileNotFoundError:  # removed meanwhile (a VACUUM, a temporary file)
+        return 0
