@@ -173,6 +173,10 @@ def test_sigkill_at_several_points_then_rerun_is_exactly_once(spark, tmp_path):
         assert rerun.batch == {"id": 0, "files": 1, "resumed": True, "mode": "append"}
         assert "resumed after an unfinished run" in rerun.render()
         _check_exactly_once(spark, out, rows)
+        # Counts after a resume are never negative and match the key store.
+        row_keys = spark.read.format("delta").load(str(out / "keystore" / "keys")).where("kind = 'row'").count()
+        assert rerun.keys_created >= 0 and rerun.keys_reused >= 0
+        assert rerun.keys_created + rerun.keys_reused == rerun.keys_needed == row_keys
 
 
 def test_two_jobs_of_one_group_at_once_converge_on_one_key_per_day(spark, tmp_path):
