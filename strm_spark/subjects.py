@@ -45,6 +45,7 @@ from .config import JobConfig
 from .contract import Contract, split_path
 from .errors import SubjectsError
 from .keystore import KeyStore
+from .keys import tombstones
 from .masterkey import load_master_key
 from .sql import decrypt_column, with_decrypted_pii
 from .tables import path_exists, read_table
@@ -548,6 +549,7 @@ class ErasureReport:
     shared_key_links: int = 0
     other_subjects: int = 0
     other_subjects_rows_unreadable: int = 0
+    tombstones: int = 0
     keys_removed: int = 0
     derived_rows_removed: dict[str, int] = field(default_factory=dict)
     rejected_rows_removed: int = 0
@@ -588,6 +590,9 @@ class ErasureReport:
             f"  files rewritten (REORG PURGE) {self.files_rewritten:,}",
             f"  files removed (VACUUM)        {self.files_removed:,} in {len(self.tables_purged)} tables",
         ]
+        if self.action == "forget":
+            lines.append(f"  tombstones written            {self.tombstones:,} (later runs drop these subjects' "
+                         "events from before now)")
         if self.completed:
             lines.append(f"  audit record                  {self.audit_id} in {self.audit_table}")
         else:
@@ -794,6 +799,9 @@ def _forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str],
                            subjects_requested=len(subjects))
     hashes = audit.subject_hashes(store.audit_key(config.group_id), subjects)
     audit.append(spark, config.audit, _audit_record(report, config, hashes, "started"))
+    # Tombstones first: a job running from now on drops the subjects' earlier events, also
+    # from re-delivered files, and a crashed forget has already left them.
+    report.tombstones = tombstones.add(spark, config.key_store, config.group_id, hashes, datetime.now(timezone.utc))
     steps = _Steps(report, stop_after_step)
 
     entries = _links_of(spark, config, subjects)

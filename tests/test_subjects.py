@@ -15,6 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 
 import subjects_data as sd
+from helpers import run_record
 from strm_spark import audit, crypto
 from strm_spark.errors import SubjectsError
 from strm_spark.hashing import hmac_sha256_hex
@@ -135,6 +136,24 @@ def test_forget_survives_crashes_and_leaves_no_byte_of_the_subject(spark, base_r
     # Nothing pending any more: a forget of nobody purges nothing.
     nothing = forget(spark, config, ["nobody@example.org"])
     assert nothing.completed and nothing.tables_purged == {} and nothing.keys_removed == 0
+    assert first.tombstones == 1 and "tombstones written" in first.render()
+
+    # Erasure that sticks: the same source file again (a re-delivery), and the person stays
+    # forgotten: 12 valid rows, a bad amount, a bad time and a malformed record are dropped.
+    rerun = run_job(spark, config)
+    assert rerun.rows_tombstoned == 15 and "rows dropped      15" in rerun.render()
+    assert rerun.rows_read == rerun.rows_encrypted + rerun.rows_rejected + rerun.rows_tombstoned
+    assert run_record(spark, rerun.outputs["run summary"], rerun.run_id)["rows_tombstoned"] == 15
+    assert key_links(spark, config, [sd.FORGET])[sd.FORGET] == []
+    for d in config.derived:
+        assert spark.read.format("delta").load(d.path).where(F.col("email") == sd.FORGET).count() == 0
+    again, _ = _scan(config, {k: v for k, v in needles.items() if k in ("subject id", "name")})
+    assert not again, f"came back: {again}"
+    # Events after the forget are new data, processed as usual.
+    with open(Path(config.source.path), "a", encoding="utf-8") as fh:
+        fh.write(f"ev-new,{sd.FORGET},{sd.FORGET_NAME},later,5,2099-01-05 10:00:00\n")
+    later = run_job(spark, config)
+    assert later.rows_tombstoned == 15 and len(key_links(spark, config, [sd.FORGET])[sd.FORGET]) == 1
 
 
 def _scan(config, needles):

@@ -9,17 +9,20 @@ from datetime import datetime, timezone
 
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from .. import private
 from .. import transformations as tf
 from ..config import JobConfig
 from ..errors import StrmSparkError
 from ..keys import KeyStore
+from ..keys import tombstones as tombstone_table
 from ..masterkey import load_master_key
 from . import derive, keys, summary, write
 from .encrypt import Encryptor
 from .incremental import Batch, FileLog, list_source_files
 from .read import ORDER_COLUMNS, as_data_error, read_source
+from .tombstones import TOMBSTONED, with_tombstoned
 from .validate import with_validation
 
 _CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
@@ -81,13 +84,21 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         hash_key = store.hash_key(config.group_id)
         progress(1, "key store ready: %s", store.location)
 
-        rows = with_validation(read_source(spark, config.source, config.contract, batch.paths if batch else None),
-                               config).persist(StorageLevel.MEMORY_AND_DISK)
-        release.callback(rows.unpersist)
+        read = with_validation(read_source(spark, config.source, config.contract, batch.paths if batch else None),
+                               config)
+        tombs = tombstone_table.read(spark, config.key_store, config.group_id)
+        if tombs is not None:  # subjects forgotten earlier: their earlier rows are dropped
+            read = with_tombstoned(read, tombs, store.audit_key(config.group_id), config)
+        read = read.persist(StorageLevel.MEMORY_AND_DISK)
+        release.callback(read.unpersist)
+        rows = read
+        if tombs is not None:
+            out.rows_tombstoned = read.where(F.col(TOMBSTONED)).count()
+            rows = read.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)
         pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(StorageLevel.MEMORY_AND_DISK)
         release.callback(pairs.unpersist)
         counts = keys.totals(rows, pairs, config)
-        out.rows_read, out.rows_rejected = counts.rows, counts.rejected
+        out.rows_read, out.rows_rejected = counts.rows + out.rows_tombstoned, counts.rejected
         out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
         out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
         progress(2, "read and validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
@@ -105,7 +116,8 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         progress(3, "keys: %s needed, %s created, %s reused", f"{out.keys_needed:,}", f"{out.keys_created:,}",
                  f"{out.keys_reused:,}")
 
-        matched = derive.with_row_numbers(derive.with_keys(rows, keymap), rows, counts.rejected > 0)
+        # Row numbers count every record of a file, dropped ones too.
+        matched = derive.with_row_numbers(derive.with_keys(rows, keymap), read, counts.rejected > 0)
         valid = derive.valid_rows(matched, config, encryptor)
         _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts)
         progress(5, "encrypted, derived and rejected tables written")

@@ -44,6 +44,7 @@ class RunSummary:
     rows_read: int = 0
     rows_encrypted: int = 0
     rows_rejected: int = 0
+    rows_tombstoned: int = 0  # rows of forgotten subjects from before their forget: dropped
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     keys_needed: int = 0
     keys_created: int = 0
@@ -76,6 +77,8 @@ class RunSummary:
         ]
         for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"      {count:>9,}  {reason}")
+        if self.rows_tombstoned:
+            lines.append(f"  rows dropped      {self.rows_tombstoned:,} (subjects forgotten after these events)")
         lines += [
             f"  keys              {self.keys_needed:,} used: {self.keys_created:,} created, "
             f"{self.keys_reused:,} reused" + (" (+1 quarantine key)" if self.quarantine_key else ""),

@@ -1,0 +1,91 @@
+"""Tombstones: erasure that sticks. A forget leaves one row per forgotten subject in
+`<store>/tombstones`: the group, the subject named by the group's audit HMAC (never in clear)
+and the time of the forget. A later run drops every row of a tombstoned subject whose event
+time is before that forget (or unknown), so a re-delivered source file or a restored backup
+does not bring the person back; events after the forget are new data.
+
+The table grows with forget requests, not with the data: a run reads the group's rows."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ..delta import create_table, is_delta, merge
+
+TOMBSTONES_SCHEMA = T.StructType([
+    T.StructField("groupId", T.StringType(), False),
+    T.StructField("subjectHash", T.StringType(), False),
+    T.StructField("forgottenAt", T.TimestampType(), False),
+])
+
+
+def tombstones_path(store_location: str) -> str:
+    return f"{store_location}/tombstones"
+
+
+def add(spark: SparkSession, store_location: str, group_id: str, hashes: Sequence[str], at: datetime) -> int:
+    """A tombstone per subject hash, at `at`; a later forget of the same subject moves its
+    time forward (events between the two forgets go too). Returns how many were written."""
+    path = tombstones_path(store_location)
+    create_table(spark, path, TOMBSTONES_SCHEMA, stats_columns="groupId,forgottenAt")
+    if not hashes:
+        return 0
+    source = spark.createDataFrame([(group_id, h, at) for h in sorted(set(hashes))], TOMBSTONES_SCHEMA)
+    metrics = merge(source, path, "t.groupId = s.groupId AND t.subjectHash = s.subjectHash",
+                    "WHEN MATCHED AND s.forgottenAt > t.forgottenAt THEN UPDATE SET t.forgottenAt = s.forgottenAt "
+                    "WHEN NOT MATCHED THEN INSERT *", f"tombstones {path}")
+    if metrics is None:
+        return len(set(hashes))
+    return int(metrics["num_inserted_rows"] or 0) + int(metrics["num_updated_rows"] or 0)
+
+
+def read(spark: SparkSession, store_location: str, group_id: str) -> DataFrame | None:
+    """The group's tombstones (subjectHash, forgottenAt), or None when there are none."""
+    path = tombstones_path(store_location)
+    if not is_delta(spark, path):
+        return None
+    found = (spark.read.format("delta").load(path).where(F.col("groupId") == F.lit(group_id))
+             .select("subjectHash", "forgottenAt"))
+    return found if found.limit(1).count() else None
+
+
+def _hmac_hex(key: bytes, value: str) -> str:
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def raw_record_flag(audit_key: bytes, hashes: frozenset[str], source_format: str, subject_field: str,
+                    delimiter: str) -> Callable[[Column], Column]:
+    """A function of a malformed record's raw text: whether it names a tombstoned subject (a
+    CSV field, or a JSON record's subject field, whose HMAC is a tombstone). Raw records have
+    no readable event time, so such a record is never known to be newer than the forget."""
+
+    def names(raw: str | None) -> bool:
+        if not isinstance(raw, str):
+            return False
+        if source_format == "json":
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                return False
+            value = doc.get(subject_field) if isinstance(doc, dict) else None
+            return value is not None and _hmac_hex(audit_key, str(value)) in hashes
+        try:
+            fields = next(csv.reader([raw], delimiter=delimiter), [])
+        except csv.Error:
+            fields = raw.split(delimiter)
+        return any(_hmac_hex(audit_key, f.strip()) in hashes for f in fields if f.strip())
+
+    def flag(raws: pd.Series) -> pd.Series:
+        return pd.Series([names(r) for r in raws], dtype=bool)
+
+    return F.pandas_udf(flag, "boolean")

@@ -1,0 +1,36 @@
+"""Stage 2b, tombstones: rows of subjects forgotten before their event time are dropped before
+any key, output or subject entry is made of them (see `strm_spark.keys.tombstones`)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .. import transformations as tf
+from ..config import JobConfig
+from ..hashing import hmac_column
+from ..keys import tombstones
+from .read import CORRUPT
+
+TOMBSTONED = "__tombstoned"
+
+
+def with_tombstoned(rows: DataFrame, tombs: DataFrame, audit_key: bytes, config: JobConfig) -> DataFrame:
+    """`rows` with a TOMBSTONED flag: the row's subject has a tombstone and the row's event
+    time is before the forget, or unknown (no readable time, or a malformed record whose raw
+    text names the subject). Only the batch's distinct subjects are hashed."""
+    subjects = rows.where(F.col(tf.SUBJECT).isNotNull()).select(tf.SUBJECT).distinct()
+    hit = (subjects.withColumn("subjectHash", hmac_column(F.col(tf.SUBJECT), audit_key))
+           .join(tombs, "subjectHash").select(tf.SUBJECT, F.unix_millis("forgottenAt").alias("__forgotten_ms")))
+    flagged = rows.join(F.broadcast(hit), tf.SUBJECT, "left")
+    before = F.col("__forgotten_ms").isNotNull() & (
+        F.col(tf.EPOCH_MS).isNull() | (F.col(tf.EPOCH_MS) < F.col("__forgotten_ms")))
+    flag = F.coalesce(before, F.lit(False))
+    subject_field = config.contract.data_subject_field
+    if CORRUPT in rows.columns and subject_field:
+        hashes = frozenset(r["subjectHash"] for r in tombs.select("subjectHash").collect())
+        options = dict(config.source.options)
+        named = tombstones.raw_record_flag(audit_key, hashes, config.source.format, subject_field,
+                                           options.get("sep", options.get("delimiter", ",")))
+        flag = flag | (F.col(CORRUPT).isNotNull() & F.coalesce(named(F.col(CORRUPT)), F.lit(False)))
+    return flagged.withColumn(TOMBSTONED, flag).drop("__forgotten_ms")
