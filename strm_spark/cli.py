@@ -66,6 +66,9 @@ def _validate(args: argparse.Namespace) -> int:
     from .config import load_job_config
 
     config = load_job_config(args.config)
+    from .preflight import check_job
+
+    check_job(config)  # what the run would fail on: seed, source, outputs, Java regexes
     print(f"{args.config}: valid (job {config.name}, contract {config.contract.source}, "
           f"{len(config.contract.pii_fields)} PII fields, {len(config.derived)} derived outputs)")
     return 0

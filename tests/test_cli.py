@@ -30,7 +30,7 @@ def test_run_prints_summary_and_exits_zero(spark, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "strm-spark run summary: job test_job" in proc.stdout
     assert "rows read         300" in proc.stdout
-    assert "[3/6] keys:" in proc.stderr  # progress, one line per stage
+    assert "[4/6] keys:" in proc.stderr  # progress, one line per stage
     from helpers import run_record
 
     assert run_record(spark, tmp_path / "out" / "_runs" / "runs")["rows_encrypted"] == 300

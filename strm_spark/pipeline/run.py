@@ -11,7 +11,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .. import private
+from .. import preflight, private
 from .. import transformations as tf
 from ..config import JobConfig
 from ..errors import StrmSparkError
@@ -34,6 +34,9 @@ def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None
     files no earlier run processed (all of them with `reprocess`, outputs overwritten).
     `engine`: where cells are encrypted: 'jvm' (strm-spark's UDF jar), 'python' (Arrow UDFs),
     or 'auto' (the JVM when the jar is on the class path); the ciphertext is the same."""
+    # What would otherwise fail after tables were created: seed, source, outputs, regexes.
+    preflight.check_job(config, java_regexes=False)
+    preflight.check_on_session(spark, config)
     outputs = private.job_locations(config)
     private.prepare(outputs, create=False)  # existing local output folders are owner-only
     try:
@@ -79,11 +82,6 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         saved = spark.conf.get(_CSV_PRUNING, None)
         spark.conf.set(_CSV_PRUNING, "false")
         release.callback(lambda: spark.conf.unset(_CSV_PRUNING) if saved is None else spark.conf.set(_CSV_PRUNING, saved))
-        private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
-        store.ensure()
-        hash_key = store.hash_key(config.group_id)
-        progress(1, "key store ready: %s", store.location)
-
         read = with_validation(read_source(spark, config.source, config.contract, batch.paths if batch else None),
                                config)
         tombs = tombstone_table.read(spark, config.key_store, config.group_id)
@@ -91,17 +89,24 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
             read = with_tombstoned(read, tombs, store.audit_key(config.group_id), config)
         read = read.persist(StorageLevel.MEMORY_AND_DISK)
         release.callback(read.unpersist)
-        rows = read
-        if tombs is not None:
-            out.rows_tombstoned = read.where(F.col(TOMBSTONED)).count()
-            rows = read.where(~F.col(TOMBSTONED)).drop(TOMBSTONED)
+        # Read (and cached) before the key store is touched: a CSV header that does not match
+        # the contract fails here, with nothing created.
+        dropped = F.count_if(F.col(TOMBSTONED)) if tombs is not None else F.lit(0)
+        out.rows_tombstoned = int(read.agg(dropped.alias("n")).first()["n"])
+        rows = read.where(~F.col(TOMBSTONED)).drop(TOMBSTONED) if tombs is not None else read
+        progress(1, "source read")
+
+        private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
+        store.ensure()
+        hash_key = store.hash_key(config.group_id)
+        progress(2, "key store ready: %s", store.location)
         pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(StorageLevel.MEMORY_AND_DISK)
         release.callback(pairs.unpersist)
         counts = keys.totals(rows, pairs, config)
         out.rows_read, out.rows_rejected = counts.rows + out.rows_tombstoned, counts.rejected
         out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
         out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
-        progress(2, "read and validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
+        progress(3, "validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
         summary.check_rejected_fraction(config, out)
 
         batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
@@ -113,7 +118,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         out.keys_created = batch_keys.create_missing()
         out.keys_reused = out.keys_needed - out.keys_created
         keymap, expires_first, expires_last = batch_keys.key_map(encryptor)
-        progress(3, "keys: %s needed, %s created, %s reused", f"{out.keys_needed:,}", f"{out.keys_created:,}",
+        progress(4, "keys: %s needed, %s created, %s reused", f"{out.keys_needed:,}", f"{out.keys_created:,}",
                  f"{out.keys_reused:,}")
 
         # Row numbers count every record of a file, dropped ones too.
