@@ -166,6 +166,9 @@ class JobConfig:
     master_key: MasterKeyRef | None = None
     audit: str = ""  # the audit table of forget / purge-expired; default <key store>/audit
     max_rejected_fraction: float | None = None  # fail the run, before any commit, above this
+    # Native CSV outputs: a text cell starting with = + - @ tab or CR gets a leading ' (OWASP's
+    # CSV-injection rule), so a spreadsheet does not run it as a formula.
+    csv_formula_guard: bool = True
 
     def __post_init__(self) -> None:
         if not self.audit:
@@ -356,7 +359,9 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
 
     # Outputs.
     onode = root.child("outputs")
-    onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir", "audit"})
+    onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir", "audit",
+                   "csv_formula_guard"})
+    formula_guard = onode.child("csv_formula_guard", True).boolean()
     mode = onode.child("mode", "append").choice(WRITE_MODES)
     layout_columns = ("strmDay", *[n for n in contract.field_names if n not in contract.sensitive_columns])
     encrypted = _output(onode.child("encrypted"), base, layout_columns=layout_columns)
@@ -424,6 +429,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         encrypted=encrypted, data_subjects=subjects, rejected=rejected, derived=tuple(derived),
         summary_dir=summary_dir, write_mode=mode, masking_seed=seed, config_path=source,
         master_key=master_key, audit=audit, max_rejected_fraction=max_rejected,
+        csv_formula_guard=formula_guard,
     )
 
 

@@ -27,8 +27,27 @@ def path_exists(spark: SparkSession, uri: str) -> bool:
     return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
 
 
-def flatten_for_csv(df: DataFrame) -> DataFrame:
-    """CSV holds no structs or arrays: `strmMeta.x` columns, arrays as JSON text like `[2]`."""
+# OWASP's CSV-injection rule: cells a spreadsheet would read as a formula.
+FORMULA_START = "^[=+@\t\r-]"
+
+
+def formula_guarded(value: Column) -> Column:
+    """A text cell with a leading ' where it starts with = + - @ tab or CR."""
+    return F.when(value.rlike(FORMULA_START), F.concat(F.lit("'"), value)).otherwise(value)
+
+
+def flatten_for_csv(df: DataFrame, formula_guard: bool = False) -> DataFrame:
+    """CSV holds no structs or arrays: `strmMeta.x` columns, arrays as JSON text like `[2]`;
+    with `formula_guard`, text cells that would start a formula get a leading '."""
+    flat = _flatten(df)
+    if not formula_guard:
+        return flat
+    return flat.select(*[formula_guarded(F.col(f"`{f.name}`")).alias(f.name)
+                         if isinstance(f.dataType, T.StringType) else F.col(f"`{f.name}`")
+                         for f in flat.schema.fields])
+
+
+def _flatten(df: DataFrame) -> DataFrame:
     cols = []
     for field in df.schema.fields:
         if isinstance(field.dataType, T.StructType):
@@ -48,11 +67,11 @@ def flatten_for_csv(df: DataFrame) -> DataFrame:
 
 def write_table(df: DataFrame, path: str, fmt: str, mode: str, partition_by: Sequence[str] = (),
                 stats_columns: Sequence[str] | None = None, txn: tuple[str, int] | None = None,
-                cluster_by: Sequence[str] = ()) -> None:
-    """Write `df` to `path` as Delta, Parquet or CSV (structs flattened); see
-    `strm_spark.delta.write_table`."""
+                cluster_by: Sequence[str] = (), formula_guard: bool = True) -> None:
+    """Write `df` to `path` as Delta, Parquet or CSV (structs flattened, formula cells guarded
+    unless `formula_guard` is off); see `strm_spark.delta.write_table`."""
     if fmt == "csv":
-        df = flatten_for_csv(df)
+        df = flatten_for_csv(df, formula_guard)
     elif fmt not in ("delta", "parquet"):  # pragma: no cover - config validation rejects other formats
         raise ValueError(f"unknown output format {fmt}")
     delta_write(df, path, mode, partition_by=partition_by, cluster_by=cluster_by,

@@ -280,6 +280,8 @@ def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, 
     # s2 at 23:30 Amsterdam is 22:30Z on Feb 6; s3 at 01:00 on Feb 7 is 00:00Z Feb 7: own days.
     assert summary.keys_needed == 3
     assert any("not a cryptographic hash" in n for n in summary.notes)
+    # STRM's bytes are kept ("+31 6 1" is not guarded), and the summary warns about them.
+    assert [n for n in summary.notes if n.startswith("derived granular: 2 rows hold a cell starting with")]
 
 
 def test_master_key_wraps_the_key_store_and_keys_csv_stays_strm_compatible(spark, tmp_path):

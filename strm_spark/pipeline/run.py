@@ -16,6 +16,7 @@ from .. import transformations as tf
 from ..config import JobConfig
 from ..errors import StrmSparkError
 from ..keys import KeyStore
+from ..tables import FORMULA_START
 from ..keys import tombstones as tombstone_table
 from ..masterkey import load_master_key
 from . import derive, keys, summary, write
@@ -146,6 +147,21 @@ def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> 
                          f"keys.master_key was set; new keysets are encrypted with {master.id}")
 
 
+def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> None:  # noqa: ANN001
+    """STRM's one-file CSV keeps STRM's bytes, so its cells are not guarded: the summary says
+    how many rows hold a cell a spreadsheet would run as a formula (one count, STRM CSV only)."""
+    if output.format != "strm-csv":
+        return
+    texts = [F.col(f"`{f.name}`") for f in rows.schema.fields if f.dataType.simpleString() == "string"]
+    if not texts:
+        return
+    risky = rows.where(F.exists(F.array(*texts), lambda c: c.rlike(FORMULA_START))).count()
+    if risky:
+        out.notes.append(f"{name}: {risky:,} rows hold a cell starting with = + - @ tab or CR, written as STRM "
+                         "wrote it (STRM's CSV layout is kept byte for byte); open the file in a spreadsheet "
+                         "only with formulas off")
+
+
 def _rows_for(valid, config, out):  # noqa: ANN001, ANN202
     """The valid rows an output is built from, and the columns it carries: STRM's one-file CSV
     echoes the source text and keeps input order."""
@@ -157,7 +173,9 @@ def _rows_for(valid, config, out):  # noqa: ANN001, ANN202
 def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts) -> None:  # noqa: ANN001
     stats = write.stats_columns(config)
     source, carry = _rows_for(valid, config, config.encrypted)
-    write.write_output(derive.encrypted_rows(source, config, carry), config.encrypted, config, mode, txn, stats)
+    encrypted = derive.encrypted_rows(source, config, carry)
+    write.write_output(encrypted, config.encrypted, config, mode, txn, stats)
+    _warn_formula_cells(out, config.encrypted, encrypted, "encrypted")
     out.outputs["encrypted"] = config.encrypted.path
     out.outputs["keys"] = store.keys_path
     if config.keys_export is not None:
@@ -173,7 +191,9 @@ def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, t
                                 if not d.inline_seed else ""))
         source, carry = _rows_for(valid, config, d)
         private.prepare([d.path])  # plaintext PII: 0700 before the first file
-        write.write_output(derive.derived_rows(source, config, d, mask_seed, carry), d, config, mode, txn, stats)
+        derived = derive.derived_rows(source, config, d, mask_seed, carry)
+        write.write_output(derived, d, config, mode, txn, stats)
+        _warn_formula_cells(out, d, derived, f"derived {d.name}")
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path
     write.write_rejected(spark, derive.rejected_rows(matched, config, encryptor, out.run_id), config, mode, txn,

@@ -47,14 +47,16 @@ def write_output(rows: DataFrame, out: OutputConfig | DerivedConfig, config: Job
     if not out.partition_by:
         rows = rows.sortWithinPartitions("strmDay")
     stats = [c for c in stats if c not in out.partition_by]  # Delta keeps partition values apart
-    write_table(rows, out.path, out.format, mode, out.partition_by, stats, txn, out.cluster_by)
+    write_table(rows, out.path, out.format, mode, out.partition_by, stats, txn, out.cluster_by,
+                config.csv_formula_guard)
 
 
 def write_rejected(spark: SparkSession, rejected: DataFrame, config: JobConfig, mode: str,
                    txn: tuple[str, int] | None, any_rejected: bool) -> None:
     stats = REJECTED_STATS
     if any_rejected or mode != "append" or config.rejected.format != "delta":
-        write_table(rejected, config.rejected.path, config.rejected.format, mode, (), stats, txn)
+        write_table(rejected, config.rejected.path, config.rejected.format, mode, (), stats, txn,
+                    formula_guard=config.csv_formula_guard)
     else:  # nothing to append: the table only has to exist (one commit saved per run)
         create_table(spark, config.rejected.path, rejected.schema, (), stats)
 
