@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 
 from .errors import StrmSparkError
@@ -56,10 +58,27 @@ def _sql(args: argparse.Namespace) -> int:
     if query:
         if args.allow_writes:
             log.warning("strm-spark sql: --allow-writes given; statements may write or change tables and files")
-        else:
-            check_read_only(spark, query)
-        spark.sql(query).show(args.limit, truncate=False)
+        _show(spark, query, args.limit, None if args.allow_writes else check_read_only)
     return 0
+
+
+def _show(spark, query: str, limit: int, check=None) -> None:  # noqa: ANN001
+    """Run and print a query; a statement that does not parse or resolve is a user error
+    (exit 2), told by its error class and the first line of Spark's message, which names the
+    statement's own words and no row values (errors while rows are read are not shown)."""
+    from pyspark.errors import AnalysisException
+
+    from .errors import QueryError
+
+    try:
+        if check is not None:
+            check(spark, query)
+        df = spark.sql(query)
+    except AnalysisException as exc:
+        condition = exc.getCondition() or type(exc).__name__
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
+        raise QueryError(f"the query does not parse or resolve ({condition}): {first}") from None
+    df.show(limit, truncate=False)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -282,18 +301,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+@contextlib.contextmanager
+def _json_stdout():  # noqa: ANN202
+    """With --json, stdout holds only the JSON: file descriptor 1 (which the JVM that Spark
+    starts inherits, with log4j's lines and Delta's "Deleted N files") goes to stderr, and
+    Python's `print` writes to the real stdout, where only the JSON is printed. Restored
+    afterwards; left alone where stdout is already captured (an embedding program, tests)."""
+    if sys.stdout is not sys.__stdout__:
+        yield
+        return
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(os.dup(real), "w", buffering=1, encoding="utf-8")
     try:
-        return args.func(args)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout.close()
+        os.dup2(real, 1)
+        os.close(real)
+        sys.stdout = sys.__stdout__
+
+
+def _debug_log(exc: BaseException) -> str:
+    """The full error, for --debug only, in an owner-only file (Spark's texts can quote row
+    values, so they are never printed)."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="strm-spark-debug-", suffix=".log")  # created 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("".join(traceback.format_exception(exc)))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    if not debug:  # pyspark logs each failed query as a multi-KB JSON record, values included
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    try:
+        with _json_stdout() if getattr(args, "json", False) else contextlib.nullcontext():
+            return args.func(args)
     except StrmSparkError as exc:
         print(f"strm-spark: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # Spark or I/O failure: say what failed, first line only
+    except Exception as exc:  # Spark or I/O failure: its class and what to do, never its text
         condition = getattr(exc, "getCondition", lambda: None)() or type(exc).__name__
-        first = next((line for line in str(exc).splitlines() if line.strip()), "")
-        print(f"strm-spark: error: the job failed ({condition}): {first[:300]}", file=sys.stderr)
+        print(f"strm-spark: error: the {args.command} command failed ({condition}). Spark's message is not "
+              "shown, since it can quote row values; rerun with --debug to write it to a log file.", file=sys.stderr)
+        if debug:
+            path = _debug_log(exc)
+            print(f"strm-spark: warning: the full error is in {path} (mode 0600): it may hold data values; "
+                  "delete it when done", file=sys.stderr)
         return 1
 
 

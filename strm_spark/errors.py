@@ -38,3 +38,7 @@ class SubjectsError(StrmSparkError):
 
 class ReadOnlyError(StrmSparkError):
     """`strm-spark sql` was given a statement that writes, without --allow-writes."""
+
+
+class QueryError(StrmSparkError):
+    """`strm-spark sql`: the statement does not parse or does not resolve (a user error)."""
