@@ -46,6 +46,7 @@ from .contract import Contract, split_path
 from .errors import SubjectsError
 from .keystore import KeyStore
 from .keys import tombstones
+from .pipeline.read import raw_record_values, source_delimiter
 from .masterkey import load_master_key
 from .sql import decrypt_column, with_decrypted_pii
 from .tables import path_exists, read_table
@@ -454,20 +455,10 @@ def _raw_record_matcher(subjects: frozenset[str], subject_field: str, source_for
     whole CSV field, or as the subject field's value of a JSON record (else as a quoted string)."""
 
     def matches(raw: str | None) -> bool:
-        if raw is None:
-            return False
-        if source_format == "json":
-            try:
-                doc = json.loads(raw)
-                value = doc.get(subject_field) if isinstance(doc, dict) else None
-                return value is not None and str(value) in subjects
-            except ValueError:
-                return any(json.dumps(s) in raw for s in subjects)
-        try:
-            fields = next(csv.reader([raw], delimiter=delimiter), [])
-        except csv.Error:
-            fields = raw.split(delimiter)
-        return any(f.strip() in subjects for f in fields)
+        values = raw_record_values(raw, source_format, subject_field, delimiter)
+        if values is None:  # JSON that does not parse: search its text
+            return any(json.dumps(s) in raw for s in subjects)
+        return any(v in subjects for v in values)
 
     return matches
 
@@ -495,9 +486,7 @@ def _subject_rejected_rows(spark: SparkSession, config: JobConfig, keys: DataFra
     joined = rejected.join(F.broadcast(keys), _meta(rejected, "keyLink") == F.col(tf.KEY_LINK), "inner")
     plain = _decrypted(joined, contract)
     wanted = frozenset(subjects)
-    options = dict(config.source.options)
-    delimiter = options.get("sep", options.get("delimiter", ","))
-    raw_matches = _raw_record_matcher(wanted, subject_field, config.source.format, delimiter)
+    raw_matches = _raw_record_matcher(wanted, subject_field, config.source.format, source_delimiter(config.source))
 
     def flag(field_values: pd.Series, raw: pd.Series) -> pd.Series:
         return pd.Series([(v is not None and not (isinstance(v, float) and pd.isna(v)) and str(v) in wanted)
@@ -629,7 +618,8 @@ def _purge_tables(spark: SparkSession, config: JobConfig, store: KeyStore) -> li
 def _derived_deletes(spark: SparkSession, config: JobConfig, links: DataFrame, days: list[date],
                      undated: DataFrame | None, report: ErasureReport) -> list[Callable[[], None]]:
     """Deletes of derived rows whose strmMeta.keyLink is in `links`, pruned to the calendar
-    months of the keys' days (strmDay, never the days themselves); links whose key (and so day) is already gone (a rerun after a crash) are matched
+    months of the keys' days (strmDay, never the days themselves); links whose key (and so
+    day) is already gone (a rerun after a crash) are matched
     over the whole table. One task per table, to run side by side."""
     def delete(name: str, path: str) -> None:
         removed = 0

@@ -8,15 +8,10 @@ The table grows with forget requests, not with the data: a run reads the group's
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import hmac
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
-import pandas as pd
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -57,35 +52,3 @@ def read(spark: SparkSession, store_location: str, group_id: str) -> DataFrame |
     found = (spark.read.format("delta").load(path).where(F.col("groupId") == F.lit(group_id))
              .select("subjectHash", "forgottenAt"))
     return found if found.limit(1).count() else None
-
-
-def _hmac_hex(key: bytes, value: str) -> str:
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def raw_record_flag(audit_key: bytes, hashes: frozenset[str], source_format: str, subject_field: str,
-                    delimiter: str) -> Callable[[Column], Column]:
-    """A function of a malformed record's raw text: whether it names a tombstoned subject (a
-    CSV field, or a JSON record's subject field, whose HMAC is a tombstone). Raw records have
-    no readable event time, so such a record is never known to be newer than the forget."""
-
-    def names(raw: str | None) -> bool:
-        if not isinstance(raw, str):
-            return False
-        if source_format == "json":
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                return False
-            value = doc.get(subject_field) if isinstance(doc, dict) else None
-            return value is not None and _hmac_hex(audit_key, str(value)) in hashes
-        try:
-            fields = next(csv.reader([raw], delimiter=delimiter), [])
-        except csv.Error:
-            fields = raw.split(delimiter)
-        return any(_hmac_hex(audit_key, f.strip()) in hashes for f in fields if f.strip())
-
-    def flag(raws: pd.Series) -> pd.Series:
-        return pd.Series([names(r) for r in raws], dtype=bool)
-
-    return F.pandas_udf(flag, "boolean")

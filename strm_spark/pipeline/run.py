@@ -16,9 +16,9 @@ from .. import transformations as tf
 from ..config import JobConfig
 from ..errors import StrmSparkError
 from ..keys import KeyStore
-from ..tables import FORMULA_START
 from ..keys import tombstones as tombstone_table
 from ..masterkey import load_master_key
+from ..tables import FORMULA_START
 from . import derive, keys, summary, write
 from .encrypt import Encryptor
 from .incremental import Batch, FileLog, list_source_files

@@ -3,14 +3,16 @@ any key, output or subject entry is made of them (see `strm_spark.keys.tombstone
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from collections.abc import Callable
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from .. import transformations as tf
 from ..config import JobConfig
-from ..hashing import hmac_column
-from ..keys import tombstones
-from .read import CORRUPT
+from ..hashing import hmac_column, hmac_sha256_hex
+from .read import CORRUPT, raw_record_values, source_delimiter
 
 TOMBSTONED = "__tombstoned"
 
@@ -29,8 +31,21 @@ def with_tombstoned(rows: DataFrame, tombs: DataFrame, audit_key: bytes, config:
     subject_field = config.contract.data_subject_field
     if CORRUPT in rows.columns and subject_field:
         hashes = frozenset(r["subjectHash"] for r in tombs.select("subjectHash").collect())
-        options = dict(config.source.options)
-        named = tombstones.raw_record_flag(audit_key, hashes, config.source.format, subject_field,
-                                           options.get("sep", options.get("delimiter", ",")))
+        named = _raw_record_flag(audit_key, hashes, config.source.format, subject_field,
+                                 source_delimiter(config.source))
         flag = flag | (F.col(CORRUPT).isNotNull() & F.coalesce(named(F.col(CORRUPT)), F.lit(False)))
     return flagged.withColumn(TOMBSTONED, flag).drop("__forgotten_ms")
+
+
+def _raw_record_flag(audit_key: bytes, hashes: frozenset[str], source_format: str, subject_field: str,
+                     delimiter: str) -> Callable[[Column], Column]:
+    """Whether a malformed record's raw text names a tombstoned subject: one of its values
+    (`raw_record_values`) whose audit HMAC is a tombstone. A raw record has no readable event
+    time, so it is never known to be newer than the forget."""
+
+    def flag(raws: pd.Series) -> pd.Series:
+        return pd.Series([any(hmac_sha256_hex(audit_key, v) in hashes
+                              for v in raw_record_values(r, source_format, subject_field, delimiter) or [])
+                          for r in raws], dtype=bool)
+
+    return F.pandas_udf(flag, "boolean")
