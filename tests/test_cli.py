@@ -43,11 +43,24 @@ def test_run_prints_summary_and_exits_zero(spark, tmp_path):
 
 
 def test_validate_and_generate_commands(tmp_path):
+    # The demo job as a fresh clone has it: conf/ copied, nothing generated yet.
     repo = Path(__file__).resolve().parents[1]
-    proc = _cli("validate", str(repo / "conf" / "demo.yaml"), cwd=tmp_path)
-    assert proc.returncode == 0 and "valid (job demo" in proc.stdout
-    proc = _cli("generate", "--rows", "50", "--out", "g.csv", cwd=tmp_path)
-    assert proc.returncode == 0 and (tmp_path / "g.csv").read_text().count("\n") == 51
+    (tmp_path / "conf").mkdir()
+    for name in ("demo.yaml", "demo_contract.yaml"):
+        (tmp_path / "conf" / name).write_bytes((repo / "conf" / name).read_bytes())
+    proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "masking.seed_file" in proc.stderr and "new-secret" in proc.stderr
+    proc = _cli("new-secret", "out/demo/secrets/mask-seed", cwd=tmp_path)
+    assert proc.returncode == 0
+    proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)
+    assert proc.returncode == 2 and "source.path" in proc.stderr, proc.stderr[-2000:]
+    proc = _cli("generate", "--rows", "50", "--out", "out/demo/input/clickstream.csv",
+                cwd=tmp_path)
+    assert proc.returncode == 0
+    assert (tmp_path / "out/demo/input/clickstream.csv").read_text().count("\n") == 51
+    proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)
+    assert proc.returncode == 0 and "valid (job demo" in proc.stdout, proc.stderr[-2000:]
     proc = _cli("new-secret", "s/seed", cwd=tmp_path)
     assert proc.returncode == 0 and len((tmp_path / "s" / "seed").read_text().strip()) == 64
     assert oct((tmp_path / "s" / "seed").stat().st_mode & 0o777) == "0o600"
