@@ -40,11 +40,11 @@ $(UDF_JAR): $(UDF_SOURCES) | venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "strm-spark needs Python 3.11, found " + sys.version.split()[0]'
+# pip checks the Python version against pyproject.toml's requires-python (the one place).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[spark,test]'
 	@touch $@
 
 jars: $(DELTA_JARS) $(S3A_JARS)

@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     from .job import run_job
     from .session import get_spark
 
-    spark = get_spark(f"strm-spark {config.name}", master=args.master)
+    spark = get_spark(f"strm-spark {config.name}", master=args.master, remote=args.remote)
     summary = run_job(spark, config, reprocess=args.reprocess)
     print(summary.render())
     return 0
@@ -37,7 +37,7 @@ def _run_strm(args: argparse.Namespace) -> int:
     from .job import run_job
     from .session import get_spark
 
-    spark = get_spark(f"strm-spark {config.name}", master=args.master)
+    spark = get_spark(f"strm-spark {config.name}", master=args.master, remote=args.remote)
     summary = run_job(spark, config)
     print(summary.render())
     return 0
@@ -51,7 +51,7 @@ def _sql(args: argparse.Namespace) -> int:
     from .sql import check_read_only, register_job_views
 
     query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
-    spark = get_spark(f"strm-spark sql {config.name}", master=args.master)
+    spark = get_spark(f"strm-spark sql {config.name}", master=args.master, remote=args.remote)
     names = register_job_views(spark, config)
     print(f"views: {', '.join(names)} (derived outputs decrypt at query time); functions: strm_decrypt, "
           "strm_decrypt_strict, strm_mask, strm_mask_murmur3, strm_consent_allows")
@@ -118,7 +118,7 @@ def _subjects_session(args: argparse.Namespace):
     config = load_job_config(args.config)
     from .session import get_spark
 
-    return config, get_spark(f"strm-spark subjects {args.action}", master=args.master)
+    return config, get_spark(f"strm-spark subjects {args.action}", master=args.master, remote=args.remote)
 
 
 def _subjects_list(args: argparse.Namespace) -> int:
@@ -207,7 +207,7 @@ def _add_subjects_commands(sub: argparse._SubParsersAction) -> None:
     def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help_text, description=help_text)
         p.add_argument("config", help="the job config file (YAML or JSON) whose outputs hold the subjects")
-        p.add_argument("--master", help="Spark master for a new local session (default local[*])")
+        _session_options(p)
         p.set_defaults(func=func)
         return p
 
@@ -245,6 +245,12 @@ def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_keys_new_master_key)
 
 
+def _session_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    parser.add_argument("--remote", metavar="sc://HOST:PORT", default=None,
+                        help="run on this Spark Connect server (default: SPARK_REMOTE when set)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strm-spark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reprocess", action="store_true",
                      help="incremental jobs: process every source file again and overwrite the outputs "
                           "(existing keys are reused)")
-    run.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    _session_options(run)
     run.set_defaults(func=_run)
 
     strm = sub.add_parser("run-strm", help="run STRM Privacy's batch-job config, contract and schema unchanged")
@@ -268,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     strm.add_argument("--master-key", metavar="FILE",
                       help="Tink AEAD keyset file that encrypts the key store's keysets at rest "
                            "(create one with `strm-spark keys new-master-key FILE`)")
-    strm.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    _session_options(strm)
     strm.set_defaults(func=_run_strm)
 
     sql = sub.add_parser("sql", help="query a job's tables with decrypting views and strm_* SQL functions")
@@ -276,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--query", "-q", help="SQL to run (e.g. SELECT * FROM analytics LIMIT 5)")
     sql.add_argument("--file", "-f", help="a file with the SQL to run")
     sql.add_argument("--limit", type=int, default=20, help="rows to print")
-    sql.add_argument("--master", help="Spark master for a new local session (default local[*])")
+    _session_options(sql)
     sql.add_argument("--allow-writes", action="store_true",
                      help="also run statements that write or change anything (read-only by default; logged)")
     sql.set_defaults(func=_sql)

@@ -42,3 +42,7 @@ class ReadOnlyError(StrmSparkError):
 
 class QueryError(StrmSparkError):
     """`strm-spark sql`: the statement does not parse or does not resolve (a user error)."""
+
+
+class UnsupportedError(StrmSparkError):
+    """Something this session or this storage cannot do (docs/deployment.md lists them)."""

@@ -50,6 +50,9 @@ def s3a_jars(m2: Path | None = None) -> list[str] | None:
     return _m2_jars(S3A_PACKAGES, m2)
 
 
+# Spark's log4j2 defaults at STRM_SPARK_LOG_LEVEL (default warn), for the local sessions.
+LOG4J2 = Path(__file__).resolve().parent / "log4j2.properties"
+
 # strm_decrypt in the JVM (see strm_spark.sql), built by `make udf`; optional.
 UDF_JAR = Path(__file__).resolve().parent / "jars" / "strm-spark-udf.jar"
 
@@ -70,13 +73,41 @@ def jar_conf(master: str) -> dict[str, str]:
     return conf
 
 
+def local_conf(master: str, shuffle_partitions: int | None = None) -> dict[str, str]:
+    """The conf of the sessions strm-spark starts itself: Delta, UTC, small-job defaults, its
+    logging, and the jars of `jar_conf`. Also the conf of a local Spark Connect server
+    (`spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer`)."""
+    return {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * (os.cpu_count() or 2))),
+        # Delta's snapshot state is small here; its default of 50 partitions dominates small jobs.
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # No table-size statistics computed after each commit (usage logging only): a Spark job
+        # per commit saved.
+        "spark.databricks.delta.commitStats.collect": "false",
+        "spark.sql.debug.maxToStringFields": "500",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2}",
+        **jar_conf(master),
+    }
+
+
 def get_spark(app_name: str = "strm-spark", master: str | None = None,
-              shuffle_partitions: int | None = None, extra_conf: dict[str, str] | None = None) -> SparkSession:
-    """The active SparkSession; under spark-submit or on Databricks the launcher's session
+              shuffle_partitions: int | None = None, extra_conf: dict[str, str] | None = None,
+              remote: str | None = None) -> SparkSession:
+    """The active SparkSession; a Spark Connect session when `remote` (`sc://host:port`) or
+    SPARK_REMOTE names a server; under spark-submit or on Databricks the launcher's session
     (its master and conf kept, Delta added where missing); else a new local one with Delta."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    if remote:
+        return SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
     if master is None:
         launched = launcher_session()
         if launched is not None:
@@ -85,28 +116,10 @@ def get_spark(app_name: str = "strm-spark", master: str | None = None,
     master = master or os.environ.get("STRM_SPARK_MASTER", "local[*]")
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = (
-        SparkSession.builder.appName(app_name).master(master)
-        .config("spark.sql.extensions", DELTA_EXTENSION)
-        .config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, 2 * (os.cpu_count() or 2))))
-        # Delta's snapshot state is small here; its default of 50 partitions dominates small jobs.
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
-        # No table-size statistics computed after each commit (usage logging only): a Spark job
-        # per commit saved.
-        .config("spark.databricks.delta.commitStats.collect", "false")
-        .config("spark.sql.debug.maxToStringFields", "500")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
-    )
-    for key, value in {**jar_conf(master), **(extra_conf or {})}.items():
+    builder = SparkSession.builder.appName(app_name).master(master)
+    for key, value in {**local_conf(master, shuffle_partitions), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("STRM_SPARK_LOG_LEVEL", "WARN"))
-    return spark
+    return builder.getOrCreate()
 
 
 def on_databricks() -> bool:

@@ -38,11 +38,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from . import _delta_ops as ops
 from . import audit, private
 from . import transformations as tf
 from .config import JobConfig
 from .contract import Contract, split_path
+from .delta import erase as ops
+from .delta import sql_string
 from .errors import SubjectsError
 from .keystore import KeyStore
 from .keys import tombstones
@@ -908,7 +909,9 @@ def _purge_expired(spark: SparkSession, config: JobConfig, now: datetime | None,
 
     hashes: list[str] = []
     ds = _data_subjects(spark, config)
-    in_group = F.col("groupId") == F.lit(config.group_id)
+    # SQL: a group id and a cut-off time, no personal data (Delta keeps it in commitInfo).
+    expired_in_group = (f"groupId = {sql_string(config.group_id)} "
+                        f"AND expiresAt <= timestamp_micros({_epoch_micros(cutoff)})")
     try:
         # Step 1: rows of the expired links: derived, rejected, then the data subjects entries
         # (an entry carries its key's expiresAt, so a cut-off finds them without the keys).
@@ -928,14 +931,13 @@ def _purge_expired(spark: SparkSession, config: JobConfig, now: datetime | None,
             hashes = audit.subject_hashes(audit_key, subjects)
             if subjects:
                 report.subject_entries_removed = ops.delete_where(
-                    spark, config.data_subjects.path, in_group & (F.col("expiresAt") <= cutoff_col))
+                    spark, config.data_subjects.path, expired_in_group)
         if steps.done(1, "rows"):
             return report
 
         # Step 2: the expired keys.
         if expired is not None and report.key_links:
-            report.keys_removed = ops.delete_where(spark, store.keys_path,
-                                                   in_group & (F.col("expiresAt") <= cutoff_col))
+            report.keys_removed = ops.delete_where(spark, store.keys_path, expired_in_group)
         if steps.done(2, "keys"):
             return report
     finally:

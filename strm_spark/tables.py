@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.errors import AnalysisException
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from .errors import UnsupportedError
 from .delta import create_table, delta_properties, is_conflict, retry_on_conflict  # noqa: F401
 from .delta import write_table as delta_write
 
@@ -21,10 +28,27 @@ def create_delta_table(spark: SparkSession, path: str, schema: T.StructType, par
 
 
 def path_exists(spark: SparkSession, uri: str) -> bool:
-    """Whether a file or folder exists, through Hadoop's FileSystem (so cloud URIs work too)."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+    """Whether a file or folder exists, as Spark's file index sees it (cloud URIs too, and over
+    Spark Connect: the server's file system). Lists the folder; reads no file."""
+    try:
+        spark.read.format("binaryFile").load(uri).schema  # noqa: B018 - analysis lists the path
+    except AnalysisException as exc:
+        if exc.getCondition() == "PATH_NOT_FOUND":
+            return False
+        raise
+    return True
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def local_path(uri: str) -> Path | None:
+    """The path on this machine's file system of a local URI (`/x`, `x`, `file:/x`,
+    `file:///x`), or None for any other scheme (`s3a://`, `abfss://`, `dbfs:`)."""
+    if uri.startswith("file:"):
+        rest = uri[len("file:"):]
+        return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
+    return None if _SCHEME.match(uri) else Path(uri)
 
 
 # OWASP's CSV-injection rule: cells a spreadsheet would read as a formula.
@@ -119,6 +143,7 @@ def write_strm_csv(df: DataFrame, path: str, charset: str, order_by: Sequence[st
     """One CSV file at exactly `path` (not a folder of part files), rows in `order_by` order
     (input order), a header row, every value quoted and null billingIds empty, as STRM wrote."""
     spark = df.sparkSession
+    _require_local(path)  # before anything is written
     layout = df if "strmMeta" not in df.columns else strm_csv_layout(df, order_by)
     data = [c for c in layout.columns if c not in order_by]
     tmp = f"{path}.strm-spark-tmp"
@@ -139,25 +164,34 @@ def write_strm_csv(df: DataFrame, path: str, charset: str, order_by: Sequence[st
          .option("ignoreLeadingWhiteSpace", "false").option("ignoreTrailingWhiteSpace", "false")
          .option("encoding", charset).option("lineSep", "\n")
          .save(tmp))
-    _move_single_part(spark, tmp, path)
+    _move_single_part(tmp, path)
 
 
-def _move_single_part(spark: SparkSession, folder: str, target: str) -> None:
-    """Replace `target` by the one part file Spark wrote into `folder`, then drop the folder."""
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    Path = jvm.org.apache.hadoop.fs.Path
-    folder_path = Path(folder)
-    fs = folder_path.getFileSystem(conf)
-    parts = [st.getPath() for st in fs.listStatus(folder_path) if st.getPath().getName().startswith("part-")]
+_LOCAL_ONLY = ("a one-file CSV output (STRM's layout) needs a path this process sees as a file (a local "
+               "path; on Databricks /Volumes/...): Spark writes folders of part files, and moving one "
+               "file out of one is no Spark operation")
+
+
+def _require_local(target: str) -> Path:
+    dest = local_path(target)
+    if dest is None:
+        raise UnsupportedError(f"{target}: not a local path; " + _LOCAL_ONLY)
+    return dest
+
+
+def _move_single_part(folder: str, target: str) -> None:
+    """Replace `target` by the one part file Spark wrote into `folder`, then drop the folder.
+    A file move: Spark's writers only write folders, and its public API moves no file. So the
+    folder must be on a file system this process sees (a local path; on Databricks a
+    `/Volumes/...` or `/dbfs/...` path)."""
+    dest, local = _require_local(target), local_path(folder)
+    if local is None or not local.is_dir():
+        raise UnsupportedError(f"{target}: Spark wrote its folder where this process cannot see it (a "
+                               "Spark Connect server on another machine?); " + _LOCAL_ONLY)
+    parts = [p for p in local.iterdir() if p.name.startswith("part-")]
     if len(parts) != 1:
-        raise RuntimeError(f"expected one part file in {folder}, found {len(parts)}")
-    target_path = Path(target)
-    fs.delete(target_path, False)
-    if not fs.rename(parts[0], target_path):
-        raise RuntimeError(f"could not move the output to {target}")
-    fs.delete(folder_path, True)
+        raise UnsupportedError(f"{target}: expected one part file in {folder}, found {len(parts)}")
+    os.replace(parts[0], dest)
+    shutil.rmtree(local)
     # The local file system keeps a checksum file beside the data; it is not part of the output.
-    crc = Path(target_path.getParent(), f".{target_path.getName()}.crc")
-    if fs.exists(crc):
-        fs.delete(crc, False)
+    (dest.parent / f".{dest.name}.crc").unlink(missing_ok=True)

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, Row, SparkSession
+
+from .tables import is_delta, merge, retry_on_conflict, sql_path
 
 log = logging.getLogger("strm_spark")
 T = TypeVar("T")
@@ -26,22 +26,23 @@ _VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 _LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 
-def sql_path(path: str) -> str:
-    """`delta.`<path>`` for SQL, backticks in the path escaped."""
-    return "delta.`" + path.replace("`", "``") + "`"
+__all__ = ["PurgeCounts", "delete_where", "in_parallel", "is_delta", "merge_delete", "needs_purge", "purge",
+           "version"]
 
 
-def is_delta(spark: SparkSession, path: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path)
+def _history(spark: SparkSession, path: str, limit: int | None = None) -> list[Row]:
+    """The table's commits, newest first (`DESCRIBE HISTORY`)."""
+    statement = f"DESCRIBE HISTORY {sql_path(path)}" + (f" LIMIT {int(limit)}" if limit else "")
+    return (spark.sql(statement).select("version", "operation", "operationParameters", "operationMetrics")
+            .collect())
 
 
 def version(spark: SparkSession, path: str) -> int:
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    return int(_history(spark, path, 1)[0]["version"])
 
 
 def _metric_since(spark: SparkSession, path: str, since: int, operations: set[str], metric: str) -> int:
-    rows = (DeltaTable.forPath(spark, path).history()
-            .where(f"version > {since}").select("operation", "operationMetrics").collect())
+    rows = [r for r in _history(spark, path) if r["version"] > since]
     return sum(int((r["operationMetrics"] or {}).get(metric, 0)) for r in rows if r["operation"] in operations)
 
 
@@ -54,18 +55,16 @@ def inserted_rows(merge_result: DataFrame) -> int:
 def merge_delete(spark: SparkSession, path: str, source: DataFrame, condition: str) -> int:
     """Delete the target rows matching a row of `source` (aliases `t` and `s` in `condition`);
     returns how many rows were deleted. No commit when nothing matches."""
-    metrics = (DeltaTable.forPath(spark, path).alias("t")
-               .merge(source.alias("s"), condition)
-               .whenMatchedDelete()
-               .execute()).first()
+    metrics = merge(source, path, condition, "WHEN MATCHED THEN DELETE", f"delete from {path}")
     return int(metrics["num_deleted_rows"]) if metrics is not None else 0
 
 
-def delete_where(spark: SparkSession, path: str, condition: str | Column) -> int:
-    """Delete rows matching a predicate that holds no personal data (e.g. a cut-off time)."""
-    before = version(spark, path)
-    DeltaTable.forPath(spark, path).delete(condition)
-    return _metric_since(spark, path, before, {"DELETE"}, "numDeletedRows")
+def delete_where(spark: SparkSession, path: str, condition: str) -> int:
+    """Delete rows matching a SQL predicate that holds no personal data (e.g. a group id and a
+    cut-off time): Delta keeps it in `commitInfo`."""
+    row = retry_on_conflict(lambda: spark.sql(f"DELETE FROM {sql_path(path)} WHERE {condition}").first(),
+                            f"delete from {path}")
+    return int(row["num_affected_rows"] or 0) if row is not None else 0
 
 
 @dataclass
@@ -85,7 +84,7 @@ def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
     conf.set(_VACUUM_LOGGING, "true")
     # VACUUM lists the table's folders with this many tasks (default 10,000: minutes of task
     # overhead on a small cluster for a table of a few hundred folders).
-    conf.set(_LISTING_PARALLELISM, str(max(4, 4 * spark.sparkContext.defaultParallelism)))
+    conf.set(_LISTING_PARALLELISM, str(max(4, 2 * int(conf.get("spark.sql.shuffle.partitions", "8")))))
     try:
         results = in_parallel([lambda p=p: _purge_one(spark, p) for p in paths])
     finally:
@@ -100,7 +99,7 @@ def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
 def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
     counts = PurgeCounts()
     before = version(spark, path)
-    features = DeltaTable.forPath(spark, path).detail().select("tableFeatures").first()[0] or []
+    features = spark.sql(f"DESCRIBE DETAIL {sql_path(path)}").select("tableFeatures").first()[0] or []
     if "deletionVectors" in features:
         spark.sql(f"REORG TABLE {sql_path(path)} APPLY (PURGE)")
         counts.files_rewritten = _metric_since(spark, path, before, {"REORG", "OPTIMIZE"}, "numRemovedFiles")
@@ -123,9 +122,7 @@ def needs_purge(spark: SparkSession, path: str) -> bool:
     """Whether a table may hold files that a delete left behind: some commit since its last
     completed VACUUM removed files or added deletion vectors (a delete, an overwrite, a crashed
     erasure). Read from the table's history only; unknown operations count as removals."""
-    rows = (DeltaTable.forPath(spark, path).history()
-            .select("version", "operation", "operationParameters", "operationMetrics")
-            .orderBy(F.col("version").desc()).collect())
+    rows = sorted(_history(spark, path), key=lambda r: r["version"], reverse=True)
     for r in rows:
         op, metrics = r["operation"], r["operationMetrics"] or {}
         if op == "VACUUM END":
