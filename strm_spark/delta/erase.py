@@ -8,7 +8,6 @@ VACUUMs with zero retention, so the files that held deleted rows are gone.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from pyspark.sql import DataFrame, Row, SparkSession
 
 from .tables import is_delta, merge, retry_on_conflict, sql_path
 
-log = logging.getLogger("strm_spark")
 T = TypeVar("T")
 
 _RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -30,11 +28,11 @@ __all__ = ["PurgeCounts", "delete_where", "in_parallel", "is_delta", "merge_dele
            "version"]
 
 
-def _history(spark: SparkSession, path: str, limit: int | None = None) -> list[Row]:
-    """The table's commits, newest first (`DESCRIBE HISTORY`)."""
+def _history(spark: SparkSession, path: str, limit: int | None = None, since: int | None = None) -> list[Row]:
+    """The table's commits (`DESCRIBE HISTORY`), the newest `limit`, or those after `since`."""
     statement = f"DESCRIBE HISTORY {sql_path(path)}" + (f" LIMIT {int(limit)}" if limit else "")
-    return (spark.sql(statement).select("version", "operation", "operationParameters", "operationMetrics")
-            .collect())
+    history = spark.sql(statement).select("version", "operation", "operationParameters", "operationMetrics")
+    return (history if since is None else history.where(f"version > {int(since)}")).collect()
 
 
 def version(spark: SparkSession, path: str) -> int:
@@ -42,14 +40,8 @@ def version(spark: SparkSession, path: str) -> int:
 
 
 def _metric_since(spark: SparkSession, path: str, since: int, operations: set[str], metric: str) -> int:
-    rows = [r for r in _history(spark, path) if r["version"] > since]
+    rows = _history(spark, path, since=since)
     return sum(int((r["operationMetrics"] or {}).get(metric, 0)) for r in rows if r["operation"] in operations)
-
-
-def inserted_rows(merge_result: DataFrame) -> int:
-    """Rows a MERGE inserted, from the metrics row `execute()` returns (no history lookup)."""
-    metrics = merge_result.first()
-    return int(metrics["num_inserted_rows"] or 0) if metrics is not None else 0
 
 
 def merge_delete(spark: SparkSession, path: str, source: DataFrame, condition: str) -> int:
