@@ -23,10 +23,19 @@ DEMO_ROWS   ?= 100000
 UDF_JAR     := strm_spark/jars/strm-spark-udf.jar
 UDF_SOURCES := $(wildcard jvm/io/strmspark/*.java)
 
+# The runtime-compatibility venv (tests/test_runtime_compat.py): Python 3.12 with Spark 4.0's
+# pyspark and Delta 4.0, the Spark line of Databricks Runtime 17.3 LTS, and pandas/pyarrow pinned
+# below 3 / at 19 as such a runtime has them; the test installs the wheel into it.
+COMPAT_VENV   := .venv-spark40
+COMPAT_PYTHON ?= $(shell for p in $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $$(command -v python3.12); do \
+                   "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
+COMPAT_PINS   := 'pyspark[connect]==4.0.1' delta-spark==4.0.0 pandas==2.2.3 pyarrow==19.0.1
+COMPAT_DELTA  := $(M2)/io/delta/delta-spark_2.13/4.0.0/delta-spark_2.13-4.0.0.jar
+
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup venv jars udf run run-uci test bench clean
+.PHONY: setup venv jars udf compat run run-uci test bench clean
 
 setup: venv jars udf
 
@@ -48,6 +57,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 jars: $(DELTA_JARS) $(S3A_JARS)
+
+compat: $(COMPAT_VENV)/.installed $(COMPAT_DELTA)
+
+$(COMPAT_VENV)/.installed: Makefile
+	@test -n "$(COMPAT_PYTHON)" || { echo "make compat: no Python 3.12 found (set COMPAT_PYTHON)"; exit 1; }
+	rm -rf $(COMPAT_VENV) && $(COMPAT_PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/pip install --quiet $(COMPAT_PINS)
+	@touch $@
+
+$(COMPAT_DELTA):
+	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-spark_2.13:4.0.0
+	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-storage:4.0.0
 
 $(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/%.jar:
 	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-spark_4.2_2.13:$(DELTA_JAR_VERSION)
@@ -76,12 +98,12 @@ run: setup out/demo/input/clickstream.csv out/demo/secrets/mask-seed
 run-uci: setup out/demo/secrets/mask-seed
 	$(BIN)/strm-spark run conf/online_retail.yaml
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup compat
+	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q
 
 bench: setup
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf out build $(UDF_JAR)
+	rm -rf out build $(UDF_JAR) $(COMPAT_VENV)

@@ -6,18 +6,41 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-DELTA_JAR_VERSION = "4.4.0"
-SCALA_SPARK = "4.2_2.13"
-DELTA_PACKAGES = (
-    f"io.delta:delta-spark_{SCALA_SPARK}:{DELTA_JAR_VERSION}",
-    f"io.delta:delta-storage:{DELTA_JAR_VERSION}",
-)
+# Delta's jars follow the installed delta-spark pip package (as `configure_spark_with_delta_pip`
+# does), built for the running Spark line. Some pip releases have no jars of their own version on
+# Maven Central: they load the jars of the same line named here.
+_JARS_FOR_PIP = {"4.4.1": "4.4.0"}
+# Without the pip package (a runtime with its own Delta): the Delta line of each Spark line.
+_DELTA_FOR_SPARK = {"4.0": "4.0.0", "4.2": "4.4.0"}
+
+
+def delta_packages(spark_version: str | None = None,
+                   delta_version: str | None = None) -> tuple[str, str]:
+    """Maven coordinates of the Delta jars for this pyspark and delta-spark (pip) pair."""
+    import pyspark
+
+    spark_line = ".".join((spark_version or pyspark.__version__).split(".")[:2])
+    if delta_version is None:
+        try:
+            delta_version = metadata.version("delta-spark")
+        except metadata.PackageNotFoundError:
+            delta_version = _DELTA_FOR_SPARK.get(spark_line, _DELTA_FOR_SPARK["4.2"])
+    version = _JARS_FOR_PIP.get(delta_version, delta_version)
+    # Delta 4.0 was built for Spark 4.0 only; later lines name the Spark line they are built for.
+    artifact = ("delta-spark_2.13" if version.startswith("4.0.")
+                else f"delta-spark_{spark_line}_2.13")
+    return f"io.delta:{artifact}:{version}", f"io.delta:delta-storage:{version}"
+
+
+DELTA_PACKAGES = delta_packages()
+DELTA_JAR_VERSION = DELTA_PACKAGES[0].rsplit(":", 1)[1]
 # S3A (`s3a://`) for pyspark's bundled Hadoop 3.5.0: hadoop-aws and its two compile
 # dependencies in hadoop-aws 3.5.0's pom (the AWS SDK v2 bundle is ~690 MB). Optional.
 S3A_PACKAGES = (
@@ -46,8 +69,13 @@ def delta_jars(m2: Path | None = None) -> list[str] | None:
 
 
 def s3a_jars(m2: Path | None = None) -> list[str] | None:
-    """Paths of the S3A connector's jars in the local Maven repository, or None if any is missing."""
-    return _m2_jars(S3A_PACKAGES, m2)
+    """Paths of the S3A connector's jars in the local Maven repository, or None if any is missing
+    or pyspark bundles another Hadoop than the one hadoop-aws was built for."""
+    import pyspark
+
+    hadoop = S3A_PACKAGES[0].rsplit(":", 1)[1]
+    bundled = Path(pyspark.__file__).parent / "jars" / f"hadoop-client-api-{hadoop}.jar"
+    return _m2_jars(S3A_PACKAGES, m2) if bundled.is_file() else None
 
 
 # Spark's log4j2 defaults at STRM_SPARK_LOG_LEVEL (default warn), for the local sessions.

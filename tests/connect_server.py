@@ -34,14 +34,17 @@ def _listening(port: int) -> bool:
 @contextlib.contextmanager
 def connect_server(log_dir: Path, master: str = "local[2]", python: str = sys.executable,
                    spark_submit: str | None = None, conf: dict[str, str] | None = None,
-                   jars: list[str] | None = None, timeout: float = 180) -> Iterator[str]:
-    """Start a Spark Connect server, yield its `sc://127.0.0.1:PORT` URL, stop it afterwards."""
+                   jars: list[str] | None = None, base_conf: dict[str, str] | None = None,
+                   timeout: float = 180) -> Iterator[str]:
+    """Start a Spark Connect server, yield its `sc://127.0.0.1:PORT` URL, stop it afterwards.
+
+    `base_conf` replaces this process's `local_conf` (another runtime's, for instance)."""
     import pyspark
 
     from strm_spark.session import local_conf
 
     port = free_port()
-    settings = dict(local_conf(master, shuffle_partitions=2))
+    settings = dict(local_conf(master, shuffle_partitions=2) if base_conf is None else base_conf)
     settings.update({"spark.connect.grpc.binding.address": "127.0.0.1",
                      "spark.connect.grpc.binding.port": str(port),
                      "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
@@ -55,6 +58,7 @@ def connect_server(log_dir: Path, master: str = "local[2]", python: str = sys.ex
     cmd.append("spark-internal")
     env = dict(os.environ, PYSPARK_PYTHON=python, SPARK_LOCAL_IP="127.0.0.1")
     env.pop("SPARK_REMOTE", None)
+    env["SPARK_HOME"] = str(Path(submit).resolve().parent.parent)  # the Spark of `spark_submit`
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / "connect-server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
