@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import csv
+import fnmatch
 import importlib.util
 import json
 import os
@@ -32,7 +33,7 @@ import yaml
 
 from conftest import REPO, UCI_CSV, require_shared
 from helpers import job_doc, key_ring
-from strm_spark import crypto, entrypoints, session
+from strm_spark import crypto, entrypoints, session, sql
 from strm_spark.cli import build_parser
 from strm_spark.session import delta_jars
 
@@ -158,24 +159,63 @@ def _wheel_tasks(bundle: dict) -> list[tuple[str, dict, dict]]:
             for task in job["tasks"] if "python_wheel_task" in task]
 
 
+def _task_libraries(job: dict, task: dict) -> tuple[list[dict], dict | None]:
+    """The task's libraries and its compute: a job cluster's conf, or None for a serverless
+    environment (whose dependencies are its libraries)."""
+    if "environment_key" in task:
+        env = next(e for e in job["environments"] if e["environment_key"] == task["environment_key"])
+        assert "job_cluster_key" not in task and "libraries" not in task
+        return [{"whl": d} if d.endswith(".whl") else {"pypi": d}
+                for d in env["spec"]["dependencies"]], None
+    cluster = next(c["new_cluster"] for c in job["job_clusters"]
+                   if c["job_cluster_key"] == task["job_cluster_key"])
+    return task["libraries"], cluster
+
+
 def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
     bundle = _bundle()
     tasks = _wheel_tasks(bundle)
     assert {t["python_wheel_task"]["entry_point"] for _, _, t in tasks} >= {"batch_job", "subjects"}
     names = {name for group in _wheel_entry_points(wheel).values() for name in group}
-    artifact = bundle["artifacts"]["strm_spark"]
-    assert artifact["type"] == "whl" and "--no-deps" in artifact["build"]
+    artifacts = bundle["artifacts"]
+    assert artifacts["strm_spark"]["type"] == "whl" and "--no-deps -w dist" in artifacts["strm_spark"]["build"]
+    assert artifacts["udf_jar"]["type"] == "jar" and artifacts["udf_jar"]["build"] == "make udf"
+    built_jars = {f["source"] for f in artifacts["udf_jar"]["files"]}
+    variables = {k: str(v.get("default")) for k, v in bundle["variables"].items()}
+    computes = set()
     for key, job, task in tasks:
         wt = task["python_wheel_task"]
         assert wt["package_name"] == "strm_spark", key
         assert wt["entry_point"] in names, f"{key}: no entry point {wt['entry_point']!r} in wheel"
-        assert {"whl": "./dist/*.whl"} in task["libraries"], key
-        cluster = next(c["new_cluster"] for c in job["job_clusters"]
-                       if c["job_cluster_key"] == task["job_cluster_key"])
-        assert cluster["data_security_mode"] == "SINGLE_USER", key
+        libraries, cluster = _task_libraries(job, task)
+        wheels = [lib["whl"] for lib in libraries if "whl" in lib]
+        assert wheels == ["./dist/*.whl"] and fnmatch.fnmatch(f"./dist/{wheel.name}", wheels[0]), key
+        jars = [lib["jar"] for lib in libraries if "jar" in lib]
+        if cluster is None:  # serverless compute takes no jar libraries
+            computes.add("serverless")
+            assert not jars, key
+            continue
+        # Job compute: every jar is a built artifact holding the UDF classes strm-spark registers.
+        assert jars and set(jars) <= built_jars, f"{key}: {jars} are not built by the bundle"
+        for jar in jars:
+            with zipfile.ZipFile(REPO / jar) as zf:
+                classes = set(zf.namelist())
+            for cls, _ in sql.JVM_FUNCTIONS.values():
+                assert cls.replace(".", "/") + ".class" in classes, f"{jar} lacks {cls}"
+        mode = cluster["data_security_mode"]
+        assert mode == "${var.access_mode}", key
+        computes.add(variables["access_mode"])
         # Secrets are references resolved by Databricks, never values.
         for name, value in cluster.get("spark_env_vars", {}).items():
             assert re.fullmatch(r"\{\{secrets/(\$\{var\.\w+\}|[\w.\-]+)/[\w.\-]+\}\}", value), name
+    # Standard access mode by default, and a serverless variant of every job compute job.
+    assert computes == {"USER_ISOLATION", "serverless"}
+    assert "SINGLE_USER" in bundle["variables"]["access_mode"]["description"]
+    by_compute = {}
+    for key, job, task in tasks:
+        serverless = "environment_key" in task
+        by_compute.setdefault(task["python_wheel_task"]["entry_point"], set()).add(serverless)
+    assert all(v == {True, False} for v in by_compute.values()), by_compute
     # Resolve each entry point the way a wheel task does (by name, in the wheel's metadata)
     # with the bare Python, so it comes from the wheel.
     probe = (
@@ -362,7 +402,9 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
     with standalone_cluster(tmp_path, env) as master:
         submit = [
             str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, "--deploy-mode", "client",
-            "--jars", ",".join(jars), "--py-files", str(shipped),
+            # The UDF jar as a cluster gets it: --jars (the copy inside the wheel is not on
+            # the JVM's class path).
+            "--jars", ",".join([*jars, str(session.UDF_JAR)]), "--py-files", str(shipped),
             "--conf", f"spark.sql.extensions={session.DELTA_EXTENSION}",
             "--conf", f"spark.sql.catalog.spark_catalog={session.DELTA_CATALOG}",
             "--conf", f"spark.pyspark.python={bare_python}",
@@ -387,6 +429,7 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
         f"spark-submit exited {proc.returncode} after {took:.0f} s:\n{stderr[-5000:]}")
     assert "strm-spark run summary: job test_job" in stdout
     assert f"rows read         {ROWS}" in stdout and f"rows encrypted    {ROWS}" in stdout, stdout
+    assert "encryption        jvm (JVM UDF on the class path)" in stdout, stdout
     # The work ran on the cluster: the worker launched an executor for the application.
     assert list((tmp_path / "work").glob("app-*/*/stderr")), "the worker launched no executor"
 
