@@ -1,6 +1,6 @@
 """strm-spark over a real Spark Connect server (127.0.0.1), against the same job on a classic
-session: the job, an incremental rerun, subjects keylinks, export and forget, and a decrypting
-view.
+session: the job, an incremental rerun, subjects keylinks, export, forget, list and
+purge-expired, a decrypting view, and run-strm on STRM's own job files.
 
 A Connect client switches the whole Python process to Connect mode, so the commands over
 Connect run in `strm-spark` subprocesses (`--remote`); the classic runs and the comparisons
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,14 @@ import pytest
 import yaml
 from chispa import assert_df_equality
 
-from conftest import UCI_CSV, require_shared
+from conftest import BLOGPOST, UCI_CSV, require_shared
 from connect_server import connect_server
 from helpers import job_doc
 from strm_spark.config import parse_job_config
 from strm_spark.job import run_job
+from strm_spark.strm import load_strm_job
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +105,54 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
     proc = _cli(server, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"|{_derived(spark, remote_out).count()}" in proc.stdout.replace(" ", "")
+
+    # Listing pages through every data subject the job linked, the forgotten one excepted.
+    listed, token = [], None
+    while True:
+        proc = _cli(server, "subjects", "list", "job.yaml", "--page-size", "7", "--json",
+                    *(["--page-token", token] if token else []), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        page = json.loads(proc.stdout)
+        listed += page["data_subject_ids"]
+        if not (token := page["next_page_token"]):
+            break
+    subjects = spark.read.format("delta").load(str(remote_out / "data_subjects"))
+    expected = {r[0] for r in subjects.select("dataSubject").distinct().collect()}
+    assert sorted(listed) == sorted(expected) and subject not in listed and len(listed) > 7
+
+    # purge-expired with a cut-off past every key's expiry removes every key and derived row.
+    keys = spark.read.format("delta").load(str(remote_out / "keystore" / "keys")).count()
+    proc = _cli(server, "subjects", "purge-expired", "job.yaml", "--now", "2100-01-01T00:00:00Z",
+                "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["keys_removed"] == keys > 0
+    assert spark.read.format("delta").load(str(remote_out / "keystore" / "keys")).count() == 0
+    assert _derived(spark, remote_out).count() == 0
+
+
+def test_run_strm_over_connect_equals_classic(spark, server, tmp_path):
+    """STRM's own job files over Connect: the same one-file CSVs as a classic run."""
+    require_shared()
+    lines = (BLOGPOST / "uci_online_retail.csv").read_text(encoding="utf-8").splitlines()[:301]
+    outs = {}
+    for name in ("remote", "classic"):
+        bucket = tmp_path / name
+        bucket.mkdir()
+        (bucket / "uci_online_retail.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        outs[name] = bucket / "uci_online_retail"
+    args = ["--config", BLOGPOST / "batch-job-config.json",
+            "--contract", BLOGPOST / "online-retail-contract.json",
+            "--schema", BLOGPOST / "online-retail.json"]
+    proc = _cli(server, "run-strm", *map(str, args), "--connector",
+                f"s3-batch-demo={tmp_path / 'remote'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rows read         300" in proc.stdout
+    run_job(spark, load_strm_job(*args[1::2], {"s3-batch-demo": str(tmp_path / "classic")}))
+
+    def text(name: str, file: str) -> str:
+        return UUID.sub("K", (outs[name] / file).read_text(encoding="utf-8"))
+
+    assert text("remote", "decrypted-0.csv") == text("classic", "decrypted-0.csv")
+    assert text("remote", "decrypted-0.csv").count("\n") == 301
+    for file in ("encrypted.csv", "keys.csv"):  # new keys each run: the same shape
+        assert len(text("remote", file).splitlines()) == len(text("classic", file).splitlines()), file
