@@ -3,8 +3,9 @@ line of Databricks Runtime 17.3 LTS), as `make compat` builds it in .venv-spark4
 
 The wheel is installed with its dependencies into that environment as a runtime's library
 install would be: pip must keep the runtime's pyspark, pandas and pyarrow. Then a small job runs
-there twice, on a classic local session and over a Spark Connect server of that Spark, and both
-results are checked against the source and against each other.
+there twice, on a classic local session with the JVM UDFs and over a Spark Connect server of
+that Spark without them (as serverless compute runs it), and both results are checked against
+the source and against each other.
 """
 
 from __future__ import annotations
@@ -87,11 +88,11 @@ def _job(tmp: Path, name: str) -> Path:
     return config
 
 
-def _check_summary(proc: subprocess.CompletedProcess) -> None:
+def _check_summary(proc: subprocess.CompletedProcess, engine: str) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert f"rows read         {ROWS}" in proc.stdout, proc.stdout
     assert f"rows encrypted    {ROWS}" in proc.stdout, proc.stdout
-    assert "encryption        jvm (JVM UDF on the class path)" in proc.stdout, proc.stdout
+    assert f"encryption        {engine}" in proc.stdout, proc.stdout
 
 
 def test_the_wheel_runs_on_spark_4_0_classic_and_over_connect(runtime, spark, tmp_path):
@@ -105,17 +106,21 @@ def test_the_wheel_runs_on_spark_4_0_classic_and_over_connect(runtime, spark, tm
 
     classic = _run([runtime, "-m", "strm_spark.cli", "run", _job(tmp_path, "classic")], runtime,
                    tmp_path)
-    _check_summary(classic)
+    _check_summary(classic, "jvm (JVM UDF on the class path)")
 
     conf = json.loads(_run([runtime, "-c", "import json; from strm_spark.session import "
                             "local_conf; print(json.dumps(local_conf('local[2]', 2)))"],
                            runtime, tmp_path, timeout=120).stdout)
     submit = Path(module).parent.parent / "pyspark" / "bin" / "spark-submit"
+    # A server without the UDF jar, as serverless compute is (no jar libraries): the Python
+    # (Arrow) functions encrypt, the summary says why, and the rows are the same.
+    conf["spark.jars"] = ",".join(j for j in conf["spark.jars"].split(",")
+                                  if not j.endswith("strm-spark-udf.jar"))
     with connect_server(tmp_path / "server", python=str(runtime), spark_submit=str(submit),
                         base_conf=conf) as url:
         remote = _run([runtime, "-m", "strm_spark.cli", "run", _job(tmp_path, "connect"),
                        "--remote", url], runtime, tmp_path)
-    _check_summary(remote)
+    _check_summary(remote, "python (JVM UDF not on the class path: Python engine)")
 
     # Same rows on both sessions: the derived (decrypted) table, and the encrypted one's shape.
     def derived(name: str):
