@@ -35,7 +35,7 @@ COMPAT_DELTA  := $(M2)/io/delta/delta-spark_2.13/4.0.0/delta-spark_2.13-4.0.0.ja
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup venv jars udf compat run run-uci test bench clean
+.PHONY: setup venv jars udf compat run run-uci lint test bench clean
 
 setup: venv jars udf
 
@@ -98,7 +98,15 @@ run: setup out/demo/input/clickstream.csv out/demo/secrets/mask-seed
 run-uci: setup out/demo/secrets/mask-seed
 	$(BIN)/strm-spark run conf/online_retail.yaml
 
-test: setup compat
+# ruff: lint and format (pyproject.toml's [tool.ruff]); `ruff format strm_spark tests bench` fixes
+# the format, `ruff check --fix` most lint.
+LINTED := strm_spark tests bench
+
+lint: venv
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+test: lint setup compat
 	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q
 
 bench: setup

@@ -101,7 +101,7 @@ class MemorySampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -134,7 +134,7 @@ class MemorySampler:
         return {k: round(v) for k, v in self.peaks.items()}
 
 
-def process_tree_peaks(proc) -> dict:  # noqa: ANN001 - a subprocess.Popen
+def process_tree_peaks(proc) -> dict:
     with MemorySampler(proc.pid) as sampler:
         proc.wait()
     return sampler.result()

@@ -228,7 +228,7 @@ def history(spark, counter: SparkJobs | None, src: Path, root: Path, config_for,
     stores = {"base": base_cfg, "big": big_cfg}
     times: dict[str, list[float]] = {k: [] for k in stores}
     jobs: dict[str, dict] = {}
-    for kind, cfg in stores.items():  # warm: the first reuse run of each store is not timed
+    for cfg in stores.values():  # warm: the first reuse run of each store is not timed
         run_job(spark, cfg)
     for i in range(repeats):
         for kind, cfg in stores.items():
@@ -321,7 +321,7 @@ def demo(work: Path, rows: int) -> dict:
     (work / "demo.json").write_text(json.dumps(cfg))
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "strm_spark.cli", "run", str(work / "demo.json")], env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"the demo job failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -398,7 +398,7 @@ def chart(results: list[dict], extra: dict, path: Path) -> Path | None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker  # noqa: F401 - for the log scale's labels
+        import matplotlib.ticker
     except ImportError:
         print("note: matplotlib is not installed (pip install -e '.[bench]'); no chart", flush=True)
         return None

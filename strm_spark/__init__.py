@@ -22,7 +22,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def run_job(spark, config):  # noqa: ANN001 - thin lazy wrapper keeps `import strm_spark` light
+def run_job(spark, config):
     """Run a batch job; see strm_spark.job.run_job."""
     from .job import run_job as _run_job
 

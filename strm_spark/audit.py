@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
@@ -61,7 +61,7 @@ class AuditRecord:
     group_id: str
     subject_hashes: list[str]
     audit_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
     keys_removed: int | None = None
     derived_rows_removed: int | None = None
     rejected_rows_removed: int | None = None

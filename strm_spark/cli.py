@@ -62,7 +62,7 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(spark, query: str, limit: int, check=None) -> None:  # noqa: ANN001
+def _show(spark, query: str, limit: int, check=None) -> None:
     """Run and print a query; a statement that does not parse or resolve is a user error
     (exit 2), told by its error class and the first line of Spark's message, which names the
     statement's own words and no row values (errors while rows are read are not shown)."""
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _json_stdout():  # noqa: ANN202
+def _json_stdout():
     """With --json, stdout holds only the JSON: file descriptor 1 (which the JVM that Spark
     starts inherits, with log4j's lines and Delta's "Deleted N files") goes to stderr, and
     Python's `print` writes to the real stdout, where only the JSON is printed. Restored

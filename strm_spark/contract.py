@@ -47,9 +47,6 @@ class SchemaNode:
             inner = SIMPLE_TYPES[self.type]
         return T.ArrayType(inner, True) if self.repeated else inner
 
-    @property
-    def is_scalar_string(self) -> bool:
-        return self.type == "STRING" and not self.repeated
 
 
 @dataclass(frozen=True)
@@ -159,7 +156,7 @@ def read_document(path: str | Path) -> Any:
     try:
         if p.suffix.lower() == ".json":
             return json.loads(text, object_pairs_hook=_unique_json_keys)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as exc:
         raise ConfigError(str(path), exc.where, f"duplicate key {exc.key!r}; each key may appear once") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
@@ -253,7 +250,6 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
         if n.name in RESERVED_NAMES:
             raise ConfigError(source, path, f"{n.name!r} is reserved for strm-spark's own columns")
         seen.add(n.name)
-    by_name = {n.name: n for n in nodes}
 
     def resolve(node: Node, what: str) -> SchemaNode:
         """A field path (`customer/id` for nested fields) that must exist in the schema."""

@@ -317,7 +317,7 @@ def generate(out_path: str, rows: int = 100_000, seed: int = 42,
                     else:
                         event_time = (minute_prefixes[minute + _OFFSET_MINUTES] + sec_ms
                                       + LOCAL_OFFSET)
-                    event_id = "E%012d" % (row_idx + 1)
+                    event_id = f"E{row_idx + 1:012d}"
                     # ---- event ----
                     r = rnd()
                     if r < _P_PAGE_VIEW:

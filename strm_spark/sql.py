@@ -137,27 +137,6 @@ def decrypt_array_column(ciphertexts: Column, keyset: Column, strict: bool = Fal
     return F.pandas_udf(_decrypt, T.ArrayType(T.StringType()))(ciphertexts, keyset)
 
 
-def mask_column(value: Column, hash_type: str = "HMAC_SHA256", seed: bytes | str = b"") -> Column:
-    """The masking hashes of derived outputs: HMAC-SHA256 (hex) keyed with `seed`, or STRM's
-    MurmurHash3 of `seed + value`."""
-    hash_type = hash_type.upper()
-    if hash_type == "MURMUR3":
-        text_seed = seed.decode("utf-8") if isinstance(seed, bytes) else seed
-        fn: Callable[[str], str] = lambda v: strm_murmur3_hex(text_seed, v)  # noqa: E731
-    elif hash_type == "HMAC_SHA256":
-        key = seed.encode("utf-8") if isinstance(seed, str) else seed
-        if not key:
-            raise ValueError("HMAC_SHA256 masking needs a non-empty secret seed")
-        fn = lambda v: hmac_sha256_hex(key, v)  # noqa: E731
-    else:
-        raise ValueError(f"unknown hash type {hash_type!r}; expected HMAC_SHA256 or MURMUR3")
-
-    def _mask(values: pd.Series) -> pd.Series:
-        return pd.Series([None if _is_null(v) else fn(v) for v in values], dtype=object)
-
-    return F.pandas_udf(_mask, "string")(value.cast("string"))
-
-
 def _consent_allows(levels: pd.Series, kind: pd.Series, wanted: pd.Series) -> pd.Series:
     out = []
     for have, k, want in zip(levels, kind, wanted):

@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,10 @@ from .contract import Contract, split_path
 from .delta import erase as ops
 from .delta import sql_string
 from .errors import SubjectsError
-from .keystore import KeyStore
 from .keys import tombstones
-from .pipeline.read import raw_record_values, source_delimiter
+from .keystore import KeyStore
 from .masterkey import load_master_key
+from .pipeline.read import raw_record_values, source_delimiter
 from .sql import decrypt_column, with_decrypted_pii
 from .tables import path_exists, read_table
 
@@ -105,8 +105,8 @@ def _meta(df: DataFrame, name: str) -> Column:
 
 def _iso(value: Any) -> Any:
     if isinstance(value, datetime):
-        v = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        v = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):
@@ -362,14 +362,14 @@ def export_subject(spark: SparkSession, config: JobConfig, subject: str, out: st
     time_range = None
     if stamps:
         def fmt_ms(ms: int) -> str:
-            return _iso(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+            return _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
         time_range = (fmt_ms(min(stamps)), fmt_ms(max(stamps)))
     present = {k["keyLink"] for k in keys}
     manifest = {
         "data_subject_id": subject,
         "job": config.name,
         "group_id": config.group_id,
-        "exported_at": _iso(datetime.now(timezone.utc)),
+        "exported_at": _iso(datetime.now(UTC)),
         "format": fmt,
         "key_links": [{"key_link": k["keyLink"], "day": _iso(k["day"]) if k["day"] else None,
                        "expiry_time": _iso(k["expiresAt"])} for k in sorted(keys, key=lambda k: (k["day"], k["keyLink"]))],
@@ -792,7 +792,7 @@ def _forget(spark: SparkSession, config: JobConfig, subjects: Sequence[str],
     audit.append(spark, config.audit, _audit_record(report, config, hashes, "started"))
     # Tombstones first: a job running from now on drops the subjects' earlier events, also
     # from re-delivered files, and a crashed forget has already left them.
-    report.tombstones = tombstones.add(spark, config.key_store, config.group_id, hashes, datetime.now(timezone.utc))
+    report.tombstones = tombstones.add(spark, config.key_store, config.group_id, hashes, datetime.now(UTC))
     steps = _Steps(report, stop_after_step)
 
     entries = _links_of(spark, config, subjects)
@@ -887,9 +887,9 @@ def _purge_expired(spark: SparkSession, config: JobConfig, now: datetime | None,
     The key store is changed last (rows first, then keys): the expired keys are how a rerun
     after a crash finds the links whose rows are still to be deleted."""
     _require_delta_outputs(config)
-    cutoff = (now or datetime.now(timezone.utc))
-    cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=timezone.utc)
-    cutoff = cutoff.astimezone(timezone.utc)
+    cutoff = (now or datetime.now(UTC))
+    cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
+    cutoff = cutoff.astimezone(UTC)
     cutoff_col = F.timestamp_micros(F.lit(_epoch_micros(cutoff)))
     store = KeyStore(spark, config.key_store)
     report = ErasureReport("purge-expired", audit_id=_new_audit_id(), audit_table=config.audit,
@@ -974,7 +974,7 @@ def parse_timestamp(text: str) -> datetime:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise SubjectsError(f"--now: expected an ISO date or date-time like 2030-01-01T00:00:00Z, got {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def read_subject_ids(values: Sequence[str], from_file: str | None) -> list[str]:

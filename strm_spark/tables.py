@@ -10,14 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyspark.errors import AnalysisException
-
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .errors import UnsupportedError
 from .delta import create_table, delta_properties, is_conflict, retry_on_conflict  # noqa: F401
 from .delta import write_table as delta_write
+from .errors import UnsupportedError
 
 log = logging.getLogger("strm_spark")
 

@@ -310,7 +310,7 @@ def _chain_rx(chain: list[tuple[_Token, _Num, int]], greedy: bool) -> str:
     When the chain is followed by another variable-width number, Java reads the first field
     greedily instead (`greedy`).
     """
-    (head_tok, head, _), rest = chain[0], chain[1:]
+    (_, head, _), rest = chain[0], chain[1:]
     if head.exceeds_pad:  # unsigned: exactly as many digits as letters
         out = "(" + _rx_digits(head.lo, head.lo) + ")"
         return out + "".join(f"(\\d{{{n.chain}}})" for _, n, _ in rest) + r"(?!\d)"

@@ -15,7 +15,6 @@ from .contract import Contract, split_path
 from .io import CORRUPT
 from .timestamps import epoch_millis, parse_event_time, utc_day
 
-
 REASONS = "__reasons"
 EPOCH_MS = "__epoch_ms"
 DAY = "__day"
@@ -326,7 +325,7 @@ def with_encrypted_columns(df: DataFrame, targets: dict[str, str], key_col: str 
     return out.drop(KEYSET) if key_col == KEYSET else out
 
 
-def _encrypt_lists(crypto, keysets: list, values: list) -> list:  # noqa: ANN001
+def _encrypt_lists(crypto, keysets: list, values: list) -> list:
     """Encrypt every element of list cells (repeated PII) with the row's keyset."""
     flat_keys, flat_values = [], []
     for ks, cell in zip(keysets, values):

@@ -57,6 +57,7 @@ def demo(spark, tmp_path_factory):
     import shutil
 
     from helpers import Secret, key_ring
+
     from strm_spark.config import load_job_config
     from strm_spark.generate import generate
     from strm_spark.hashing import new_secret_file

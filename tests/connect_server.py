@@ -60,7 +60,7 @@ def connect_server(log_dir: Path, master: str = "local[2]", python: str = sys.ex
     env.pop("SPARK_REMOTE", None)
     env["SPARK_HOME"] = str(Path(submit).resolve().parent.parent)  # the Spark of `spark_submit`
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_dir / "connect-server.log", "wb")  # noqa: SIM115 - closed below
+    log = open(log_dir / "connect-server.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout

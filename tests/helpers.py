@@ -73,7 +73,7 @@ class Secret(bytes):
         return "<secret>"
 
 
-def run_record(spark, runs_path, run_id=None) -> dict:  # noqa: ANN001
+def run_record(spark, runs_path, run_id=None) -> dict:
     """The JSON summary of one run (the only one, or `run_id`) in a job's table of runs."""
     import json
 

@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import shutil
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def clone(src: Path, dst: Path) -> JobConfig:
 
 
 def expires(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1 + RETENTION_DAYS)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1 + RETENTION_DAYS)
 
 
 # --- scanning every byte the project wrote ------------------------------------------------------

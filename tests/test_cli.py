@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import UCI_CSV, require_shared
 from helpers import job_doc
 

@@ -45,10 +45,10 @@ def test_json_stdout_holds_only_the_json(spark, tmp_path):
 
 def test_a_spark_error_prints_its_class_never_its_text(tmp_path, monkeypatch, capsys):
     class Boom(Exception):
-        def getCondition(self):  # noqa: N802 - pyspark's name
+        def getCondition(self):
             return "CAST_INVALID_INPUT"
 
-    def failing(args):  # noqa: ANN001, ANN202
+    def failing(args):
         raise Boom("The value 'jane.doe@example.com' of the type STRING cannot be cast to INT")
 
     monkeypatch.setattr(cli, "_validate", failing)

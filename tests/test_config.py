@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import UCI_CONTRACT_DOC, job_doc
+
 from strm_spark.config import load_job_config, parse_job_config
 from strm_spark.contract import parse_contract
 from strm_spark.errors import ConfigError, SecretError

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 from chispa import assert_df_equality
-
 from conftest import BLOGPOST, UCI_CSV, require_shared
 from connect_server import connect_server
 from helpers import job_doc
+
 from strm_spark.config import parse_job_config
 from strm_spark.job import run_job
 from strm_spark.strm import load_strm_job

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from strm_spark.consent import CUMULATIVE, GRANULAR, allows, allows_column, consent_levels, decrypted_fields
+from strm_spark.consent import (
+    CUMULATIVE,
+    GRANULAR,
+    allows,
+    allows_column,
+    consent_levels,
+    decrypted_fields,
+)
 
 MAPPING = [("all", [0, 1, 2, 3]), ("none", []), ("7", [1])]
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, UCI_CSV, require_shared
 from helpers import job_doc, key_ring
+
 from strm_spark import crypto, entrypoints, session, sql
 from strm_spark.cli import build_parser
 from strm_spark.session import delta_jars
@@ -212,7 +212,7 @@ def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
     assert computes == {"USER_ISOLATION", "serverless"}
     assert "SINGLE_USER" in bundle["variables"]["access_mode"]["description"]
     by_compute = {}
-    for key, job, task in tasks:
+    for _key, _job, task in tasks:
         serverless = "environment_key" in task
         by_compute.setdefault(task["python_wheel_task"]["entry_point"], set()).add(serverless)
     assert all(v == {True, False} for v in by_compute.values()), by_compute

@@ -66,7 +66,7 @@ def test_forget_keeps_the_records_of_others_who_share_a_key_link(spark, shared_r
     assert list_subjects(spark, config).subjects == (ALSO, STAYS)
     links = key_links(spark, config, [STAYS, ALSO, GONE])
     assert links[GONE] == []
-    assert sorted(((k.day.isoformat() if k.day else "-", k.key_present) for k in links[STAYS])) == [
+    assert sorted((k.day.isoformat() if k.day else "-", k.key_present) for k in links[STAYS]) == [
         ("-", False), ("2024-02-03", True)]
     assert [k.key_present for k in links[ALSO]] == [False]
 

@@ -6,7 +6,7 @@ import csv
 import math
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -102,7 +102,7 @@ def test_other_start_or_fraction_changes_the_file(tmp_path: Path) -> None:
     assert base.read_bytes() != dirtier.read_bytes()
     _, rows = read_rows(later)
     first = parse_time(rows[0][12])
-    assert first is not None and first.astimezone(timezone.utc).date().isoformat() >= "2026-11-30"
+    assert first is not None and first.astimezone(UTC).date().isoformat() >= "2026-11-30"
 
 
 def test_header_line_endings_and_column_count(tmp_path: Path) -> None:
@@ -267,15 +267,15 @@ def test_event_times_parse_and_cover_seven_days(big: Big) -> None:
             else:
                 assert parsed.utcoffset().total_seconds() == 3600
             instants.append(parsed)
-    lo = datetime(2026, 11, 1, 23, 0, tzinfo=timezone.utc)   # 2026-11-02T00:00+01:00
-    hi = datetime(2026, 11, 8, 23, 0, tzinfo=timezone.utc)   # 7 days later
+    lo = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)   # 2026-11-02T00:00+01:00
+    hi = datetime(2026, 11, 8, 23, 0, tzinfo=UTC)   # 7 days later
     assert all(lo <= t < hi for t in instants)
     assert min(instants) - lo < (hi - lo) / 100
     assert hi - max(instants) < (hi - lo) / 10
     # Roughly increasing: the file's first tenth precedes its last tenth.
     tenth = len(instants) // 10
     assert max(instants[:tenth]) < min(instants[-tenth:])
-    days = {t.astimezone(timezone.utc).date() for t in instants}
+    days = {t.astimezone(UTC).date() for t in instants}
     assert len(days) == 8
 
 
@@ -283,7 +283,7 @@ def test_a_session_crosses_utc_midnight(big: Big) -> None:
     _, rows = big
     crossing = 0
     for session in sessions_of(rows):
-        dates = {t.astimezone(timezone.utc).date()
+        dates = {t.astimezone(UTC).date()
                  for t in (parse_time(row[12]) for row in session) if t is not None}
         crossing += len(dates) > 1
     assert crossing >= 1

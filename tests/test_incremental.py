@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pyspark.sql import functions as F
-
 from conftest import UCI_CSV, require_shared
 from helpers import job_config, job_doc, key_ring
+from pyspark.sql import functions as F
+
 from strm_spark.errors import ConfigError, DataError
 from strm_spark.job import run_job
 

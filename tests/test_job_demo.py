@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from conftest import DEMO_ROWS as ROWS
+
 from strm_spark import crypto
 from strm_spark.hashing import hmac_sha256_hex
 

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
-
 from conftest import UCI_CSV, require_shared
 from helpers import UCI_CONTRACT_DOC, job_config
+from pyspark.sql import functions as F
+
 from strm_spark import crypto
 from strm_spark.job import run_job
 
@@ -47,7 +47,7 @@ def reject_run(spark, tmp_path_factory):
     for f, (good, bad) in enumerate([(lines[:GOOD_PER_FILE], BAD[:2]), (lines[GOOD_PER_FILE:2 * GOOD_PER_FILE], BAD[2:])]):
         rows = list(good)
         positions = {}
-        for i, (line, cid, reason) in enumerate(bad):
+        for i, (line, cid, _) in enumerate(bad):
             at = 10 + 40 * i
             rows.insert(at, line)
             positions[cid] = at + 1

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
-
 from conftest import BLOGPOST, UCI_CSV, require_shared
 from helpers import job_config
+
 from strm_spark import crypto
 from strm_spark.job import run_job
 
@@ -88,7 +87,7 @@ def test_key_links_are_one_per_customer_and_utc_day(decrypted):
     by_group = defaultdict(set)
     by_link = defaultdict(set)
     for d in decrypted:
-        day = datetime.fromtimestamp(d["timestamp"] / 1000, tz=timezone.utc).date()
+        day = datetime.fromtimestamp(d["timestamp"] / 1000, tz=UTC).date()
         assert d["day"] == day
         group = (_s(d["CustomerID"]), day)
         by_group[group].add(d["keyLink"])
@@ -102,7 +101,7 @@ def test_grouping_and_timestamps_match_strm_output(decrypted):
     strm = _csv_rows(BLOGPOST / "strm_output_decrypted-0.csv")
     strm_groups = defaultdict(set)
     for r in strm:
-        day = datetime.fromtimestamp(int(r["strmMeta.timestamp"]) / 1000, tz=timezone.utc).date()
+        day = datetime.fromtimestamp(int(r["strmMeta.timestamp"]) / 1000, tz=UTC).date()
         strm_groups[r["strmMeta.keyLink"]].add((r["CustomerID"], day))
     ours = {(_s(d["CustomerID"]), d["day"]) for d in decrypted}
     assert all(len(g) == 1 for g in strm_groups.values())
@@ -146,8 +145,8 @@ def test_key_store_holds_no_key_field_values_and_correct_expiry(spark, uci_run):
     for k in keys:
         assert k["keyHash"] not in ids and len(k["keyHash"]) == 64
         assert k["groupId"] == "test-group"
-        expected = datetime(k["day"].year, k["day"].month, k["day"].day, tzinfo=timezone.utc).timestamp() + 86400 * 2557
-        assert k["expiresAt"].replace(tzinfo=timezone.utc).timestamp() == expected
+        expected = datetime(k["day"].year, k["day"].month, k["day"].day, tzinfo=UTC).timestamp() + 86400 * 2557
+        assert k["expiresAt"].replace(tzinfo=UTC).timestamp() == expected
         keyset = json.loads(bytes(k["keyset"]))
         assert keyset["key"][0]["keyData"]["typeUrl"].endswith("AesSivKey")
         assert keyset["key"][0]["outputPrefixType"] == "TINK"

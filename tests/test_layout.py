@@ -161,7 +161,7 @@ def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, mo
     src = _uci_slice(tmp_path / "in.csv", 1, 500)
     persisted: list[DataFrame] = []
 
-    def recording(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def recording(self, *args, **kwargs):
         persisted.append(self)
         return original(self, *args, **kwargs)
 
@@ -170,7 +170,7 @@ def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, mo
     monkeypatch.setattr(cls, "persist", recording)
     from strm_spark.pipeline import write
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         raise DataError("injected failure")
 
     monkeypatch.setattr(write, "merge_data_subjects", broken)

@@ -6,10 +6,10 @@ import json
 from collections import Counter
 
 import pytest
+import subjects_data as sd
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-import subjects_data as sd
 from strm_spark import crypto, masterkey
 from strm_spark.config import MasterKeyRef, parse_job_config
 from strm_spark.errors import ConfigError, KeyStoreError, SecretError

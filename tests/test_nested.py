@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import job_config, key_ring
+
 from strm_spark import crypto
 from strm_spark.job import run_job
 

@@ -7,10 +7,10 @@ import csv
 import io
 import itertools
 
+from helpers import job_config
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from helpers import job_config
 from strm_spark.job import run_job
 
 # Field text: commas, quotes, semicolons, non-ASCII; no line breaks (a quoted line break splits

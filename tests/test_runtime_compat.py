@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import yaml
 from chispa import assert_df_equality
-
 from conftest import REPO, UCI_CSV, require_shared
 from connect_server import connect_server
 from helpers import job_doc

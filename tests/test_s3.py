@@ -13,9 +13,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from conftest import UCI_CSV, require_shared
 from helpers import job_config, key_ring
+
 from strm_spark import crypto, session
 from strm_spark.errors import ConfigError
 from strm_spark.job import run_job
@@ -147,7 +147,7 @@ def s3(spark):
 
     try:
         spark.sparkContext._jvm.java.lang.Class.forName("org.apache.hadoop.fs.s3a.S3AFileSystem")
-    except Exception:  # noqa: BLE001 - py4j wraps the ClassNotFoundException
+    except Exception:
         pytest.fail("the S3A jars are in ~/.m2 but not on the session's class path (see get_spark)")
     buckets = ("data", "keys")
     with moto_s3_server() as endpoint:

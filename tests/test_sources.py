@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import job_config, key_ring
+
 from strm_spark import crypto
 from strm_spark.errors import DataError
 from strm_spark.job import run_job

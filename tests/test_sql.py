@@ -6,9 +6,9 @@ import base64
 
 import pytest
 from chispa import assert_df_equality
+from conftest import DEMO_ROWS
 from pyspark.sql import functions as F
 
-from conftest import DEMO_ROWS
 from strm_spark import crypto
 from strm_spark.hashing import hmac_sha256_hex
 from strm_spark.sql import decrypt_column, register, register_job_views, register_jvm
@@ -152,7 +152,7 @@ def test_the_jvm_encryption_gives_tinks_python_ciphertext_byte_for_byte(spark):
             enumerate((v, ks) for ks in keysets for v in values)]
     df = spark.createDataFrame(rows, "i int, v string, __keyset binary, vs array<string>")
     got = tf.with_encrypted_columns(df, {"v": "c", "vs": "cs"}, engine="jvm").orderBy("i").collect()
-    for (i, v, ks, vs), r in zip(rows, got):
+    for (_, v, ks, vs), r in zip(rows, got, strict=True):
         prim = crypto.primitive(bytes(ks))
         assert r["c"] == crypto.encrypt_text(prim, v)
         assert r["cs"] == (None if vs is None else [crypto.encrypt_text(prim, x) for x in vs])
@@ -247,6 +247,7 @@ def test_views_equal_the_derived_tables_after_forget_and_purge_expired(spark, tm
     import shutil
 
     from conftest import REPO
+
     from strm_spark.config import load_job_config
     from strm_spark.generate import generate
     from strm_spark.hashing import new_secret_file

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import csv
 import json
 import re
@@ -13,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import tink
+from conftest import BLOGPOST, require_shared
 from tink import cleartext_keyset_handle, daead
 
-from conftest import BLOGPOST, require_shared
 from strm_spark.errors import ConfigError
 from strm_spark.hashing import strm_murmur3_hex
 from strm_spark.job import run_job

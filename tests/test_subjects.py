@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
-
 import subjects_data as sd
 from helpers import run_record
+from pyspark.sql import functions as F
+
 from strm_spark import audit, crypto
 from strm_spark.errors import SubjectsError
 from strm_spark.hashing import hmac_sha256_hex
@@ -166,18 +166,18 @@ def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     for path in [config.data_subjects.path, config.rejected.path, f"{config.key_store}/keys",
                  *[d.path for d in config.derived]]:
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')")
-    now = datetime(2024, 2, 5, 12, tzinfo=timezone.utc)  # keys of days up to Jan 5 expire (day + 1 + 30)
+    now = datetime(2024, 2, 5, 12, tzinfo=UTC)  # keys of days up to Jan 5 expire (day + 1 + 30)
     cutoff_day = date(2024, 1, 5)
     assert sd.expires(cutoff_day) <= now < sd.expires(date(2024, 1, 6))
     store = KeyStore(spark, config.key_store)
     keys_before = store.keys().collect()
     expired = [k for k in keys_before if k["kind"] == "row" and k["day"] <= cutoff_day]
     assert expired and len(expired) < len(keys_before)
-    assert all(k["expiresAt"].replace(tzinfo=timezone.utc) == sd.expires(k["day"]) for k in expired)
+    assert all(k["expiresAt"].replace(tzinfo=UTC) == sd.expires(k["day"]) for k in expired)
     derived = {d.name: spark.read.format("delta").load(d.path).collect() for d in config.derived}
     gone_ids = {r["event_id"] for r in derived["all"] if r["strmDay"] <= cutoff_day}
     entries = spark.read.format("delta").load(config.data_subjects.path).collect()
-    expired_entries = [r for r in entries if r["expiresAt"].replace(tzinfo=timezone.utc) <= now]
+    expired_entries = [r for r in entries if r["expiresAt"].replace(tzinfo=UTC) <= now]
     kept_ids = {r["event_id"] for r in derived["all"] if r["strmDay"] > cutoff_day}
 
     report = purge_expired(spark, config, now)
@@ -187,10 +187,10 @@ def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     assert report.derived_rows_removed["all"] == len(gone_ids)
     remaining = store.keys().collect()
     assert {k["keyLink"] for k in remaining} == {k["keyLink"] for k in keys_before} - {k["keyLink"] for k in expired}
-    assert all(k["expiresAt"].replace(tzinfo=timezone.utc) > now for k in remaining)
+    assert all(k["expiresAt"].replace(tzinfo=UTC) > now for k in remaining)
     assert {r["event_id"] for r in spark.read.format("delta").load(config.derived[0].path).collect()} == kept_ids
     ds = spark.read.format("delta").load(config.data_subjects.path).collect()
-    assert ds and all(r["expiresAt"].replace(tzinfo=timezone.utc) > now for r in ds)
+    assert ds and all(r["expiresAt"].replace(tzinfo=UTC) > now for r in ds)
     assert report.subject_entries_removed == len(expired_entries) > 0
     assert report.subjects_found == len({r["dataSubject"] for r in expired_entries})
     # The expired rows are physically gone from the derived tables' data files. (event_id is not
@@ -200,7 +200,7 @@ def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     assert set(found) == set(sorted(kept_ids)[:3])
     last = audit.read(spark, config.audit).where("status = 'completed'").first()
     assert last["action"] == "purge-expired" and last["keysRemoved"] == len(expired)
-    assert last["expiredBefore"].replace(tzinfo=timezone.utc) == now
+    assert last["expiredBefore"].replace(tzinfo=UTC) == now
 
     assert report.files_rewritten == 0 and report.files_removed > 0
 
@@ -272,7 +272,7 @@ def test_list_pages_and_key_links(spark, base_run):
     assert links["nobody@example.org"] == []
     mine = links[sd.FORGET]
     assert [k.day for k in mine] == sd.FORGET_DAYS
-    assert [k.expires_at.replace(tzinfo=timezone.utc) for k in mine] == [sd.expires(d) for d in sd.FORGET_DAYS]
+    assert [k.expires_at.replace(tzinfo=UTC) for k in mine] == [sd.expires(d) for d in sd.FORGET_DAYS]
     assert all(k.key_present for k in mine) and len({k.key_link for k in mine}) == 4
 
 

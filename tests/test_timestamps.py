@@ -7,13 +7,19 @@ Expected epoch millis marked "Java" come from Java 17:
 
 from __future__ import annotations
 
-import datetime as dt
+from datetime import datetime
 
 import pytest
 from pyspark.sql import functions as F
 
 from strm_spark.timestamps import (
-    PatternError, _parse_rewritten, _plan, check_pattern, epoch_millis, parse_event_time, utc_day,
+    PatternError,
+    _parse_rewritten,
+    _plan,
+    check_pattern,
+    epoch_millis,
+    parse_event_time,
+    utc_day,
 )
 
 AMS, NY, UTC = "Europe/Amsterdam", "America/New_York", "UTC"
@@ -289,7 +295,13 @@ def test_week_fields_around_new_year(spark):
                     if x.startswith("Q") else f"{int(x) + 1:0{len(x)}d}")
         return " ".join(parts)
 
+    pattern = "yyyy-MM-dd YYYY ww W e EEE QQQ g"
     wrong = [bump(t, k) for t in texts for k in range(1, 8)]
+    got = _millis(spark, [(pattern, UTC, t) for t in texts + wrong])
+    for t in texts:
+        midnight = int(datetime.strptime(t[:10] + "+0000", "%Y-%m-%d%z").timestamp())
+        assert got[(pattern, UTC, t)] == (midnight * 1000,) * 2, t
+    assert not [t for t in wrong if got[(pattern, UTC, t)] != (None, None)]
     # Week dates resolve to a day (Java: "YYYY ww e" of 2016-01-01 and 2027-12-31).
     got = _millis(spark, [("YYYY ww e", UTC, "2016 01 6"), ("YYYY ww e", UTC, "2028 01 6")])
     assert got[("YYYY ww e", UTC, "2016 01 6")][0] == 1451606400000

@@ -295,7 +295,3 @@ class KeyStore:
             "keyLink", "keyset", "day", "kind", "expiresAt")
         return keys.join(F.broadcast(links.select("keyLink").distinct()), "keyLink", "inner")
 
-    def keyset_json(self, keyset: bytes, key_link: str) -> bytes:
-        """The cleartext Tink JSON of one stored keyset (unwrapped with the master key if needed),
-        e.g. for STRM's decryption snippet."""
-        return unwrap(keyset, key_link, self.master)

@@ -2,7 +2,7 @@
 one module per stage, composed by `run.run_job`, with a summary of what the run did."""
 
 
-def run_job(spark, config, **kwargs):  # noqa: ANN001, ANN003, ANN201 - lazy: keeps imports light
+def run_job(spark, config, **kwargs):
     from .run import run_job as run
 
     return run(spark, config, **kwargs)

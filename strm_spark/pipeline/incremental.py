@@ -78,7 +78,7 @@ class FileLog:
     def __init__(self, spark: SparkSession, path: str, job: str) -> None:
         self.spark, self.path, self.job = spark, path, job
 
-    def _rows(self):  # noqa: ANN202
+    def _rows(self):
         create_table(self.spark, self.path, FILES_SCHEMA, stats_columns="jobName,batchId,state,at")
         return self.spark.read.format("delta").load(self.path).where(F.col("jobName") == F.lit(self.job))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
@@ -61,7 +61,7 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
     run_id = batch.run_id if batch else run_id or uuid.uuid4().hex[:12]
     mode = batch.mode if batch else config.write_mode
     txn = files.txn(batch) if batch else None
-    out = summary.RunSummary(config.name, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out = summary.RunSummary(config.name, run_id, datetime.now(UTC).isoformat(timespec="seconds"),
                              config.source.path)
     if files and batch is None:
         out.notes.append("no new files in the source: nothing to do")
@@ -147,7 +147,7 @@ def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> 
                          f"keys.master_key was set; new keysets are encrypted with {master.id}")
 
 
-def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> None:  # noqa: ANN001
+def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> None:
     """STRM's one-file CSV keeps STRM's bytes, so its cells are not guarded: the summary says
     how many rows hold a cell a spreadsheet would run as a formula (one count, STRM CSV only)."""
     if output.format != "strm-csv":
@@ -162,7 +162,7 @@ def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> Non
                          "only with formulas off")
 
 
-def _rows_for(valid, config, out):  # noqa: ANN001, ANN202
+def _rows_for(valid, config, out):
     """The valid rows an output is built from, and the columns it carries: STRM's one-file CSV
     echoes the source text and keeps input order."""
     if out.format == "strm-csv":
@@ -170,7 +170,7 @@ def _rows_for(valid, config, out):  # noqa: ANN001, ANN202
     return valid, ()
 
 
-def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts) -> None:  # noqa: ANN001
+def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts) -> None:
     stats = write.stats_columns(config)
     source, carry = _rows_for(valid, config, config.encrypted)
     encrypted = derive.encrypted_rows(source, config, carry)

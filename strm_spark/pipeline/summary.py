@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
@@ -119,7 +119,7 @@ def finish(spark: SparkSession, config: JobConfig, summary: RunSummary, started:
     summary.wall_time_s = round(time.monotonic() - started, 2)
     summary.rows_per_s = round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0
     summary.outputs["run summary"] = runs_path(config)
-    row = (summary.job, summary.run_id, datetime.fromisoformat(summary.started_at).astimezone(timezone.utc),
+    row = (summary.job, summary.run_id, datetime.fromisoformat(summary.started_at).astimezone(UTC),
            float(summary.wall_time_s), summary.rows_read, summary.rows_encrypted, summary.rows_rejected,
            summary.keys_created, summary.keys_reused, summary.to_json())
     write_table(spark.createDataFrame([row], RUNS_SCHEMA), runs_path(config), "append",
