@@ -33,9 +33,14 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     table = {link: crypto.new_keyset() for link in links}
     keysets = spark.sparkContext.broadcast(table)
     keyed = spark.createDataFrame(list(table.items()), f"{tf.KEY_LINK} string, {tf.KEYSET} binary")
-    base = (df.select(*[F.col(c).alias(tf.pii_column(i)) for i, c in enumerate(pii)],
-                      F.concat_ws("|", "customer_id", day).alias(tf.KEY_LINK))
-            .join(F.broadcast(keyed), tf.KEY_LINK).cache())
+    base = (
+        df.select(
+            *[F.col(c).alias(tf.pii_column(i)) for i, c in enumerate(pii)],
+            F.concat_ws("|", "customer_id", day).alias(tf.KEY_LINK),
+        )
+        .join(F.broadcast(keyed), tf.KEY_LINK)
+        .cache()
+    )
     base.count()
     targets = {tf.pii_column(i): tf.enc_column(i) for i in range(len(pii))}
     encrypted = tf.with_encrypted_columns(base, targets, tf.KEY_LINK, keysets)
@@ -51,13 +56,23 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     for frame in variants.values():
         timed(frame)  # warm the Python workers and the JIT
     plain = statistics.median([timed(base) for _ in range(repeats)])
-    result = {"rows": rows, "pii_fields": len(pii), "keys": len(links), "without_s": round(plain, 2)}
+    result = {
+        "rows": rows,
+        "pii_fields": len(pii),
+        "keys": len(links),
+        "without_s": round(plain, 2),
+    }
     for name, frame in variants.items():
         enc = statistics.median([timed(frame) for _ in range(repeats)])
         stage = max(enc - plain, 1e-6)
         suffix = "" if name == "python" else "_jvm"
-        result.update({f"with_encryption{suffix}_s": round(enc, 2), f"stage_rows_per_s{suffix}": round(rows / stage),
-                       f"cells_per_s{suffix}": round(rows * len(pii) / stage)})
+        result.update(
+            {
+                f"with_encryption{suffix}_s": round(enc, 2),
+                f"stage_rows_per_s{suffix}": round(rows / stage),
+                f"cells_per_s{suffix}": round(rows * len(pii) / stage),
+            }
+        )
     base.unpersist()
     keysets.destroy()
     return result
@@ -86,7 +101,9 @@ def _children(pid: int) -> list[int]:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -97,7 +114,12 @@ class MemorySampler:
 
     def __init__(self, root_pid: int) -> None:
         self.root = root_pid
-        self.peaks = {"driver_python_mb": 0.0, "driver_jvm_mb": 0.0, "largest_worker_mb": 0.0, "all_workers_mb": 0.0}
+        self.peaks = {
+            "driver_python_mb": 0.0,
+            "driver_jvm_mb": 0.0,
+            "largest_worker_mb": 0.0,
+            "all_workers_mb": 0.0,
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -61,15 +61,25 @@ def _config(work: Path, source: Path):
         "contract": str(REPO / "conf" / "online_retail_contract.yaml"),
         "source": {"path": str(source), "format": "csv"},
         "consent": {"default_levels": [2]},
-        "timestamp": {"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss", "default_time_zone": "Europe/Amsterdam"},
+        "timestamp": {
+            "field": "InvoiceDate",
+            "pattern": "yyyy-MM-dd HH:mm:ss",
+            "default_time_zone": "Europe/Amsterdam",
+        },
         "keys": {"group_id": "bench", "store": str(work / "keystore")},
         "outputs": {
             "mode": "overwrite",
             "encrypted": str(work / "encrypted"),
             "data_subjects": str(work / "data_subjects"),
             "rejected": str(work / "rejected"),
-            "derived": [{"name": "decrypted-0", "path": str(work / "derived"), "consent_type": "CUMULATIVE",
-                         "consent_levels": [2]}],
+            "derived": [
+                {
+                    "name": "decrypted-0",
+                    "path": str(work / "derived"),
+                    "consent_type": "CUMULATIVE",
+                    "consent_levels": [2],
+                }
+            ],
         },
     }
     return parse_job_config(doc, "bench", work)
@@ -98,8 +108,12 @@ def bench(rows: int, work_root: Path) -> dict:
     found = forget(spark, config, [SUBJECT])
     unknown = forget(spark, config, ["no-such-customer"])
     # The forgotten subject's rows are still in the encrypted table, now without keys.
-    left = (spark.read.format("delta").load(config.encrypted.path)
-            .where("strmDay >= '2010-12-02' AND StockCode LIKE 'BENCH%'").count())
+    left = (
+        spark.read.format("delta")
+        .load(config.encrypted.path)
+        .where("strmDay >= '2010-12-02' AND StockCode LIKE 'BENCH%'")
+        .count()
+    )
     return {
         "rows": summary.rows_read,
         "job_s": round(job_s, 1),
@@ -119,7 +133,9 @@ def bench(rows: int, work_root: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[500_000, 5_000_000])
     parser.add_argument("--work", type=Path, default=REPO / "out" / "bench-forget")
     args = parser.parse_args()
@@ -130,11 +146,15 @@ def main() -> int:
         results.append(result)
         print(json.dumps(result), flush=True)
     print()
-    print(f"{'rows':>10} {'encrypted':>14} {'derived':>14} {'job':>8} {'forget':>8}   forget steps (s)")
+    print(
+        f"{'rows':>10} {'encrypted':>14} {'derived':>14} {'job':>8} {'forget':>8}   forget steps (s)"
+    )
     for r in results:
         steps = ", ".join(f"{k} {v}" for k, v in r["forget_steps_s"].items())
-        print(f"{r['rows']:>10,} {r['encrypted_mb']:>9.1f} MB/{r['encrypted_files']:<4} "
-              f"{r['derived_mb']:>7.1f} MB/{r['derived_files']:<4} {r['job_s']:>7.1f}s {r['forget_s']:>7.1f}s   {steps}")
+        print(
+            f"{r['rows']:>10,} {r['encrypted_mb']:>9.1f} MB/{r['encrypted_files']:<4} "
+            f"{r['derived_mb']:>7.1f} MB/{r['derived_files']:<4} {r['job_s']:>7.1f}s {r['forget_s']:>7.1f}s   {steps}"
+        )
     (args.work / "results.json").write_text(json.dumps(results, indent=2))
     return 0
 

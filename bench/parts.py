@@ -77,11 +77,15 @@ class SparkJobs:
                 break
             last = state
             time.sleep(0.3)
-        return {"jobs": len(new), "stages": sum(len(j.get("stageIds", [])) for j in new),
-                "failed_jobs": sum(j["status"] == "FAILED" for j in new)}
+        return {
+            "jobs": len(new),
+            "stages": sum(len(j.get("stageIds", [])) for j in new),
+            "failed_jobs": sum(j["status"] == "FAILED" for j in new),
+        }
 
 
 # --- history ---------------------------------------------------------------------------
+
 
 def _uuid_from(col):
     """A UUID-shaped key link derived from a column (deterministic: the keys table and the
@@ -89,15 +93,24 @@ def _uuid_from(col):
     from pyspark.sql import functions as F
 
     h = F.md5(F.concat(F.lit("bench-history-link:"), col.cast("string")))
-    return F.concat_ws("-", F.substring(h, 1, 8), F.substring(h, 9, 4), F.substring(h, 13, 4),
-                       F.substring(h, 17, 4), F.substring(h, 21, 12))
+    return F.concat_ws(
+        "-",
+        F.substring(h, 1, 8),
+        F.substring(h, 9, 4),
+        F.substring(h, 13, 4),
+        F.substring(h, 17, 4),
+        F.substring(h, 21, 12),
+    )
 
 
 def _random_bytes(col, n: int, salt: str):
     """`n` pseudo-random bytes per row (SHA-512 of the row id, chained)."""
     from pyspark.sql import functions as F
 
-    parts = [F.unhex(F.sha2(F.concat(F.lit(f"{salt}:{i}:"), col.cast("string")), 512)) for i in range(n // 64 + 1)]
+    parts = [
+        F.unhex(F.sha2(F.concat(F.lit(f"{salt}:{i}:"), col.cast("string")), 512))
+        for i in range(n // 64 + 1)
+    ]
     return F.substring(F.concat(*parts), 1, n)
 
 
@@ -107,7 +120,9 @@ def _keyset_column(spark, keys_path: str, col):
     bytes of the same size when the stored keysets are not cleartext JSON."""
     from pyspark.sql import functions as F
 
-    sample = spark.read.format("delta").load(keys_path).where("kind = 'row'").select("keyset").first()
+    sample = (
+        spark.read.format("delta").load(keys_path).where("kind = 'row'").select("keyset").first()
+    )
     size = len(sample[0]) if sample else 394
     try:
         text = bytes(sample[0]).decode("utf-8")
@@ -120,7 +135,7 @@ def _keyset_column(spark, keys_path: str, col):
     raw = base64.b64decode(value)
     # The key proto's header kept (for an AES-SIV key: field 2, 64 bytes), the key bytes random:
     # the keysets stay valid Tink keysets.
-    head = raw[:max(0, len(raw) - 64)]
+    head = raw[: max(0, len(raw) - 64)]
     template = text.replace("%", "%%").replace(value, "%2$s")
     template = re.sub(r'("(?:primaryKeyId|keyId)":\s*)\d+', r"\g<1>%1$d", template)
     key_id = (F.abs(F.xxhash64(col, F.lit("key-id"))) % F.lit(2_000_000_000) + 1).cast("long")
@@ -129,8 +144,17 @@ def _keyset_column(spark, keys_path: str, col):
     return F.encode(F.format_string(template, key_id, material), "UTF-8")
 
 
-def append_history(spark, keys_path: str, subjects_path: str, extra: int, group_id: str,
-                   retention_days: int, before, span_days: int = 2920, files: int = 16) -> dict:
+def append_history(
+    spark,
+    keys_path: str,
+    subjects_path: str,
+    extra: int,
+    group_id: str,
+    retention_days: int,
+    before,
+    span_days: int = 2920,
+    files: int = 16,
+) -> dict:
     """Append `extra` keys of the group and as many data-subject links, one per key, for days
     spread over `span_days` before `before` (contiguous day ranges per file, as years of daily
     runs would leave them). Columns are built by name and cast to the tables' own schemas;
@@ -141,11 +165,17 @@ def append_history(spark, keys_path: str, subjects_path: str, extra: int, group_
     r = spark.range(0, extra, 1, files)
     day = F.date_add(F.lit(first), (F.col("id") * F.lit(span_days) / F.lit(extra)).cast("int"))
     r = r.withColumn("__day", day)
-    expires = F.timestamp_seconds((F.unix_date(F.col("__day")) + F.lit(1 + retention_days)).cast("long") * F.lit(86_400))
-    created = F.timestamp_seconds(F.unix_date(F.col("__day")).cast("long") * F.lit(86_400) + F.lit(23 * 3600))
+    expires = F.timestamp_seconds(
+        (F.unix_date(F.col("__day")) + F.lit(1 + retention_days)).cast("long") * F.lit(86_400)
+    )
+    created = F.timestamp_seconds(
+        F.unix_date(F.col("__day")).cast("long") * F.lit(86_400) + F.lit(23 * 3600)
+    )
     link = _uuid_from(F.col("id"))
     # Customer-like ids (UCI's are 5 digits), each with keys on many days.
-    subject = (F.lit(10_000) + F.abs(F.xxhash64(F.col("id"), F.lit("subject"))) % F.lit(90_000)).cast("string")
+    subject = (
+        F.lit(10_000) + F.abs(F.xxhash64(F.col("id"), F.lit("subject"))) % F.lit(90_000)
+    ).cast("string")
     keys_cols = {
         "keyLink": link,
         "keyset": _keyset_column(spark, keys_path, F.col("id")),
@@ -158,8 +188,13 @@ def append_history(spark, keys_path: str, subjects_path: str, extra: int, group_
         "runId": F.concat(F.lit("bench-history-"), F.col("__day").cast("string")),
         "wrappedBy": F.lit(None),
     }
-    subject_cols = {"dataSubject": subject, "keyLink": link, "groupId": F.lit(group_id),
-                    "expiresAt": expires, "createdAt": created}
+    subject_cols = {
+        "dataSubject": subject,
+        "keyLink": link,
+        "groupId": F.lit(group_id),
+        "expiresAt": expires,
+        "createdAt": created,
+    }
     for path, cols in ((keys_path, keys_cols), (subjects_path, subject_cols)):
         schema = spark.read.format("delta").load(path).schema
         select = []
@@ -169,7 +204,9 @@ def append_history(spark, keys_path: str, subjects_path: str, extra: int, group_
             elif f.nullable:
                 select.append(F.lit(None).cast(f.dataType).alias(f.name))
             else:
-                raise SystemExit(f"history: {path} has a required column {f.name} the bench cannot fill")
+                raise SystemExit(
+                    f"history: {path} has a required column {f.name} the bench cannot fill"
+                )
         r.select(*select).write.format("delta").mode("append").save(path)
     return {"first_day": str(first), "last_day": str(before - timedelta(days=1))}
 
@@ -183,9 +220,11 @@ def _fingerprint(spark, keys_path: str, subjects_path: str) -> dict:
     out = {}
     for name, path in (("keys", keys_path), ("subjects", subjects_path)):
         detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
-        out[name] = {"schema": spark.read.format("delta").load(path).schema.jsonValue(),
-                     "partitionColumns": list(detail["partitionColumns"] or []),
-                     "properties": dict(sorted((detail["properties"] or {}).items()))}
+        out[name] = {
+            "schema": spark.read.format("delta").load(path).schema.jsonValue(),
+            "partitionColumns": list(detail["partitionColumns"] or []),
+            "properties": dict(sorted((detail["properties"] or {}).items())),
+        }
     return out
 
 
@@ -193,8 +232,16 @@ def _dir_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*.parquet")) / 2**20, 1)
 
 
-def history(spark, counter: SparkJobs | None, src: Path, root: Path, config_for, extra: int,
-            repeats: int, rebuild: bool = False) -> dict:
+def history(
+    spark,
+    counter: SparkJobs | None,
+    src: Path,
+    root: Path,
+    config_for,
+    extra: int,
+    repeats: int,
+    rebuild: bool = False,
+) -> dict:
     """The same 19,998-row batch, every key reused, against a store holding only its own keys
     (`base`, made anew) and against one with `extra` more keys and data-subject links of the
     group (`big`, built once and cached under `root`). Alternating, warm; medians."""
@@ -208,20 +255,37 @@ def history(spark, counter: SparkJobs | None, src: Path, root: Path, config_for,
     base_keys, base_subjects = f"{base_cfg.key_store}/keys", base_cfg.data_subjects.path
     big_keys, big_subjects = f"{big_cfg.key_store}/keys", big_cfg.data_subjects.path
     marker = big_dir / "bench-history.json"
-    want = {"generator": HISTORY_GENERATOR, "extra": extra, "group": base_cfg.group_id, "retention_days": base_cfg.retention_days,
-            "source": str(src), "source_size": src.stat().st_size,
-            "tables": _fingerprint(spark, base_keys, base_subjects)}
+    want = {
+        "generator": HISTORY_GENERATOR,
+        "extra": extra,
+        "group": base_cfg.group_id,
+        "retention_days": base_cfg.retention_days,
+        "source": str(src),
+        "source_size": src.stat().st_size,
+        "tables": _fingerprint(spark, base_keys, base_subjects),
+    }
     cached = json.loads(marker.read_text()) if marker.exists() and not rebuild else None
     if cached is None or {k: cached.get(k) for k in want} != want:
         shutil.rmtree(big_dir, ignore_errors=True)
         run_job(spark, big_cfg)
         from pyspark.sql import functions as F
 
-        before = spark.read.format("delta").load(big_keys).where("kind = 'row'").agg(F.min("day")).first()[0]
+        before = (
+            spark.read.format("delta")
+            .load(big_keys)
+            .where("kind = 'row'")
+            .agg(F.min("day"))
+            .first()[0]
+        )
         start = time.perf_counter()
-        span = append_history(spark, big_keys, big_subjects, extra, big_cfg.group_id, big_cfg.retention_days, before)
-        print(f"history: {extra:,} keys and links appended in {time.perf_counter() - start:.1f} s "
-              f"({span['first_day']}..{span['last_day']})", flush=True)
+        span = append_history(
+            spark, big_keys, big_subjects, extra, big_cfg.group_id, big_cfg.retention_days, before
+        )
+        print(
+            f"history: {extra:,} keys and links appended in {time.perf_counter() - start:.1f} s "
+            f"({span['first_day']}..{span['last_day']})",
+            flush=True,
+        )
         marker.write_text(json.dumps({**want, **span}, indent=1) + "\n")
     else:
         print(f"history: reusing the cached store {big_dir}", flush=True)
@@ -239,20 +303,37 @@ def history(spark, counter: SparkJobs | None, src: Path, root: Path, config_for,
             if counter:
                 jobs[kind] = counter.since(mark)
             if summary.keys_created:
-                raise SystemExit(f"history: a {kind} run created {summary.keys_created} keys; it should reuse all")
+                raise SystemExit(
+                    f"history: a {kind} run created {summary.keys_created} keys; it should reuse all"
+                )
             times[kind].append(t)
-            print(f"history  {kind:<5} run {i + 1}: {t:6.2f} s ({summary.keys_reused:,} keys reused"
-                  + (f", {jobs[kind]['jobs']} Spark jobs" if kind in jobs else "") + ")", flush=True)
+            print(
+                f"history  {kind:<5} run {i + 1}: {t:6.2f} s ({summary.keys_reused:,} keys reused"
+                + (f", {jobs[kind]['jobs']} Spark jobs" if kind in jobs else "")
+                + ")",
+                flush=True,
+            )
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = sum(1 for _ in open(src, encoding="utf-8")) - 1
-    result = {"rows": rows, "extra_keys": extra, "extra_links": extra,
-              "keys_reused": summary.keys_reused,
-              "history_base_s": round(med["base"], 2), "history_3m_s": round(med["big"], 2),
-              "ratio_history": round(med["big"] / med["base"], 2),
-              "spread_s": {k: {"median": round(statistics.median(v), 2), "min": round(min(v), 2),
-                               "max": round(max(v), 2)} for k, v in times.items()},
-              "keys_mb": {"base": _dir_mb(Path(base_keys)), "big": _dir_mb(Path(big_keys))},
-              "subjects_mb": {"base": _dir_mb(Path(base_subjects)), "big": _dir_mb(Path(big_subjects))}}
+    result = {
+        "rows": rows,
+        "extra_keys": extra,
+        "extra_links": extra,
+        "keys_reused": summary.keys_reused,
+        "history_base_s": round(med["base"], 2),
+        "history_3m_s": round(med["big"], 2),
+        "ratio_history": round(med["big"] / med["base"], 2),
+        "spread_s": {
+            k: {
+                "median": round(statistics.median(v), 2),
+                "min": round(min(v), 2),
+                "max": round(max(v), 2),
+            }
+            for k, v in times.items()
+        },
+        "keys_mb": {"base": _dir_mb(Path(base_keys)), "big": _dir_mb(Path(big_keys))},
+        "subjects_mb": {"base": _dir_mb(Path(base_subjects)), "big": _dir_mb(Path(big_subjects))},
+    }
     if jobs:
         result["spark_jobs_per_run"] = {k: v["jobs"] for k, v in jobs.items()}
         result["spark_stages_per_run"] = {k: v["stages"] for k, v in jobs.items()}
@@ -279,8 +360,13 @@ def floor_process(src: Path, out: Path) -> float:
     """The floor in a new process: start a session, read the CSV, write Delta, stop."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, str(src), str(out)], env=_env(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", FLOOR_SCRIPT, str(src), str(out)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"the floor process failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -305,8 +391,12 @@ def demo(work: Path, rows: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     seed = work / "secrets" / "mask-seed"
-    subprocess.run([sys.executable, "-m", "strm_spark.cli", "new-secret", str(seed)], env=_env(), check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", "new-secret", str(seed)],
+        env=_env(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     cfg = yaml.safe_load((REPO / "conf" / "demo.yaml").read_text())
     cfg["contract"] = str(REPO / "conf" / cfg["contract"])
     cfg["source"]["path"] = str(src)
@@ -320,15 +410,22 @@ def demo(work: Path, rows: int) -> dict:
         d["path"] = str(work / "derived" / d["name"])
     (work / "demo.json").write_text(json.dumps(cfg))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "strm_spark.cli", "run", str(work / "demo.json")], env=_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", "run", str(work / "demo.json")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"the demo job failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     found = _WALL.search(proc.stdout)
     shutil.rmtree(work, ignore_errors=True)
-    return {"rows": rows, "demo_wall_s": float(found.group(1)) if found else None,
-            "demo_process_s": round(wall, 2)}
+    return {
+        "rows": rows,
+        "demo_wall_s": float(found.group(1)) if found else None,
+        "demo_process_s": round(wall, 2),
+    }
 
 
 # --- the issue's targets: table and chart ------------------------------------------------
@@ -354,19 +451,33 @@ def targets(results: list[dict], extra: dict) -> list[tuple[str, object, str, fl
     out = [
         ("job / floor, 2,709,545 rows", big.get("ratio_job"), "<= 1.5", 1.5),
         ("job / floor, 541,909 rows", small.get("ratio_job"), "<= 2.0", 2.0),
-        ("job with one derived output / floor, 2,709,545 rows", big.get("ratio_derived"), "<= 2.0", 2.0),
-        ("job / peer (aes_encrypt, one key), 2,709,545 rows", big.get("ratio_job_to_peer"), "<= 1.25", 1.25),
+        (
+            "job with one derived output / floor, 2,709,545 rows",
+            big.get("ratio_derived"),
+            "<= 2.0",
+            2.0,
+        ),
+        (
+            "job / peer (aes_encrypt, one key), 2,709,545 rows",
+            big.get("ratio_job_to_peer"),
+            "<= 1.25",
+            1.25,
+        ),
     ]
     e2e_label = "end to end, new process, 541,909 rows: job / floor"
     if e2e.get("rows") not in (None, E2E_ROWS):
-        e2e_label = f"end to end, new process, {e2e['rows']:,} rows (target is for 541,909): job / floor"
+        e2e_label = (
+            f"end to end, new process, {e2e['rows']:,} rows (target is for 541,909): job / floor"
+        )
     out.append((e2e_label, e2e.get("ratio_e2e"), "<= 1.5", 1.5))
     jobs = []
     for r in results:
         if r.get("spark_jobs_per_run") is not None:
             jobs.append(f"{r['spark_jobs_per_run']} ({r['rows']:,} rows, new store)")
     for kind, n in (hist.get("spark_jobs_per_run") or {}).items():
-        jobs.append(f"{n} ({hist['rows']:,} rows, keys reused, {'+' + format(hist['extra_keys'], ',') if kind == 'big' else 'own keys only'})")
+        jobs.append(
+            f"{n} ({hist['rows']:,} rows, keys reused, {'+' + format(hist['extra_keys'], ',') if kind == 'big' else 'own keys only'})"
+        )
     out.append(("Spark jobs per warm run", "; ".join(jobs) or None, "<= 12", None))
     h_label = "19,998-row batch with +3M keys and links / without"
     if hist and hist.get("extra_keys") != HISTORY_EXTRA:
@@ -375,12 +486,25 @@ def targets(results: list[dict], extra: dict) -> list[tuple[str, object, str, fl
     demo_label = "`make run` demo job, wall time in its summary"
     if demo_ and demo_.get("rows") != 100_000:
         demo_label += f" ({demo_['rows']:,} rows; the target is for 100,000)"
-    out.append((demo_label, f"{demo_['demo_wall_s']} s" if demo_.get("demo_wall_s") is not None else
-                "see make run", "<= 12 s", None))
+    out.append(
+        (
+            demo_label,
+            f"{demo_['demo_wall_s']} s" if demo_.get("demo_wall_s") is not None else "see make run",
+            "<= 12 s",
+            None,
+        )
+    )
     for r in results:  # sizes other than the issue's: figures without a target
         if r["rows"] not in (BIG, SMALL):
             out.append((f"job / floor, {r['rows']:,} rows", r.get("ratio_job"), "-", None))
-            out.append((f"job with one derived output / floor, {r['rows']:,} rows", r.get("ratio_derived"), "-", None))
+            out.append(
+                (
+                    f"job with one derived output / floor, {r['rows']:,} rows",
+                    r.get("ratio_derived"),
+                    "-",
+                    None,
+                )
+            )
             out.append((f"job / peer, {r['rows']:,} rows", r.get("ratio_job_to_peer"), "-", None))
     return out
 
@@ -396,6 +520,7 @@ def chart(results: list[dict], extra: dict, path: Path) -> Path | None:
     """A bar per ratio of this run, with the issue's target drawn over the bars that have one."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import matplotlib.ticker
@@ -405,16 +530,33 @@ def chart(results: list[dict], extra: dict, path: Path) -> Path | None:
     bars: list[tuple[str, float, float | None]] = []
     for r in results:
         n = f"{r['rows']:,}"
-        bars.append((f"job / floor\n{n}", r.get("ratio_job"), {BIG: 1.5, SMALL: 2.0}.get(r["rows"])))
-        bars.append((f"job+derived / floor\n{n}", r.get("ratio_derived"), 2.0 if r["rows"] == BIG else None))
-        bars.append((f"job / peer\n{n}", r.get("ratio_job_to_peer"), 1.25 if r["rows"] == BIG else None))
+        bars.append(
+            (f"job / floor\n{n}", r.get("ratio_job"), {BIG: 1.5, SMALL: 2.0}.get(r["rows"]))
+        )
+        bars.append(
+            (f"job+derived / floor\n{n}", r.get("ratio_derived"), 2.0 if r["rows"] == BIG else None)
+        )
+        bars.append(
+            (f"job / peer\n{n}", r.get("ratio_job_to_peer"), 1.25 if r["rows"] == BIG else None)
+        )
     e2e = extra.get("end_to_end", {})
     if e2e.get("ratio_e2e") is not None:
-        bars.append((f"e2e job / floor\n{e2e['rows']:,}", e2e["ratio_e2e"], 1.5 if e2e["rows"] == E2E_ROWS else None))
+        bars.append(
+            (
+                f"e2e job / floor\n{e2e['rows']:,}",
+                e2e["ratio_e2e"],
+                1.5 if e2e["rows"] == E2E_ROWS else None,
+            )
+        )
     hist = extra.get("history", {})
     if hist.get("ratio_history") is not None:
-        bars.append((f"history +{hist['extra_keys']:,}\n/ own keys", hist["ratio_history"],
-                     1.15 if hist["extra_keys"] == HISTORY_EXTRA else None))
+        bars.append(
+            (
+                f"history +{hist['extra_keys']:,}\n/ own keys",
+                hist["ratio_history"],
+                1.15 if hist["extra_keys"] == HISTORY_EXTRA else None,
+            )
+        )
     bars = [b for b in bars if b[1] is not None]
     if not bars:
         return None
@@ -424,12 +566,23 @@ def chart(results: list[dict], extra: dict, path: Path) -> Path | None:
     ax.bar_label(drawn, fmt="%.2f", fontsize=8)
     for x, (_, _, target) in zip(xs, bars):
         if target is not None:
-            ax.hlines(target, x - 0.45, x + 0.45, colors="#c44e52", linestyles="--", linewidth=2,
-                      label="target" if x == next(i for i, b in enumerate(bars) if b[2] is not None) else None)
+            ax.hlines(
+                target,
+                x - 0.45,
+                x + 0.45,
+                colors="#c44e52",
+                linestyles="--",
+                linewidth=2,
+                label="target"
+                if x == next(i for i, b in enumerate(bars) if b[2] is not None)
+                else None,
+            )
     ax.axhline(1.0, color="grey", linewidth=0.8)
     if max(b[1] for b in bars) > 6:  # targets near 1 stay readable beside ratios of 10 or more
         ax.set_yscale("log")
-        ax.set_yticks([t for t in (1, 1.5, 2, 3, 5, 10, 20, 50, 100) if t <= max(b[1] for b in bars) * 1.5])
+        ax.set_yticks(
+            [t for t in (1, 1.5, 2, 3, 5, 10, 20, 50, 100) if t <= max(b[1] for b in bars) * 1.5]
+        )
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8)

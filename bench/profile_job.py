@@ -38,7 +38,10 @@ def main() -> int:
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
         summary = run_job(spark, _config(src, out, derived=False))
-        print(f"run {i + 1}: {time.perf_counter() - start:.2f} s for {summary.rows_read:,} rows", flush=True)
+        print(
+            f"run {i + 1}: {time.perf_counter() - start:.2f} s for {summary.rows_read:,} rows",
+            flush=True,
+        )
     shutil.rmtree(OUT / "profile", ignore_errors=True)
     return 0
 

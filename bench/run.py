@@ -69,7 +69,9 @@ def _config(src: Path, out: Path, derived: bool):
         data_subjects=OutputConfig(str(out / "subjects")),
         rejected=OutputConfig(str(out / "rejected")),
         summary_dir=str(out / "_runs"),
-        derived=tuple(replace(d, path=str(out / "derived")) for d in cfg.derived) if derived else (),
+        derived=tuple(replace(d, path=str(out / "derived")) for d in cfg.derived)
+        if derived
+        else (),
     )
     return cfg
 
@@ -95,12 +97,23 @@ def _floor_by_day(spark, src: Path, out: Path, cfg) -> None:
     ts = cfg.timestamp
     df = spark.read.option("header", "true").option("escape", '"').csv(str(src))
     day = utc_day(epoch_millis(parse_event_time(F.col(ts.field), ts.pattern, ts.default_time_zone)))
-    (df.withColumn("strmDay", day).repartition("strmDay").sortWithinPartitions("strmDay")
-     .write.format("delta").mode("overwrite").partitionBy("strmDay").save(str(out)))
+    (
+        df.withColumn("strmDay", day)
+        .repartition("strmDay")
+        .sortWithinPartitions("strmDay")
+        .write.format("delta")
+        .mode("overwrite")
+        .partitionBy("strmDay")
+        .save(str(out))
+    )
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
 
 
 def _history_config(src: Path, out: Path):
@@ -115,14 +128,28 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--decrypt-rows", type=int, default=1_000_000)
     parser.add_argument("--encrypt-rows", type=int, default=1_000_000)
-    parser.add_argument("--history-extra", type=int, default=3_000_000,
-                        help="keys and data-subject links added to the history variant's big store")
-    parser.add_argument("--history-rebuild", action="store_true",
-                        help="rebuild the history variant's cached big store")
-    parser.add_argument("--demo-rows", type=int, default=100_000, help="rows of the demo job's input")
-    parser.add_argument("--out", default=str(OUT), help="where inputs, work and results go (default out/bench)")
-    parser.add_argument("--parts", default="ratios,history,decrypt,encrypt,e2e,demo",
-                        help="comma-separated subset of ratios,history,decrypt,encrypt,e2e,demo")
+    parser.add_argument(
+        "--history-extra",
+        type=int,
+        default=3_000_000,
+        help="keys and data-subject links added to the history variant's big store",
+    )
+    parser.add_argument(
+        "--history-rebuild",
+        action="store_true",
+        help="rebuild the history variant's cached big store",
+    )
+    parser.add_argument(
+        "--demo-rows", type=int, default=100_000, help="rows of the demo job's input"
+    )
+    parser.add_argument(
+        "--out", default=str(OUT), help="where inputs, work and results go (default out/bench)"
+    )
+    parser.add_argument(
+        "--parts",
+        default="ratios,history,decrypt,encrypt,e2e,demo",
+        help="comma-separated subset of ratios,history,decrypt,encrypt,e2e,demo",
+    )
     args = parser.parse_args()
     OUT = Path(args.out).resolve()
     parts_ = set(args.parts.split(","))
@@ -137,8 +164,12 @@ def main() -> int:
     from strm_spark.session import get_spark
 
     # The UI on (loopback, a free port) only for its REST API: Spark jobs per run.
-    spark = get_spark("strm-spark bench", master="local[2]", shuffle_partitions=4,
-                      extra_conf={"spark.ui.enabled": "true", "spark.ui.port": "0"})
+    spark = get_spark(
+        "strm-spark bench",
+        master="local[2]",
+        shuffle_partitions=4,
+        extra_conf={"spark.ui.enabled": "true", "spark.ui.port": "0"},
+    )
     try:
         counter = parts.SparkJobs(spark)
     except Exception as exc:
@@ -149,7 +180,13 @@ def main() -> int:
     for rows in sizes if "ratios" in parts_ else []:
         src = inputs[rows]
         contract = _config(src, work, derived=False).contract
-        times: dict[str, list[float]] = {"floor": [], "floor_by_day": [], "peer": [], "job": [], "job_derived": []}
+        times: dict[str, list[float]] = {
+            "floor": [],
+            "floor_by_day": [],
+            "peer": [],
+            "job": [],
+            "job_derived": [],
+        }
         _floor(spark, src, work / "warmup")  # JIT and caches warm for every variant alike
         parts.peer(spark, src, work / "warmup-peer", contract)
         jobs = None
@@ -161,7 +198,11 @@ def main() -> int:
                 if kind == "floor":
                     t = _timed(lambda: _floor(spark, src, target))
                 elif kind == "floor_by_day":
-                    t = _timed(lambda: _floor_by_day(spark, src, target, _config(src, target, derived=False)))
+                    t = _timed(
+                        lambda: _floor_by_day(
+                            spark, src, target, _config(src, target, derived=False)
+                        )
+                    )
                 elif kind == "peer":
                     t = _timed(lambda: parts.peer(spark, src, target, contract))
                 else:
@@ -170,35 +211,42 @@ def main() -> int:
                 if mark is not None:
                     jobs = counter.since(mark)
                 times[kind].append(t)
-                print(f"{rows:>10,} rows  {kind:<12} run {i + 1}: {t:6.2f} s ({rows / t:,.0f} rows/s)"
-                      + (f", {jobs['jobs']} Spark jobs" if mark is not None else ""), flush=True)
+                print(
+                    f"{rows:>10,} rows  {kind:<12} run {i + 1}: {t:6.2f} s ({rows / t:,.0f} rows/s)"
+                    + (f", {jobs['jobs']} Spark jobs" if mark is not None else ""),
+                    flush=True,
+                )
         keys_dir = work / f"job-{args.repeats - 1}" / "keystore" / "keys"
         key_count = spark.read.format("delta").load(str(keys_dir)).count()
         key_bytes = sum(p.stat().st_size for p in keys_dir.rglob("*.parquet"))
         med = {k: statistics.median(v) for k, v in times.items()}
-        results.append({
-            "rows": rows,
-            "floor_s": round(med["floor"], 2),
-            "job_s": round(med["job"], 2),
-            "job_derived_s": round(med["job_derived"], 2),
-            "ratio_job": round(med["job"] / med["floor"], 2),
-            "ratio_derived": round(med["job_derived"] / med["floor"], 2),
-            # How much of the gap the day-partitioned layout alone makes, with no privacy work.
-            "floor_by_day_s": round(med["floor_by_day"], 2),
-            "ratio_floor_by_day": round(med["floor_by_day"] / med["floor"], 2),
-            "ratio_job_to_floor_by_day": round(med["job"] / med["floor_by_day"], 2),
-            # What a Spark user would write instead: contract types, aes_encrypt, one key.
-            "peer_s": round(med["peer"], 2),
-            "ratio_job_to_peer": round(med["job"] / med["peer"], 2),
-            "ratio_peer": round(med["peer"] / med["floor"], 2),
-            # Spark jobs (and stages) of the last job run: warm session, new key store.
-            "spark_jobs_per_run": jobs["jobs"] if jobs else None,
-            "spark_stages_per_run": jobs["stages"] if jobs else None,
-            "spread_s": {k: _stats(v) for k, v in times.items()},
-            "rows_per_s": {k: round(rows / v) for k, v in med.items()},
-            "keys": key_count,
-            "key_store_mb_per_million_keys": round(key_bytes / key_count * 1e6 / 2**20, 1) if key_count else None,
-        })
+        results.append(
+            {
+                "rows": rows,
+                "floor_s": round(med["floor"], 2),
+                "job_s": round(med["job"], 2),
+                "job_derived_s": round(med["job_derived"], 2),
+                "ratio_job": round(med["job"] / med["floor"], 2),
+                "ratio_derived": round(med["job_derived"] / med["floor"], 2),
+                # How much of the gap the day-partitioned layout alone makes, with no privacy work.
+                "floor_by_day_s": round(med["floor_by_day"], 2),
+                "ratio_floor_by_day": round(med["floor_by_day"] / med["floor"], 2),
+                "ratio_job_to_floor_by_day": round(med["job"] / med["floor_by_day"], 2),
+                # What a Spark user would write instead: contract types, aes_encrypt, one key.
+                "peer_s": round(med["peer"], 2),
+                "ratio_job_to_peer": round(med["job"] / med["peer"], 2),
+                "ratio_peer": round(med["peer"] / med["floor"], 2),
+                # Spark jobs (and stages) of the last job run: warm session, new key store.
+                "spark_jobs_per_run": jobs["jobs"] if jobs else None,
+                "spark_stages_per_run": jobs["stages"] if jobs else None,
+                "spread_s": {k: _stats(v) for k, v in times.items()},
+                "rows_per_s": {k: round(rows / v) for k, v in med.items()},
+                "keys": key_count,
+                "key_store_mb_per_million_keys": round(key_bytes / key_count * 1e6 / 2**20, 1)
+                if key_count
+                else None,
+            }
+        )
         for i in range(args.repeats):
             for kind in times:
                 shutil.rmtree(work / f"{kind}-{i}", ignore_errors=True)
@@ -208,8 +256,16 @@ def main() -> int:
     extra = {}
     if "history" in parts_:
         if UCI.is_file():
-            extra["history"] = parts.history(spark, counter, UCI, OUT / "history", _history_config,
-                                             args.history_extra, args.repeats, args.history_rebuild)
+            extra["history"] = parts.history(
+                spark,
+                counter,
+                UCI,
+                OUT / "history",
+                _history_config,
+                args.history_extra,
+                args.repeats,
+                args.history_rebuild,
+            )
             print(f"history: {extra['history']}", flush=True)
         else:
             print(f"note: {UCI} is absent; no history variant", flush=True)
@@ -227,12 +283,16 @@ def main() -> int:
         print(f"demo: {extra['demo']}", flush=True)
     if len(results) > 1:
         first, last = results[0], results[-1]
-        extra["scaling"] = {"rows_ratio": round(last["rows"] / first["rows"], 2),
-                            "job_time_ratio": round(last["job_s"] / first["job_s"], 2)}
+        extra["scaling"] = {
+            "rows_ratio": round(last["rows"] / first["rows"], 2),
+            "job_time_ratio": round(last["job_s"] / first["job_s"], 2),
+        }
     # Only the parts that ran replace earlier figures.
     if results:
         (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    old_extra = json.loads((OUT / "extra.json").read_text()) if (OUT / "extra.json").exists() else {}
+    old_extra = (
+        json.loads((OUT / "extra.json").read_text()) if (OUT / "extra.json").exists() else {}
+    )
     extra = {**old_extra, **extra}
     if not results and (OUT / "results.json").exists():
         results = json.loads((OUT / "results.json").read_text())
@@ -269,8 +329,15 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     # carried and nothing decrypted.
     encrypted = spark.read.format("delta").load(cfg.encrypted.path)
     keys = KeyStore(spark, cfg.key_store, None).cleartext_keys()
-    (encrypted.join(keys.select(F.col("keyLink").alias("__link")), F.col("strmMeta.keyLink") == F.col("__link"), "left")
-     .select("CustomerID").createOrReplaceTempView("b_join"))
+    (
+        encrypted.join(
+            keys.select(F.col("keyLink").alias("__link")),
+            F.col("strmMeta.keyLink") == F.col("__link"),
+            "left",
+        )
+        .select("CustomerID")
+        .createOrReplaceTempView("b_join")
+    )
     tables["join"] = "b_join"
     preloaded = None
     if "view_jvm" in tables:
@@ -280,11 +347,17 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
         # join, decryption. A view may not do this: keys cached in a session would outlive a
         # forget.
         from strm_spark.sql import compact_keyset_column, decrypting_view
+
         d = cfg.derived[0]
-        preloaded = keys.select("keyLink", compact_keyset_column(F.col("keyset")).alias("keyset")).cache()
+        preloaded = keys.select(
+            "keyLink", compact_keyset_column(F.col("keyset")).alias("keyset")
+        ).cache()
         preloaded.count()
-        (decrypting_view(encrypted, preloaded, cfg.contract, d.consent_type, d.consent_levels, engine="jvm")
-         .createOrReplaceTempView("b_preloaded"))
+        (
+            decrypting_view(
+                encrypted, preloaded, cfg.contract, d.consent_type, d.consent_levels, engine="jvm"
+            ).createOrReplaceTempView("b_preloaded")
+        )
         tables["preloaded"] = "b_preloaded"
     query = "SELECT count(DISTINCT CustomerID), count(*) FROM {}"
     timings: dict[str, list[float]] = {kind: [] for kind in tables}
@@ -297,13 +370,21 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     with open(src, encoding="utf-8") as fh:
         rows = sum(1 for _ in fh) - 1
-    result = {"rows": rows, "view_s": round(med["view"], 2),
-              "join_only_s": round(med["join"], 2), "ratio_join_only": round(med["join"] / med["plain"], 2),
-              "plain_s": round(med["plain"], 2), "ratio": round(med["view"] / med["plain"], 2)}
+    result = {
+        "rows": rows,
+        "view_s": round(med["view"], 2),
+        "join_only_s": round(med["join"], 2),
+        "ratio_join_only": round(med["join"] / med["plain"], 2),
+        "plain_s": round(med["plain"], 2),
+        "ratio": round(med["view"] / med["plain"], 2),
+    }
     if "view_jvm" in med:
-        result.update(view_jvm_s=round(med["view_jvm"], 2), ratio_jvm=round(med["view_jvm"] / med["plain"], 2),
-                      preloaded_keys_s=round(med["preloaded"], 2),
-                      ratio_preloaded_keys=round(med["preloaded"] / med["plain"], 2))
+        result.update(
+            view_jvm_s=round(med["view_jvm"], 2),
+            ratio_jvm=round(med["view_jvm"] / med["plain"], 2),
+            preloaded_keys_s=round(med["preloaded"], 2),
+            ratio_preloaded_keys=round(med["preloaded"] / med["plain"], 2),
+        )
     return result
 
 
@@ -311,13 +392,22 @@ def _end_to_end(src: Path, out: Path, repeats: int = 1) -> dict:
     """`strm-spark run` and the floor (get_spark, read the CSV, write Delta, stop), each in a new
     process (JVM start included), alternating; medians. Peak RSS of the job's processes."""
     cfg = {
-        "name": "bench", "contract": str(REPO / "conf" / "online_retail_contract.yaml"),
+        "name": "bench",
+        "contract": str(REPO / "conf" / "online_retail_contract.yaml"),
         "event_contract_ref": "strmprivacy/online-retail/1.0.0",
-        "source": {"path": str(src), "format": "csv"}, "consent": {"default_levels": [2]},
-        "timestamp": {"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss", "default_time_zone": "Europe/Amsterdam"},
+        "source": {"path": str(src), "format": "csv"},
+        "consent": {"default_levels": [2]},
+        "timestamp": {
+            "field": "InvoiceDate",
+            "pattern": "yyyy-MM-dd HH:mm:ss",
+            "default_time_zone": "Europe/Amsterdam",
+        },
         "keys": {"group_id": "bench", "store": str(out / "keystore")},
-        "outputs": {"encrypted": str(out / "encrypted"), "data_subjects": str(out / "subjects"),
-                    "rejected": str(out / "rejected")},
+        "outputs": {
+            "encrypted": str(out / "encrypted"),
+            "data_subjects": str(out / "subjects"),
+            "rejected": str(out / "rejected"),
+        },
     }
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
     jobs, floors, peaks, peak_mb = [], [], {}, None
@@ -326,8 +416,12 @@ def _end_to_end(src: Path, out: Path, repeats: int = 1) -> dict:
         out.mkdir(parents=True)
         (out.parent / "e2e-job.json").write_text(json.dumps(cfg))
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "strm_spark.cli", "run", str(out.parent / "e2e-job.json")],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "strm_spark.cli", "run", str(out.parent / "e2e-job.json")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         run_peaks = process_tree_peaks(proc)  # sampled every 0.2 s until the run ends
         jobs.append(time.perf_counter() - start)
         if proc.returncode != 0:
@@ -337,69 +431,120 @@ def _end_to_end(src: Path, out: Path, repeats: int = 1) -> dict:
             peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         shutil.rmtree(out, ignore_errors=True)
         floors.append(parts.floor_process(src, out.parent / "e2e-floor"))
-        print(f"end to end run {i + 1}: job {jobs[-1]:6.2f} s, floor {floors[-1]:6.2f} s", flush=True)
+        print(
+            f"end to end run {i + 1}: job {jobs[-1]:6.2f} s, floor {floors[-1]:6.2f} s", flush=True
+        )
     (out.parent / "e2e-job.json").unlink(missing_ok=True)
     with open(src, encoding="utf-8") as fh:
         rows = sum(1 for _ in fh) - 1
     job, floor = statistics.median(jobs), statistics.median(floors)
-    return {"rows": rows, "wall_s": round(job, 2), "e2e_job_s": round(job, 2), "e2e_floor_s": round(floor, 2),
-            "ratio_e2e": round(job / floor, 2), "spread_s": {"job": _stats(jobs), "floor": _stats(floors)},
-            "peak_rss_largest_process_mb": round(peak_mb), "peak_rss_mb": peaks}
+    return {
+        "rows": rows,
+        "wall_s": round(job, 2),
+        "e2e_job_s": round(job, 2),
+        "e2e_floor_s": round(floor, 2),
+        "ratio_e2e": round(job / floor, 2),
+        "spread_s": {"job": _stats(jobs), "floor": _stats(floors)},
+        "peak_rss_largest_process_mb": round(peak_mb),
+        "peak_rss_mb": peaks,
+    }
 
 
 def _markdown(results: list[dict], extra: dict) -> str:
-    lines = ["| rows | floor s | floor by day s | peer s | job s | job+derived s | job / floor | derived / floor "
-             "| floor by day / floor | job / peer | Spark jobs per job run | job rows/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| rows | floor s | floor by day s | peer s | job s | job+derived s | job / floor | derived / floor "
+        "| floor by day / floor | job / peer | Spark jobs per job run | job rows/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['rows']:,} | {r['floor_s']} | {r.get('floor_by_day_s', '')} | {r.get('peer_s', '')} | "
-                     f"{r['job_s']} | {r['job_derived_s']} | {r['ratio_job']} | {r['ratio_derived']} | "
-                     f"{r.get('ratio_floor_by_day', '')} | {r.get('ratio_job_to_peer', '')} | "
-                     f"{r.get('spark_jobs_per_run') if r.get('spark_jobs_per_run') is not None else ''} | "
-                     f"{r['rows_per_s']['job']:,} |")
+        lines.append(
+            f"| {r['rows']:,} | {r['floor_s']} | {r.get('floor_by_day_s', '')} | {r.get('peer_s', '')} | "
+            f"{r['job_s']} | {r['job_derived_s']} | {r['ratio_job']} | {r['ratio_derived']} | "
+            f"{r.get('ratio_floor_by_day', '')} | {r.get('ratio_job_to_peer', '')} | "
+            f"{r.get('spark_jobs_per_run') if r.get('spark_jobs_per_run') is not None else ''} | "
+            f"{r['rows_per_s']['job']:,} |"
+        )
     lines.append("")
     if "history" in extra:
         h = extra["history"]
         jobs = h.get("spark_jobs_per_run") or {}
-        lines.append(f"History ({h['rows']:,}-row UCI batch, all {h['keys_reused']:,} keys reused): "
-                     f"{h['history_base_s']} s against a store of its own keys, {h['history_3m_s']} s after "
-                     f"{h['extra_keys']:,} keys and {h['extra_links']:,} data-subject links of its group were added "
-                     f"(ratio {h['ratio_history']}; keys table {h['keys_mb']['big']} MB)"
-                     + (f"; Spark jobs per run {jobs.get('base')} and {jobs.get('big')}" if jobs else "") + ".")
+        lines.append(
+            f"History ({h['rows']:,}-row UCI batch, all {h['keys_reused']:,} keys reused): "
+            f"{h['history_base_s']} s against a store of its own keys, {h['history_3m_s']} s after "
+            f"{h['extra_keys']:,} keys and {h['extra_links']:,} data-subject links of its group were added "
+            f"(ratio {h['ratio_history']}; keys table {h['keys_mb']['big']} MB)"
+            + (f"; Spark jobs per run {jobs.get('base')} and {jobs.get('big')}" if jobs else "")
+            + "."
+        )
     if "end_to_end" in extra:
         e2e = extra["end_to_end"]
-        lines.append(f"End to end (`strm-spark run`, new JVM, UCI-shaped rows of the first size): {e2e['wall_s']} s"
-                     + (f"; the floor in a new process {e2e['e2e_floor_s']} s (job / floor {e2e['ratio_e2e']}, "
-                        f"{e2e['rows']:,} rows)" if "e2e_floor_s" in e2e else "")
-                     + f"; peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB.")
+        lines.append(
+            f"End to end (`strm-spark run`, new JVM, UCI-shaped rows of the first size): {e2e['wall_s']} s"
+            + (
+                f"; the floor in a new process {e2e['e2e_floor_s']} s (job / floor {e2e['ratio_e2e']}, "
+                f"{e2e['rows']:,} rows)"
+                if "e2e_floor_s" in e2e
+                else ""
+            )
+            + f"; peak RSS of the largest process {e2e['peak_rss_largest_process_mb']} MB."
+        )
         if "peak_rss_mb" in e2e:
             p = e2e["peak_rss_mb"]
-            lines.append(f"Peak RSS: driver JVM {p['driver_jvm_mb']} MB, driver Python {p['driver_python_mb']} MB, "
-                         f"largest Python worker {p['largest_worker_mb']} MB, all workers {p['all_workers_mb']} MB.")
+            lines.append(
+                f"Peak RSS: driver JVM {p['driver_jvm_mb']} MB, driver Python {p['driver_python_mb']} MB, "
+                f"largest Python worker {p['largest_worker_mb']} MB, all workers {p['all_workers_mb']} MB."
+            )
     if extra.get("demo", {}).get("demo_wall_s") is not None:
         d = extra["demo"]
-        lines.append(f"Demo job (`strm-spark run` on conf/demo.yaml, {d['rows']:,} generated rows, new process, new "
-                     f"key store): {d['demo_wall_s']} s in its run summary, {d['demo_process_s']} s for the process.")
+        lines.append(
+            f"Demo job (`strm-spark run` on conf/demo.yaml, {d['rows']:,} generated rows, new process, new "
+            f"key store): {d['demo_wall_s']} s in its run summary, {d['demo_process_s']} s for the process."
+        )
     if "decryption" in extra:
         d = extra["decryption"]
-        lines.append(f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
-                     f"(ratio {d['ratio']}, Python UDF)"
-                     + (f"; {d['view_jvm_s']} s (ratio {d['ratio_jvm']}) with the JVM UDF" if "view_jvm_s" in d else "")
-                     + (f"; the key lookup alone (join, no decryption) {d['join_only_s']} s (ratio {d['ratio_join_only']})"
-                        if "join_only_s" in d else "")
-                     + (f"; the JVM view with its keys preloaded in memory {d['preloaded_keys_s']} s "
-                        f"(ratio {d['ratio_preloaded_keys']})" if "preloaded_keys_s" in d else "") + ".")
+        lines.append(
+            f"Decrypting view vs plaintext ({d['rows']:,} rows): {d['view_s']} s vs {d['plain_s']} s "
+            f"(ratio {d['ratio']}, Python UDF)"
+            + (
+                f"; {d['view_jvm_s']} s (ratio {d['ratio_jvm']}) with the JVM UDF"
+                if "view_jvm_s" in d
+                else ""
+            )
+            + (
+                f"; the key lookup alone (join, no decryption) {d['join_only_s']} s (ratio {d['ratio_join_only']})"
+                if "join_only_s" in d
+                else ""
+            )
+            + (
+                f"; the JVM view with its keys preloaded in memory {d['preloaded_keys_s']} s "
+                f"(ratio {d['ratio_preloaded_keys']})"
+                if "preloaded_keys_s" in d
+                else ""
+            )
+            + "."
+        )
     if "encryption_stage" in extra:
         e = extra["encryption_stage"]
-        lines.append(f"Encryption stage alone ({e['rows']:,} webshop rows, {e['pii_fields']} PII fields, {e['keys']:,} keys): "
-                     f"{e['stage_rows_per_s']:,} rows/s ({e['cells_per_s']:,} cells/s) with the Arrow UDFs"
-                     + (f", {e['stage_rows_per_s_jvm']:,} rows/s ({e['cells_per_s_jvm']:,} cells/s) in the JVM"
-                        if "stage_rows_per_s_jvm" in e else "")
-                     + f"; no-op sink {e['with_encryption_s']} s with Arrow encryption"
-                     + (f", {e['with_encryption_jvm_s']} s with JVM encryption" if "with_encryption_jvm_s" in e else "")
-                     + f", {e['without_s']} s without.")
+        lines.append(
+            f"Encryption stage alone ({e['rows']:,} webshop rows, {e['pii_fields']} PII fields, {e['keys']:,} keys): "
+            f"{e['stage_rows_per_s']:,} rows/s ({e['cells_per_s']:,} cells/s) with the Arrow UDFs"
+            + (
+                f", {e['stage_rows_per_s_jvm']:,} rows/s ({e['cells_per_s_jvm']:,} cells/s) in the JVM"
+                if "stage_rows_per_s_jvm" in e
+                else ""
+            )
+            + f"; no-op sink {e['with_encryption_s']} s with Arrow encryption"
+            + (
+                f", {e['with_encryption_jvm_s']} s with JVM encryption"
+                if "with_encryption_jvm_s" in e
+                else ""
+            )
+            + f", {e['without_s']} s without."
+        )
     for r in results:
-        lines.append(f"Key store: {r['key_store_mb_per_million_keys']} MB per million keys ({r['keys']:,} keys).")
+        lines.append(
+            f"Key store: {r['key_store_mb_per_million_keys']} MB per million keys ({r['keys']:,} keys)."
+        )
     if "scaling" in extra:
         s = extra["scaling"]
         lines.append(f"Scaling: {s['rows_ratio']}x rows took {s['job_time_ratio']}x the job time.")

@@ -22,25 +22,27 @@ from pyspark.sql import types as T
 from .hashing import hmac_sha256_hex
 from .tables import create_delta_table
 
-AUDIT_SCHEMA = T.StructType([
-    T.StructField("auditId", T.StringType(), False),
-    T.StructField("action", T.StringType(), False),
-    T.StructField("status", T.StringType(), False),
-    T.StructField("at", T.TimestampType(), False),
-    T.StructField("job", T.StringType(), False),
-    T.StructField("groupId", T.StringType(), False),
-    T.StructField("operator", T.StringType(), True),
-    T.StructField("subjects", T.LongType(), False),
-    T.StructField("subjectHashes", T.ArrayType(T.StringType(), False), False),
-    T.StructField("keysRemoved", T.LongType(), True),
-    T.StructField("derivedRowsRemoved", T.LongType(), True),
-    T.StructField("rejectedRowsRemoved", T.LongType(), True),
-    T.StructField("subjectEntriesRemoved", T.LongType(), True),
-    T.StructField("filesRewritten", T.LongType(), True),
-    T.StructField("filesRemoved", T.LongType(), True),
-    T.StructField("expiredBefore", T.TimestampType(), True),
-    T.StructField("details", T.StringType(), True),
-])
+AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("auditId", T.StringType(), False),
+        T.StructField("action", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("at", T.TimestampType(), False),
+        T.StructField("job", T.StringType(), False),
+        T.StructField("groupId", T.StringType(), False),
+        T.StructField("operator", T.StringType(), True),
+        T.StructField("subjects", T.LongType(), False),
+        T.StructField("subjectHashes", T.ArrayType(T.StringType(), False), False),
+        T.StructField("keysRemoved", T.LongType(), True),
+        T.StructField("derivedRowsRemoved", T.LongType(), True),
+        T.StructField("rejectedRowsRemoved", T.LongType(), True),
+        T.StructField("subjectEntriesRemoved", T.LongType(), True),
+        T.StructField("filesRewritten", T.LongType(), True),
+        T.StructField("filesRemoved", T.LongType(), True),
+        T.StructField("expiredBefore", T.TimestampType(), True),
+        T.StructField("details", T.StringType(), True),
+    ]
+)
 
 # No statistics on the subject hashes (they would stay in _delta_log).
 _AUDIT_STATS = "auditId,action,status,at,job,groupId"
@@ -73,10 +75,22 @@ class AuditRecord:
 
     def row(self) -> tuple:
         return (
-            self.audit_id, self.action, self.status, self.at, self.job, self.group_id, _operator(),
-            len(self.subject_hashes), list(self.subject_hashes), self.keys_removed,
-            self.derived_rows_removed, self.rejected_rows_removed, self.subject_entries_removed,
-            self.files_rewritten, self.files_removed, self.expired_before,
+            self.audit_id,
+            self.action,
+            self.status,
+            self.at,
+            self.job,
+            self.group_id,
+            _operator(),
+            len(self.subject_hashes),
+            list(self.subject_hashes),
+            self.keys_removed,
+            self.derived_rows_removed,
+            self.rejected_rows_removed,
+            self.subject_entries_removed,
+            self.files_rewritten,
+            self.files_removed,
+            self.expired_before,
             json.dumps(self.details, sort_keys=True) if self.details is not None else None,
         )
 
@@ -91,7 +105,9 @@ def _operator() -> str | None:
 def append(spark: SparkSession, path: str, record: AuditRecord) -> None:
     """Append one record to the audit table at `path` (created on first use)."""
     create_delta_table(spark, path, AUDIT_SCHEMA, stats_columns=_AUDIT_STATS)
-    spark.createDataFrame([record.row()], AUDIT_SCHEMA).write.format("delta").mode("append").save(path)
+    spark.createDataFrame([record.row()], AUDIT_SCHEMA).write.format("delta").mode("append").save(
+        path
+    )
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:

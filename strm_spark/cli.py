@@ -32,8 +32,14 @@ def _run(args: argparse.Namespace) -> int:
 def _run_strm(args: argparse.Namespace) -> int:
     from .strm import load_strm_job, parse_connectors
 
-    config = load_strm_job(args.config, args.contract, args.schema, parse_connectors(args.connector),
-                           key_store=args.keys_store, master_key_file=args.master_key)
+    config = load_strm_job(
+        args.config,
+        args.contract,
+        args.schema,
+        parse_connectors(args.connector),
+        key_store=args.keys_store,
+        master_key_file=args.master_key,
+    )
     from .job import run_job
     from .session import get_spark
 
@@ -53,11 +59,15 @@ def _sql(args: argparse.Namespace) -> int:
     query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
     spark = get_spark(f"strm-spark sql {config.name}", master=args.master, remote=args.remote)
     names = register_job_views(spark, config)
-    print(f"views: {', '.join(names)} (derived outputs decrypt at query time); functions: strm_decrypt, "
-          "strm_decrypt_strict, strm_mask, strm_mask_murmur3, strm_consent_allows")
+    print(
+        f"views: {', '.join(names)} (derived outputs decrypt at query time); functions: strm_decrypt, "
+        "strm_decrypt_strict, strm_mask, strm_mask_murmur3, strm_consent_allows"
+    )
     if query:
         if args.allow_writes:
-            log.warning("strm-spark sql: --allow-writes given; statements may write or change tables and files")
+            log.warning(
+                "strm-spark sql: --allow-writes given; statements may write or change tables and files"
+            )
         _show(spark, query, args.limit, None if args.allow_writes else check_read_only)
     return 0
 
@@ -88,16 +98,22 @@ def _validate(args: argparse.Namespace) -> int:
     from .preflight import check_job
 
     check_job(config)  # what the run would fail on: seed, source, outputs, Java regexes
-    print(f"{args.config}: valid (job {config.name}, contract {config.contract.source}, "
-          f"{len(config.contract.pii_fields)} PII fields, {len(config.derived)} derived outputs)")
+    print(
+        f"{args.config}: valid (job {config.name}, contract {config.contract.source}, "
+        f"{len(config.contract.pii_fields)} PII fields, {len(config.derived)} derived outputs)"
+    )
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
     from .generate import generate
 
-    result = generate(args.out, rows=args.rows, seed=args.seed, invalid_fraction=args.invalid_fraction)
-    print(f"wrote {result.rows:,} rows ({result.invalid_rows:,} deliberately invalid) to {result.path}")
+    result = generate(
+        args.out, rows=args.rows, seed=args.seed, invalid_fraction=args.invalid_fraction
+    )
+    print(
+        f"wrote {result.rows:,} rows ({result.invalid_rows:,} deliberately invalid) to {result.path}"
+    )
     return 0
 
 
@@ -118,7 +134,9 @@ def _subjects_session(args: argparse.Namespace):
     config = load_job_config(args.config)
     from .session import get_spark
 
-    return config, get_spark(f"strm-spark subjects {args.action}", master=args.master, remote=args.remote)
+    return config, get_spark(
+        f"strm-spark subjects {args.action}", master=args.master, remote=args.remote
+    )
 
 
 def _subjects_list(args: argparse.Namespace) -> int:
@@ -127,7 +145,12 @@ def _subjects_list(args: argparse.Namespace) -> int:
     config, spark = _subjects_session(args)
     page = list_subjects(spark, config, page_size=args.page_size, page_token=args.page_token)
     if args.json:
-        print(json.dumps({"data_subject_ids": list(page.subjects), "next_page_token": page.next_page_token}, indent=2))
+        print(
+            json.dumps(
+                {"data_subject_ids": list(page.subjects), "next_page_token": page.next_page_token},
+                indent=2,
+            )
+        )
     else:
         for subject in page.subjects:
             print(subject)
@@ -143,8 +166,15 @@ def _subjects_keylinks(args: argparse.Namespace) -> int:
     config, spark = _subjects_session(args)
     found = key_links(spark, config, ids)
     if args.json:
-        print(json.dumps([{"data_subject_id": s, "key_links": [k.to_json() for k in links]}
-                          for s, links in found.items()], indent=2))
+        print(
+            json.dumps(
+                [
+                    {"data_subject_id": s, "key_links": [k.to_json() for k in links]}
+                    for s, links in found.items()
+                ],
+                indent=2,
+            )
+        )
         return 0
     width = max([len("data subject")] + [len(s) for s in found])
     print(f"{'data subject':<{width}}  {'key link':<36}  {'day':<10}  {'expires at':<20}  key")
@@ -153,8 +183,10 @@ def _subjects_keylinks(args: argparse.Namespace) -> int:
             print(f"{subject:<{width}}  (no key links)")
         for k in links:
             doc = k.to_json()
-            print(f"{subject:<{width}}  {k.key_link:<36}  {doc['day'] or '-':<10}  {doc['expiry_time']:<20}  "
-                  f"{'stored' if k.key_present else 'deleted'}")
+            print(
+                f"{subject:<{width}}  {k.key_link:<36}  {doc['day'] or '-':<10}  {doc['expiry_time']:<20}  "
+                f"{'stored' if k.key_present else 'deleted'}"
+            )
     return 0
 
 
@@ -192,21 +224,29 @@ def _keys_new_master_key(args: argparse.Namespace) -> int:
 
     key_id = new_master_key_file(args.path)
     if key_id is None:
-        print(f"master key file {args.path} exists; left unchanged (overwriting it would make every keyset "
-              "wrapped with it unreadable)")
+        print(
+            f"master key file {args.path} exists; left unchanged (overwriting it would make every keyset "
+            "wrapped with it unreadable)"
+        )
     else:
-        print(f"created master key file {args.path} ({key_id}, Tink AES256_GCM, mode 0600); "
-              "keep it out of version control and back it up: without it the key store cannot be read")
+        print(
+            f"created master key file {args.path} ({key_id}, Tink AES256_GCM, mode 0600); "
+            "keep it out of version control and back it up: without it the key store cannot be read"
+        )
     return 0
 
 
 def _add_subjects_commands(sub: argparse._SubParsersAction) -> None:
-    subjects = sub.add_parser("subjects", help="data subjects: list, keylinks, export, forget, purge-expired")
+    subjects = sub.add_parser(
+        "subjects", help="data subjects: list, keylinks, export, forget, purge-expired"
+    )
     actions = subjects.add_subparsers(dest="action", required=True)
 
     def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("config", help="the job config file (YAML or JSON) whose outputs hold the subjects")
+        p.add_argument(
+            "config", help="the job config file (YAML or JSON) whose outputs hold the subjects"
+        )
         _session_options(p)
         p.set_defaults(func=func)
         return p
@@ -218,37 +258,60 @@ def _add_subjects_commands(sub: argparse._SubParsersAction) -> None:
 
     p = action("keylinks", "each subject's key links with their expiry", _subjects_keylinks)
     p.add_argument("subjects", nargs="*", metavar="SUBJECT")
-    p.add_argument("--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)")
+    p.add_argument(
+        "--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = action("export", "access request: the subject's rows, decrypted, plus a manifest", _subjects_export)
+    p = action(
+        "export", "access request: the subject's rows, decrypted, plus a manifest", _subjects_export
+    )
     p.add_argument("subject", metavar="SUBJECT")
-    p.add_argument("--out", required=True, help="a new folder for the export files and manifest.json")
+    p.add_argument(
+        "--out", required=True, help="a new folder for the export files and manifest.json"
+    )
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
 
-    p = action("forget", "erasure request: delete keys, derived and rejected rows, purge files, audit",
-               _subjects_forget)
+    p = action(
+        "forget",
+        "erasure request: delete keys, derived and rejected rows, purge files, audit",
+        _subjects_forget,
+    )
     p.add_argument("subjects", nargs="*", metavar="SUBJECT")
-    p.add_argument("--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)")
+    p.add_argument(
+        "--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    p = action("purge-expired", "delete and purge keys past expiresAt with their rows", _subjects_purge_expired)
-    p.add_argument("--now", help="the cut-off time (ISO; default: now); keys with expiresAt <= it are purged")
+    p = action(
+        "purge-expired",
+        "delete and purge keys past expiresAt with their rows",
+        _subjects_purge_expired,
+    )
+    p.add_argument(
+        "--now", help="the cut-off time (ISO; default: now); keys with expiresAt <= it are purged"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="key store tools")
     actions = keys.add_subparsers(dest="action", required=True)
-    p = actions.add_parser("new-master-key", help="create a local Tink AEAD master key file (mode 0600)")
+    p = actions.add_parser(
+        "new-master-key", help="create a local Tink AEAD master key file (mode 0600)"
+    )
     p.add_argument("path")
     p.set_defaults(func=_keys_new_master_key)
 
 
 def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master", help="Spark master for a new local session (default local[*])")
-    parser.add_argument("--remote", metavar="sc://HOST:PORT", default=None,
-                        help="run on this Spark Connect server (default: SPARK_REMOTE when set)")
+    parser.add_argument(
+        "--remote",
+        metavar="sc://HOST:PORT",
+        default=None,
+        help="run on this Spark Connect server (default: SPARK_REMOTE when set)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,33 +321,53 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a batch job from a YAML job config")
     run.add_argument("config", help="job config file (YAML or JSON)")
     run.add_argument("--source", help="override source.path (a file, folder or URI)")
-    run.add_argument("--reprocess", action="store_true",
-                     help="incremental jobs: process every source file again and overwrite the outputs "
-                          "(existing keys are reused)")
+    run.add_argument(
+        "--reprocess",
+        action="store_true",
+        help="incremental jobs: process every source file again and overwrite the outputs "
+        "(existing keys are reused)",
+    )
     _session_options(run)
     run.set_defaults(func=_run)
 
-    strm = sub.add_parser("run-strm", help="run STRM Privacy's batch-job config, contract and schema unchanged")
+    strm = sub.add_parser(
+        "run-strm", help="run STRM Privacy's batch-job config, contract and schema unchanged"
+    )
     strm.add_argument("--config", required=True, help="STRM batch-job config (JSON)")
     strm.add_argument("--contract", required=True, help="STRM data contract (JSON)")
     strm.add_argument("--schema", required=True, help="Simple Schema (JSON or YAML)")
-    strm.add_argument("--connector", action="append", default=[], metavar="NAME=BASE_URI",
-                      help="where a data_connector_ref name points: a local folder or a URI; repeatable")
-    strm.add_argument("--keys-store", help="key store location (default: beside keys.csv, in strm-spark/keystore)")
-    strm.add_argument("--master-key", metavar="FILE",
-                      help="Tink AEAD keyset file that encrypts the key store's keysets at rest "
-                           "(create one with `strm-spark keys new-master-key FILE`)")
+    strm.add_argument(
+        "--connector",
+        action="append",
+        default=[],
+        metavar="NAME=BASE_URI",
+        help="where a data_connector_ref name points: a local folder or a URI; repeatable",
+    )
+    strm.add_argument(
+        "--keys-store", help="key store location (default: beside keys.csv, in strm-spark/keystore)"
+    )
+    strm.add_argument(
+        "--master-key",
+        metavar="FILE",
+        help="Tink AEAD keyset file that encrypts the key store's keysets at rest "
+        "(create one with `strm-spark keys new-master-key FILE`)",
+    )
     _session_options(strm)
     strm.set_defaults(func=_run_strm)
 
-    sql = sub.add_parser("sql", help="query a job's tables with decrypting views and strm_* SQL functions")
+    sql = sub.add_parser(
+        "sql", help="query a job's tables with decrypting views and strm_* SQL functions"
+    )
     sql.add_argument("config", help="job config file")
     sql.add_argument("--query", "-q", help="SQL to run (e.g. SELECT * FROM analytics LIMIT 5)")
     sql.add_argument("--file", "-f", help="a file with the SQL to run")
     sql.add_argument("--limit", type=int, default=20, help="rows to print")
     _session_options(sql)
-    sql.add_argument("--allow-writes", action="store_true",
-                     help="also run statements that write or change anything (read-only by default; logged)")
+    sql.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="also run statements that write or change anything (read-only by default; logged)",
+    )
     sql.set_defaults(func=_sql)
 
     val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")
@@ -347,8 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     if not debug:  # pyspark logs each failed query as a multi-KB JSON record, values included
         logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     try:
@@ -359,12 +446,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # Spark or I/O failure: its class and what to do, never its text
         condition = getattr(exc, "getCondition", lambda: None)() or type(exc).__name__
-        print(f"strm-spark: error: the {args.command} command failed ({condition}). Spark's message is not "
-              "shown, since it can quote row values; rerun with --debug to write it to a log file.", file=sys.stderr)
+        print(
+            f"strm-spark: error: the {args.command} command failed ({condition}). Spark's message is not "
+            "shown, since it can quote row values; rerun with --debug to write it to a log file.",
+            file=sys.stderr,
+        )
         if debug:
             path = _debug_log(exc)
-            print(f"strm-spark: warning: the full error is in {path} (mode 0600): it may hold data values; "
-                  "delete it when done", file=sys.stderr)
+            print(
+                f"strm-spark: warning: the full error is in {path} (mode 0600): it may hold data values; "
+                "delete it when done",
+                file=sys.stderr,
+            )
         return 1
 
 

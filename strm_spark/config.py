@@ -33,7 +33,7 @@ def resolve_location(path: str, base_dir: Path) -> str:
     if is_uri(path):
         return path.rstrip("/")
     if path.startswith("file:"):
-        path = path[len("file:"):]
+        path = path[len("file:") :]
     return os.path.normpath(str((base_dir / os.path.expanduser(path)).resolve()))
 
 
@@ -66,7 +66,9 @@ class SecretRef:
                 "create one with: strm-spark new-secret PATH"
             ) from None
         except OSError as exc:
-            raise SecretError(f"cannot read the masking seed file that {self.config_field} names: {exc.strerror}") from None
+            raise SecretError(
+                f"cannot read the masking seed file that {self.config_field} names: {exc.strerror}"
+            ) from None
         if not data:
             raise SecretError(f"the masking seed file that {self.config_field} names is empty")
         return data
@@ -84,7 +86,9 @@ class MasterKeyRef:
     keyset_file: str | None = None
     kms_uri: str | None = None
     credentials_file: str | None = None
-    config_field: str = field(default="keys.master_key", compare=False)  # named in errors, not the value
+    config_field: str = field(
+        default="keys.master_key", compare=False
+    )  # named in errors, not the value
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,9 @@ def checked_zone(node: Node) -> str:
     try:
         zoneinfo.ZoneInfo(zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise node.error(f"unknown time zone {zone!r}; expected an IANA zone id like Europe/Amsterdam") from None
+        raise node.error(
+            f"unknown time zone {zone!r}; expected an IANA zone id like Europe/Amsterdam"
+        ) from None
     return zone
 
 
@@ -209,30 +215,51 @@ def checked_levels(node: Node, consent_type: str) -> tuple[int, ...]:
     return levels
 
 
-def check_locations(source: str, outputs: list[tuple[str, str]], key_store: tuple[str, str],
-                    source_path: str) -> None:
+def check_locations(
+    source: str, outputs: list[tuple[str, str]], key_store: tuple[str, str], source_path: str
+) -> None:
     """Each output owns its location, and the key store lives apart from data and source.
 
     `outputs` and `key_store` are (config field path, location) pairs."""
     ks_field, ks = key_store
     for i, (path_a, loc_a) in enumerate(outputs):
-        for path_b, loc_b in outputs[i + 1:]:
+        for path_b, loc_b in outputs[i + 1 :]:
             if _contains(loc_a, loc_b) or _contains(loc_b, loc_a):
-                raise ConfigError(source, path_b, f"same or nested location as {path_a}: each output needs its own location")
+                raise ConfigError(
+                    source,
+                    path_b,
+                    f"same or nested location as {path_a}: each output needs its own location",
+                )
         if _contains(loc_a, ks) or _contains(ks, loc_a):
-            raise ConfigError(source, ks_field, f"the key store must be kept apart from the data outputs; it overlaps {path_a}")
+            raise ConfigError(
+                source,
+                ks_field,
+                f"the key store must be kept apart from the data outputs; it overlaps {path_a}",
+            )
     if _contains(source_path, ks):
         raise ConfigError(source, ks_field, "the key store must not be inside the source location")
 
 
 _TOP_FIELDS = {
-    "name", "source", "contract", "event_contract_ref", "consent", "timestamp", "keys",
-    "masking", "outputs", "max_rejected_fraction",
+    "name",
+    "source",
+    "contract",
+    "event_contract_ref",
+    "consent",
+    "timestamp",
+    "keys",
+    "masking",
+    "outputs",
+    "max_rejected_fraction",
 }
 
 
-def _output(node: Node, base: Path, formats: tuple[str, ...] = OUTPUT_FORMATS,
-            layout_columns: tuple[str, ...] = ()) -> OutputConfig:
+def _output(
+    node: Node,
+    base: Path,
+    formats: tuple[str, ...] = OUTPUT_FORMATS,
+    layout_columns: tuple[str, ...] = (),
+) -> OutputConfig:
     """An output: a path, or {path, format, partition_by, cluster_by}; the layout options only
     where `layout_columns` (the columns a table may be laid out by) are given."""
     if isinstance(node.value, str):
@@ -244,11 +271,17 @@ def _output(node: Node, base: Path, formats: tuple[str, ...] = OUTPUT_FORMATS,
         if not node.has(key):
             continue
         child = node.child(key)
-        names = (child.string(),) if isinstance(child.value, str) else tuple(i.string() for i in child.items())
+        names = (
+            (child.string(),)
+            if isinstance(child.value, str)
+            else tuple(i.string() for i in child.items())
+        )
         for name in names:
             if name not in layout_columns:
-                raise child.error(f"{name!r} is not a column this output can be laid out by; expected one of "
-                                  f"{', '.join(layout_columns)} (PII fields are never partition values)")
+                raise child.error(
+                    f"{name!r} is not a column this output can be laid out by; expected one of "
+                    f"{', '.join(layout_columns)} (PII fields are never partition values)"
+                )
         layout[key] = names
     if "partition_by" in layout and "cluster_by" in layout:
         raise node.error("set partition_by or cluster_by, not both")
@@ -256,11 +289,17 @@ def _output(node: Node, base: Path, formats: tuple[str, ...] = OUTPUT_FORMATS,
         raise node.child("cluster_by").error("cluster_by (liquid clustering) needs a delta output")
     if layout and fmt == "strm-csv":
         raise node.error("a strm-csv output is one file: it takes no partition_by or cluster_by")
-    return OutputConfig(resolve_location(node.child("path").string(), base), fmt,
-                        partition_by=layout.get("partition_by", ()), cluster_by=layout.get("cluster_by", ()))
+    return OutputConfig(
+        resolve_location(node.child("path").string(), base),
+        fmt,
+        partition_by=layout.get("partition_by", ()),
+        cluster_by=layout.get("cluster_by", ()),
+    )
 
 
-def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None = None) -> JobConfig:
+def parse_job_config(
+    data: Any, source: str = "<inline>", base_dir: Path | None = None
+) -> JobConfig:
     """Validate a job config document; paths resolve relative to `base_dir`."""
     base = base_dir or Path.cwd()
     root = Node(source, data)
@@ -276,6 +315,7 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         contract = parse_contract(read_document(cpath), cpath)
     else:
         contract = parse_contract(cnode.value, f"{source} (contract)")
+
     def field_ref(node: Node, what: str, string_only: bool = False) -> str:
         """A field path of the contract's schema (`customer/id` for nested fields), scalar."""
         value = node.string()
@@ -284,8 +324,10 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         except KeyError:
             raise node.error(f"{what} {value!r} is not a field of the contract schema") from None
         if found.type == "NODE" or found.repeated:
-            raise node.error(f"{what} {value!r} must be a scalar field, it is a "
-                             f"{'repeated ' if found.repeated else ''}{found.type}")
+            raise node.error(
+                f"{what} {value!r} must be a scalar field, it is a "
+                f"{'repeated ' if found.repeated else ''}{found.type}"
+            )
         if string_only and found.type != "STRING":
             raise node.error(f"{what} {value!r} must be a STRING field, it is {found.type}")
         return value
@@ -304,13 +346,18 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
             raise opt.error("expected a string, number or boolean reader option")
     incremental = snode.child("incremental", False).boolean()
     if incremental and fmt == "delta":
-        raise snode.child("incremental").error("a Delta source is a table, not files: incremental needs a csv, json or parquet source")
-    src = SourceConfig(resolve_location(snode.child("path").string(), base), fmt, tuple(options), incremental)
+        raise snode.child("incremental").error(
+            "a Delta source is a table, not files: incremental needs a csv, json or parquet source"
+        )
+    src = SourceConfig(
+        resolve_location(snode.child("path").string(), base), fmt, tuple(options), incremental
+    )
     if fmt == "csv":
         for i, n in enumerate(contract.nodes):
             if n.type == "NODE" or n.repeated:
                 raise ConfigError(
-                    contract.source, f"schema.nodes[{i}]",
+                    contract.source,
+                    f"schema.nodes[{i}]",
                     f"CSV sources hold flat fields only; {n.name!r} is a {'repeated ' if n.repeated else ''}{n.type}",
                 )
 
@@ -334,8 +381,11 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
     tnode = root.child("timestamp")
     tnode.mapping({"field", "pattern", "default_time_zone"})
     ts_field = field_ref(tnode.child("field"), "timestamp field", string_only=True)
-    timestamp = TimestampConfig(ts_field, checked_pattern(tnode.child("pattern")),
-                                checked_zone(tnode.child("default_time_zone", "UTC")))
+    timestamp = TimestampConfig(
+        ts_field,
+        checked_pattern(tnode.child("pattern")),
+        checked_zone(tnode.child("default_time_zone", "UTC")),
+    )
 
     # Keys.
     knode = root.child("keys")
@@ -359,62 +409,133 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
 
     # Outputs.
     onode = root.child("outputs")
-    onode.mapping({"mode", "encrypted", "data_subjects", "rejected", "derived", "summary_dir", "audit",
-                   "csv_formula_guard"})
+    onode.mapping(
+        {
+            "mode",
+            "encrypted",
+            "data_subjects",
+            "rejected",
+            "derived",
+            "summary_dir",
+            "audit",
+            "csv_formula_guard",
+        }
+    )
     formula_guard = onode.child("csv_formula_guard", True).boolean()
     mode = onode.child("mode", "append").choice(WRITE_MODES)
-    layout_columns = ("strmDay", *[n for n in contract.field_names if n not in contract.sensitive_columns])
+    layout_columns = (
+        "strmDay",
+        *[n for n in contract.field_names if n not in contract.sensitive_columns],
+    )
     encrypted = _output(onode.child("encrypted"), base, layout_columns=layout_columns)
     subjects = _output(onode.child("data_subjects"), base, ("delta",))
     rejected = _output(onode.child("rejected"), base)
     derived: list[DerivedConfig] = []
     names: set[str] = set()
     for dnode in onode.child("derived", []).items():
-        dnode.mapping({"name", "path", "format", "consent_type", "consent_levels", "masked_fields",
-                       "partition_by", "cluster_by"})
+        dnode.mapping(
+            {
+                "name",
+                "path",
+                "format",
+                "consent_type",
+                "consent_levels",
+                "masked_fields",
+                "partition_by",
+                "cluster_by",
+            }
+        )
         dname = dnode.child("name").string()
         if dname in names:
             raise dnode.child("name").error(f"duplicate derived output name {dname!r}")
         names.add(dname)
         ctype = dnode.child("consent_type").choice(CONSENT_TYPES)
         levels = checked_levels(dnode.child("consent_levels"), ctype)
-        masked = tuple(field_ref(m, "masked field") for m in dnode.child("masked_fields", []).items())
+        masked = tuple(
+            field_ref(m, "masked field") for m in dnode.child("masked_fields", []).items()
+        )
         if masked and seed is None:
             raise dnode.child("masked_fields").error(
                 "masked fields need a secret seed: set masking.seed_env or masking.seed_file"
             )
-        out = _output(Node(source, {k: v for k, v in dnode.value.items()
-                                    if k in ("path", "format", "partition_by", "cluster_by")}, dnode.path),
-                      base, layout_columns=layout_columns)
-        derived.append(DerivedConfig(dname, out.path, out.format, ctype, levels, masked,
-                                     partition_by=out.partition_by, cluster_by=out.cluster_by))
+        out = _output(
+            Node(
+                source,
+                {
+                    k: v
+                    for k, v in dnode.value.items()
+                    if k in ("path", "format", "partition_by", "cluster_by")
+                },
+                dnode.path,
+            ),
+            base,
+            layout_columns=layout_columns,
+        )
+        derived.append(
+            DerivedConfig(
+                dname,
+                out.path,
+                out.format,
+                ctype,
+                levels,
+                masked,
+                partition_by=out.partition_by,
+                cluster_by=out.cluster_by,
+            )
+        )
 
-    summary_default = str(Path(encrypted.path).parent / "_runs") if not is_uri(encrypted.path) else encrypted.path.rsplit("/", 1)[0] + "/_runs"
+    summary_default = (
+        str(Path(encrypted.path).parent / "_runs")
+        if not is_uri(encrypted.path)
+        else encrypted.path.rsplit("/", 1)[0] + "/_runs"
+    )
     summary_dir = (
         resolve_location(onode.child("summary_dir").string(), base)
         if onode.has("summary_dir")
         else summary_default
     )
 
-    locations = [("outputs.encrypted", encrypted.path), ("outputs.data_subjects", subjects.path),
-                 ("outputs.rejected", rejected.path)]
+    locations = [
+        ("outputs.encrypted", encrypted.path),
+        ("outputs.data_subjects", subjects.path),
+        ("outputs.rejected", rejected.path),
+    ]
     locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
     check_locations(source, locations, ("keys.store", key_store), src.path)
     # The audit table: inside the key store by default; elsewhere, apart from the data outputs.
-    audit = resolve_location(onode.child("audit").string(), base) if onode.has("audit") else f"{key_store}/audit"
+    audit = (
+        resolve_location(onode.child("audit").string(), base)
+        if onode.has("audit")
+        else f"{key_store}/audit"
+    )
     for path_a, loc_a in locations:
         if _contains(loc_a, audit) or _contains(audit, loc_a):
-            raise ConfigError(source, "outputs.audit", f"same or nested location as {path_a}: the audit table needs its own folder")
+            raise ConfigError(
+                source,
+                "outputs.audit",
+                f"same or nested location as {path_a}: the audit table needs its own folder",
+            )
     if audit == key_store or _contains(audit, key_store):
         raise ConfigError(source, "outputs.audit", "the audit table must not contain the key store")
     if src.incremental:
-        not_delta = [(f, o.format) for f, o in [("outputs.encrypted", encrypted), ("outputs.rejected", rejected)]
-                     + [(f"outputs.derived {d.name}", d) for d in derived] if o.format != "delta"]
+        not_delta = [
+            (f, o.format)
+            for f, o in [("outputs.encrypted", encrypted), ("outputs.rejected", rejected)]
+            + [(f"outputs.derived {d.name}", d) for d in derived]
+            if o.format != "delta"
+        ]
         if not_delta:
-            raise ConfigError(source, "source.incremental",
-                              f"exactly-once incremental runs write Delta tables only; {not_delta[0][0]} is {not_delta[0][1]}")
+            raise ConfigError(
+                source,
+                "source.incremental",
+                f"exactly-once incremental runs write Delta tables only; {not_delta[0][0]} is {not_delta[0][1]}",
+            )
         if mode != "append":
-            raise ConfigError(source, "outputs.mode", "incremental runs append; use --reprocess to rebuild the outputs")
+            raise ConfigError(
+                source,
+                "outputs.mode",
+                "incremental runs append; use --reprocess to rebuild the outputs",
+            )
     max_rejected = None
     if root.has("max_rejected_fraction"):
         fnode = root.child("max_rejected_fraction")
@@ -424,11 +545,26 @@ def parse_job_config(data: Any, source: str = "<inline>", base_dir: Path | None 
         max_rejected = float(max_rejected)
 
     return JobConfig(
-        name=name, source=src, contract=contract, event_contract_ref=ref, consent=consent,
-        timestamp=timestamp, group_id=group_id, key_store=key_store, retention_days=retention,
-        encrypted=encrypted, data_subjects=subjects, rejected=rejected, derived=tuple(derived),
-        summary_dir=summary_dir, write_mode=mode, masking_seed=seed, config_path=source,
-        master_key=master_key, audit=audit, max_rejected_fraction=max_rejected,
+        name=name,
+        source=src,
+        contract=contract,
+        event_contract_ref=ref,
+        consent=consent,
+        timestamp=timestamp,
+        group_id=group_id,
+        key_store=key_store,
+        retention_days=retention,
+        encrypted=encrypted,
+        data_subjects=subjects,
+        rejected=rejected,
+        derived=tuple(derived),
+        summary_dir=summary_dir,
+        write_mode=mode,
+        masking_seed=seed,
+        config_path=source,
+        master_key=master_key,
+        audit=audit,
+        max_rejected_fraction=max_rejected,
         csv_formula_guard=formula_guard,
     )
 
@@ -441,12 +577,20 @@ def _master_key(node: Node, base: Path) -> MasterKeyRef:
     if node.has("keyset_file"):
         if node.has("credentials_file"):
             raise node.child("credentials_file").error("credentials_file only applies to a kms_uri")
-        return MasterKeyRef(keyset_file=resolve_location(node.child("keyset_file").string(), base),
-                            config_field="keys.master_key.keyset_file")
+        return MasterKeyRef(
+            keyset_file=resolve_location(node.child("keyset_file").string(), base),
+            config_field="keys.master_key.keyset_file",
+        )
     uri = node.child("kms_uri").string()
     if not uri.startswith(KMS_URI_PREFIXES):
-        raise node.child("kms_uri").error(f"expected a Tink KMS key URI starting with {' or '.join(KMS_URI_PREFIXES)}")
-    creds = resolve_location(node.child("credentials_file").string(), base) if node.has("credentials_file") else None
+        raise node.child("kms_uri").error(
+            f"expected a Tink KMS key URI starting with {' or '.join(KMS_URI_PREFIXES)}"
+        )
+    creds = (
+        resolve_location(node.child("credentials_file").string(), base)
+        if node.has("credentials_file")
+        else None
+    )
     return MasterKeyRef(kms_uri=uri, credentials_file=creds)
 
 

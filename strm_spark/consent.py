@@ -33,13 +33,14 @@ def consent_levels(
     parsed_list = F.when(F.trim(inner) == "", _int_array([])).otherwise(
         F.transform(F.split(inner, ","), lambda x: F.trim(x).cast("int"))
     )
-    parsed = (
-        F.when(text.rlike(_LIST), parsed_list)
-        .when(text.rlike(_SINGLE), F.array(F.trim(text).cast("int")))
+    parsed = F.when(text.rlike(_LIST), parsed_list).when(
+        text.rlike(_SINGLE), F.array(F.trim(text).cast("int"))
     )
     result = F.coalesce(parsed, default)
     if mapping:
-        lookup = F.create_map(*[c for key, levels in mapping for c in (F.lit(key), _int_array(levels))])
+        lookup = F.create_map(
+            *[c for key, levels in mapping for c in (F.lit(key), _int_array(levels))]
+        )
         result = F.coalesce(F.try_element_at(lookup, text), result)
     return F.when(value.isNull(), default).otherwise(result)
 
@@ -58,7 +59,9 @@ def allows_column(consent: Column, consent_type: str, levels: Sequence[int]) -> 
     return F.size(F.array_except(_int_array(levels), F.coalesce(consent, _int_array([])))) == 0
 
 
-def decrypted_fields(pii_levels: Mapping[str, int], consent_type: str, levels: Sequence[int]) -> tuple[str, ...]:
+def decrypted_fields(
+    pii_levels: Mapping[str, int], consent_type: str, levels: Sequence[int]
+) -> tuple[str, ...]:
     """PII fields decrypted in a derived output: purpose level 0..n (CUMULATIVE n), or
     purpose level in the set (GRANULAR). The rest stay ciphertext."""
     if consent_type == CUMULATIVE:

@@ -48,7 +48,6 @@ class SchemaNode:
         return T.ArrayType(inner, True) if self.repeated else inner
 
 
-
 @dataclass(frozen=True)
 class Validation:
     """A regex rule: a present value of `field` must fully match `pattern`."""
@@ -101,7 +100,9 @@ class Contract:
     def sensitive_columns(self) -> tuple[str, ...]:
         """Top-level columns that can hold plaintext personal data (PII fields, or structs with
         PII inside, and the data subject field); never indexed in Delta statistics."""
-        paths = list(self.pii_names) + ([self.data_subject_field] if self.data_subject_field else [])
+        paths = list(self.pii_names) + (
+            [self.data_subject_field] if self.data_subject_field else []
+        )
         cols: list[str] = []
         for path in paths:
             top = split_path(path)[0]
@@ -158,14 +159,18 @@ def read_document(path: str | Path) -> Any:
             return json.loads(text, object_pairs_hook=_unique_json_keys)
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as exc:
-        raise ConfigError(str(path), exc.where, f"duplicate key {exc.key!r}; each key may appear once") from None
+        raise ConfigError(
+            str(path), exc.where, f"duplicate key {exc.key!r}; each key may appear once"
+        ) from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         line = getattr(exc, "lineno", None)
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             line = mark.line + 1
         where = f" near line {line}" if line else ""
-        raise ConfigError(str(path), "", f"not valid {p.suffix.lstrip('.').upper() or 'YAML'}{where}") from None
+        raise ConfigError(
+            str(path), "", f"not valid {p.suffix.lstrip('.').upper() or 'YAML'}{where}"
+        ) from None
 
 
 def _parse_node(node: Node) -> SchemaNode:
@@ -196,7 +201,16 @@ _CONTRACT_ALIASES = {
     "fieldMetadata": "field_metadata",
 }
 # Fields of STRM's DataContract that say nothing about processing; accepted and ignored.
-_STRM_IGNORED = {"ref", "id", "state", "isPublic", "is_public", "metadata", "projectId", "project_id"}
+_STRM_IGNORED = {
+    "ref",
+    "id",
+    "state",
+    "isPublic",
+    "is_public",
+    "metadata",
+    "projectId",
+    "project_id",
+}
 
 
 class _SpelledNode(Node):
@@ -232,8 +246,17 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
             raw[snake] = raw.pop(camel)
     spelled = {snake: camel for camel, snake in _CONTRACT_ALIASES.items() if camel in root.value}
     root = _SpelledNode(source, raw, spelled)
-    root.mapping({"schema", "key_field", "pii_fields", "data_subject_field", "validations", "name",
-                  "field_metadata"})
+    root.mapping(
+        {
+            "schema",
+            "key_field",
+            "pii_fields",
+            "data_subject_field",
+            "validations",
+            "name",
+            "field_metadata",
+        }
+    )
 
     if schema is None:
         schema = root.child("schema")
@@ -241,7 +264,11 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
         raise root.child("schema").error("the schema is given both here and as a separate file")
     schema_name, nodes = parse_schema(schema)
     if not nodes:
-        raise ConfigError(schema.source, schema.path + ".nodes" if schema.path else "nodes", "expected at least one field")
+        raise ConfigError(
+            schema.source,
+            schema.path + ".nodes" if schema.path else "nodes",
+            "expected at least one field",
+        )
     seen: set[str] = set()
     for i, n in enumerate(nodes):
         path = f"schema.nodes[{i}].name"
@@ -267,7 +294,9 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
                 if found.type != "NODE":
                     raise node.error(f"{what} {path!r}: {part!r} is a {found.type}, not a NODE")
                 if found.repeated:
-                    raise node.error(f"{what} {path!r}: fields inside a repeated NODE are not supported")
+                    raise node.error(
+                        f"{what} {path!r}: fields inside a repeated NODE are not supported"
+                    )
                 level = found.nodes
         assert found is not None
         return found
@@ -286,25 +315,55 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
     if root.has("field_metadata"):
         # STRM's newer form; it wins over pii_fields when both are given.
         for entry in root.child("field_metadata").items():
-            for camel, snake in (("fieldName", "field_name"), ("personalDataConfig", "personal_data_config")):
+            for camel, snake in (
+                ("fieldName", "field_name"),
+                ("personalDataConfig", "personal_data_config"),
+            ):
                 if isinstance(entry.value, dict) and camel in entry.value:
-                    entry = Node(source, {**{k: v for k, v in entry.value.items() if k != camel},
-                                          snake: entry.value[camel]}, entry.path)
-            entry.mapping({"field_name", "personal_data_config", "statistical_data_type",
-                           "statisticalDataType", "ordinal_values", "ordinalValues",
-                           "null_handling_config", "nullHandlingConfig"})
+                    entry = Node(
+                        source,
+                        {
+                            **{k: v for k, v in entry.value.items() if k != camel},
+                            snake: entry.value[camel],
+                        },
+                        entry.path,
+                    )
+            entry.mapping(
+                {
+                    "field_name",
+                    "personal_data_config",
+                    "statistical_data_type",
+                    "statisticalDataType",
+                    "ordinal_values",
+                    "ordinalValues",
+                    "null_handling_config",
+                    "nullHandlingConfig",
+                }
+            )
             if not entry.has("personal_data_config"):
                 continue
             conf = entry.child("personal_data_config")
             conf_map = {_CAMEL.get(k, k): v for k, v in conf.mapping().items()}
             conf = Node(source, conf_map, conf.path)
-            conf.mapping({"is_pii", "is_quasi_id", "purpose_level", "gdpr_special_personal_data_type"})
+            conf.mapping(
+                {"is_pii", "is_quasi_id", "purpose_level", "gdpr_special_personal_data_type"}
+            )
             if not conf.child("is_pii", False).boolean():
                 continue
-            pii.append((_pii_field(entry.child("field_name"), resolve), conf.child("purpose_level", 0).integer(minimum=0)))
+            pii.append(
+                (
+                    _pii_field(entry.child("field_name"), resolve),
+                    conf.child("purpose_level", 0).integer(minimum=0),
+                )
+            )
     else:
         for name, level_node in root.child("pii_fields", {}).entries():
-            pii.append((_pii_field(Node(source, name, level_node.path), resolve), level_node.integer(minimum=0)))
+            pii.append(
+                (
+                    _pii_field(Node(source, name, level_node.path), resolve),
+                    level_node.integer(minimum=0),
+                )
+            )
 
     subject: str | None = None
     if root.has("data_subject_field"):
@@ -321,8 +380,12 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
     return Contract(schema_name, nodes, key, tuple(pii), subject, tuple(validations), source)
 
 
-_CAMEL = {"isPii": "is_pii", "isQuasiId": "is_quasi_id", "purposeLevel": "purpose_level",
-          "gdprSpecialPersonalDataType": "gdpr_special_personal_data_type"}
+_CAMEL = {
+    "isPii": "is_pii",
+    "isQuasiId": "is_quasi_id",
+    "purposeLevel": "purpose_level",
+    "gdprSpecialPersonalDataType": "gdpr_special_personal_data_type",
+}
 
 
 def _pii_field(node: Node, resolve: Any) -> str:
@@ -330,7 +393,9 @@ def _pii_field(node: Node, resolve: Any) -> str:
     found = resolve(node, "PII field")
     if found.type != "STRING":
         kind = f"{'repeated ' if found.repeated else ''}{found.type}"
-        raise node.error(f"PII fields must be STRING fields (or repeated STRING), {node.value!r} is {kind}")
+        raise node.error(
+            f"PII fields must be STRING fields (or repeated STRING), {node.value!r} is {kind}"
+        )
     return node.value
 
 

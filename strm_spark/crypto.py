@@ -34,7 +34,9 @@ class _PrimitiveCache:
         self.size = size
         self._items: OrderedDict[object, daead.DeterministicAead] = OrderedDict()
 
-    def get(self, keyset: bytes, key_link: str | None = None, master: MasterKey | None = None) -> daead.DeterministicAead:
+    def get(
+        self, keyset: bytes, key_link: str | None = None, master: MasterKey | None = None
+    ) -> daead.DeterministicAead:
         from . import masterkey
 
         wrapped = masterkey.is_wrapped(keyset)
@@ -43,7 +45,9 @@ class _PrimitiveCache:
         if prim is not None:
             self._items.move_to_end(cache_key)
             return prim
-        handle = masterkey.open_keyset(keyset, key_link, master) if wrapped else _parse_keyset(keyset)
+        handle = (
+            masterkey.open_keyset(keyset, key_link, master) if wrapped else _parse_keyset(keyset)
+        )
         prim = handle.primitive(daead.DeterministicAead)
         self._items[cache_key] = prim
         if len(self._items) > self.size:
@@ -69,7 +73,9 @@ def new_keyset() -> bytes:
     return tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN).encode("utf-8")
 
 
-def primitive(keyset: bytes, key_link: str | None = None, master: MasterKey | None = None) -> daead.DeterministicAead:
+def primitive(
+    keyset: bytes, key_link: str | None = None, master: MasterKey | None = None
+) -> daead.DeterministicAead:
     """The (cached) primitive of a stored keyset; a wrapped keyset needs its key link and the
     master key."""
     return _primitives.get(keyset, key_link, master)
@@ -93,15 +99,22 @@ def decrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None
         raise ValueError("cannot decrypt: wrong key or tampered ciphertext") from None
 
 
-def decrypt(keyset: bytes | str, value: str | None, *, key_link: str | None = None,
-            master: MasterKey | None = None) -> str | None:
+def decrypt(
+    keyset: bytes | str,
+    value: str | None,
+    *,
+    key_link: str | None = None,
+    master: MasterKey | None = None,
+) -> str | None:
     """Convenience: decrypt one base64 cell with a Tink JSON keyset as stored in the key store
     (a wrapped keyset needs `key_link` and `master`)."""
     ks = keyset.encode("utf-8") if isinstance(keyset, str) else keyset
     return decrypt_text(primitive(ks, key_link, master), value)
 
 
-def _group_rows(keysets: Sequence[bytes | None], key_links: Sequence[str | None] | None) -> dict[tuple, list[int]]:
+def _group_rows(
+    keysets: Sequence[bytes | None], key_links: Sequence[str | None] | None
+) -> dict[tuple, list[int]]:
     groups: dict[tuple, list[int]] = {}
     for i, ks in enumerate(keysets):
         if ks is not None:
@@ -124,7 +137,9 @@ def encrypt_columns(
         for i, ks in enumerate(keysets):
             if ks is None and values[i] is not None:
                 # Every row must have a key; refuse rather than drop or leak the value.
-                raise ValueError(f"row {i} of the batch has no key for encrypted column {col_index}")
+                raise ValueError(
+                    f"row {i} of the batch has no key for encrypted column {col_index}"
+                )
         result: list[str | None] = [None] * len(keysets)
         for (ks, link), rows in groups.items():
             prim = primitive(ks, link, master)
@@ -132,7 +147,8 @@ def encrypt_columns(
             for i in rows:
                 v = values[i]
                 if v is not None:
-                    result[i] = base64.b64encode(enc(v.encode("utf-8"), ASSOCIATED_DATA)).decode("ascii")
+                    result[i] = base64.b64encode(enc(v.encode("utf-8"), ASSOCIATED_DATA)).decode(
+                        "ascii"
+                    )
         out.append(result)
     return out
-

@@ -17,6 +17,7 @@ from .session import launcher_session, on_databricks
 
 __all__ = ["batch_job_main", "strm_job_main", "subjects_main"]
 
+
 def batch_job_main(argv: Sequence[str] | None = None) -> int:
     """A native job: `CONFIG [--source PATH]`, as `strm-spark run`."""
     return _run_command("run", argv)
@@ -58,8 +59,9 @@ def _finish(command: str, code: int) -> int:
     if code == 0:
         return 0
     if on_databricks():  # a python_wheel_task fails on an exception, not on a return value
-        raise RuntimeError(f"strm-spark {command} failed with exit code {code}; "
-                           "the error is printed above")
+        raise RuntimeError(
+            f"strm-spark {command} failed with exit code {code}; the error is printed above"
+        )
     raise SystemExit(code)
 
 

@@ -52,16 +52,78 @@ class GenerateResult:
 # --------------------------------------------------------------------------- #
 
 FIRST_NAMES: Final[tuple[str, ...]] = (
-    "anna", "bram", "cees", "daan", "emma", "fleur", "gijs", "hanna", "ilse", "joost",
-    "julia", "kees", "lars", "lotte", "maud", "milan", "noor", "olaf", "pien", "quinten",
-    "roos", "sanne", "thijs", "uma", "vera", "willem", "xander", "yara", "zoe", "lucas",
-    "sophie", "finn", "tess", "sem", "liv", "jesse", "eva", "ruben", "isa", "timo",
+    "anna",
+    "bram",
+    "cees",
+    "daan",
+    "emma",
+    "fleur",
+    "gijs",
+    "hanna",
+    "ilse",
+    "joost",
+    "julia",
+    "kees",
+    "lars",
+    "lotte",
+    "maud",
+    "milan",
+    "noor",
+    "olaf",
+    "pien",
+    "quinten",
+    "roos",
+    "sanne",
+    "thijs",
+    "uma",
+    "vera",
+    "willem",
+    "xander",
+    "yara",
+    "zoe",
+    "lucas",
+    "sophie",
+    "finn",
+    "tess",
+    "sem",
+    "liv",
+    "jesse",
+    "eva",
+    "ruben",
+    "isa",
+    "timo",
 )
 LAST_NAMES: Final[tuple[str, ...]] = (
-    "jansen", "devries", "bakker", "visser", "smit", "meijer", "mulder", "bos", "vos", "peters",
-    "hendriks", "dekker", "brouwer", "dijkstra", "vermeulen", "kok", "jacobs", "vandam",
-    "schouten", "willems", "hoekstra", "koster", "prins", "huisman", "kuipers", "postma",
-    "kramer", "vanleeuwen", "blom", "maas",
+    "jansen",
+    "devries",
+    "bakker",
+    "visser",
+    "smit",
+    "meijer",
+    "mulder",
+    "bos",
+    "vos",
+    "peters",
+    "hendriks",
+    "dekker",
+    "brouwer",
+    "dijkstra",
+    "vermeulen",
+    "kok",
+    "jacobs",
+    "vandam",
+    "schouten",
+    "willems",
+    "hoekstra",
+    "koster",
+    "prins",
+    "huisman",
+    "kuipers",
+    "postma",
+    "kramer",
+    "vanleeuwen",
+    "blom",
+    "maas",
 )
 EMAIL_TLDS: Final[tuple[str, ...]] = ("com", "org", "net")
 #: Some contain commas, so the CSV writer has to quote them.
@@ -76,14 +138,40 @@ USER_AGENTS: Final[tuple[str, ...]] = (
     "WebshopApp/5.3.1 (iOS 18.0; iPhone15,2)",
 )
 SEARCH_TERMS: Final[tuple[str, ...]] = (
-    "shoes", "jacket", "umbrella", "bicycle+lamp", "coffee", "teapot", "headphones", "backpack",
-    "scarf", "gloves", "lego", "puzzle", "candles", "winter+coat", "socks", "keyboard",
-    "mouse", "monitor", "desk+lamp", "water+bottle", "yoga+mat", "running+shoes",
-    "bluetooth+speaker", "notebook",
+    "shoes",
+    "jacket",
+    "umbrella",
+    "bicycle+lamp",
+    "coffee",
+    "teapot",
+    "headphones",
+    "backpack",
+    "scarf",
+    "gloves",
+    "lego",
+    "puzzle",
+    "candles",
+    "winter+coat",
+    "socks",
+    "keyboard",
+    "mouse",
+    "monitor",
+    "desk+lamp",
+    "water+bottle",
+    "yoga+mat",
+    "running+shoes",
+    "bluetooth+speaker",
+    "notebook",
 )
 #: Consent values of a session and their cumulative weights (percent).
 CONSENT_VALUES: Final[tuple[str, ...]] = (
-    "all", "analytics", "marketing", "none", "[0,1,2]", "1", "",
+    "all",
+    "analytics",
+    "marketing",
+    "none",
+    "[0,1,2]",
+    "1",
+    "",
 )
 CONSENT_CUM_WEIGHTS: Final[tuple[int, ...]] = (30, 55, 65, 75, 85, 90, 100)
 
@@ -116,11 +204,17 @@ _START_SPAN_MS: Final[int] = DAYS * _DAY_MS - _MAX_SESSION_SPAN_MS - 1_000
 
 #: Invalid-row kinds, applied in this cyclic order.
 INVALID_KINDS: Final[tuple[str, ...]] = (
-    "email_without_at", "bad_event_time", "empty_event_type", "bad_quantity", "extra_column",
+    "email_without_at",
+    "bad_event_time",
+    "empty_event_type",
+    "bad_quantity",
+    "extra_column",
 )
 #: Unparseable event_time values, used in turn by the "bad_event_time" rows.
 INVALID_EVENT_TIMES: Final[tuple[str, ...]] = (
-    "2026-13-45 25:61", "not-a-timestamp", "2026-11-31T24:00:00.000+01:00",
+    "2026-13-45 25:61",
+    "not-a-timestamp",
+    "2026-11-31T24:00:00.000+01:00",
 )
 INVALID_QUANTITY: Final[str] = "three"
 EXTRA_COLUMN_VALUE: Final[str] = "unexpected_extra_field"
@@ -153,12 +247,14 @@ def _make_customers(rng: random.Random, count: int) -> list[_Customer]:
         last = LAST_NAMES[rng.randrange(len(LAST_NAMES))]
         tld = EMAIL_TLDS[rng.randrange(len(EMAIL_TLDS))]
         ip = ips[i]
-        customers.append(_Customer(
-            customer_id=f"C{ids[i]:07d}",
-            email=f"{first}.{last}{i + 1}@example.{tld}",  # the number makes e-mails unique
-            phone=f"+31 6 {phones[i]:08d}",
-            ip=f"10.{ip >> 16}.{(ip >> 8) & 255}.{ip & 255}",
-        ))
+        customers.append(
+            _Customer(
+                customer_id=f"C{ids[i]:07d}",
+                email=f"{first}.{last}{i + 1}@example.{tld}",  # the number makes e-mails unique
+                phone=f"+31 6 {phones[i]:08d}",
+                ip=f"10.{ip >> 16}.{(ip >> 8) & 255}.{ip & 255}",
+            )
+        )
     return customers
 
 
@@ -181,7 +277,8 @@ def _make_products(rng: random.Random) -> list[_Product]:
         product_id = f"P{pid:05d}"
         price = f"{rng.randrange(1, 250)}.{cents[rng.randrange(len(cents))]}"
         products.append(
-            _Product(product_id, price, f"/products/{product_id}", f"/cart/add/{product_id}"))
+            _Product(product_id, price, f"/products/{product_id}", f"/cart/add/{product_id}")
+        )
     return products
 
 
@@ -198,7 +295,8 @@ def _time_tables(start_date: date) -> tuple[list[str], list[str]]:
         day = f"{start_date + timedelta(days=d)}T"
         first_minute = 23 * 60 if d == -1 else 0
         minute_prefixes.extend(
-            f"{day}{m // 60:02d}:{m % 60:02d}:" for m in range(first_minute, 1440))
+            f"{day}{m // 60:02d}:{m % 60:02d}:" for m in range(first_minute, 1440)
+        )
     second_millis = [f"{ms // 1000:02d}.{ms % 1000:03d}" for ms in range(_MINUTE_MS)]
     return minute_prefixes, second_millis
 
@@ -235,8 +333,13 @@ def _make_invalid(row: list[str], kind: int, bad_time_no: int) -> None:
         row.append(EXTRA_COLUMN_VALUE)
 
 
-def generate(out_path: str, rows: int = 100_000, seed: int = 42,
-             invalid_fraction: float = 0.005, start: str = "2026-11-02") -> GenerateResult:
+def generate(
+    out_path: str,
+    rows: int = 100_000,
+    seed: int = 42,
+    invalid_fraction: float = 0.005,
+    start: str = "2026-11-02",
+) -> GenerateResult:
     """Write a fake clickstream CSV of ``rows`` data rows to ``out_path`` and describe it.
 
     Events cover 7 days from ``start`` 00:00 (+01:00).  Exactly
@@ -251,8 +354,7 @@ def generate(out_path: str, rows: int = 100_000, seed: int = 42,
     rng = random.Random(seed)
     inv_rng = random.Random(f"strm_spark.generate/invalid/{seed}")
     n_customers = min(max(50, rows // 40), MAX_CUSTOMERS)
-    customers = _make_customers(
-        random.Random(f"strm_spark.generate/customers/{seed}"), n_customers)
+    customers = _make_customers(random.Random(f"strm_spark.generate/customers/{seed}"), n_customers)
     products = _make_products(random.Random(f"strm_spark.generate/products/{seed}"))
     session_offset = random.Random(f"strm_spark.generate/sessions/{seed}").getrandbits(40)
     minute_prefixes, second_millis = _time_tables(start_date)
@@ -288,7 +390,8 @@ def generate(out_path: str, rows: int = 100_000, seed: int = 42,
                 if n_events > rows - row_idx:
                     n_events = rows - row_idx
                 session_id = "S%010x" % (
-                    (session_no * _SESSION_MULT + session_offset) & _SESSION_MASK)
+                    (session_no * _SESSION_MULT + session_offset) & _SESSION_MASK
+                )
                 session_no += 1
                 anonymous = rnd() < ANONYMOUS_SESSION_SHARE
                 if anonymous:
@@ -315,33 +418,91 @@ def generate(out_path: str, rows: int = 100_000, seed: int = 42,
                     if rnd() < UTC_ROW_SHARE:  # same instant, one hour earlier on the UTC clock
                         event_time = minute_prefixes[minute] + sec_ms + "Z"
                     else:
-                        event_time = (minute_prefixes[minute + _OFFSET_MINUTES] + sec_ms
-                                      + LOCAL_OFFSET)
+                        event_time = (
+                            minute_prefixes[minute + _OFFSET_MINUTES] + sec_ms + LOCAL_OFFSET
+                        )
                     event_id = f"E{row_idx + 1:012d}"
                     # ---- event ----
                     r = rnd()
                     if r < _P_PAGE_VIEW:
                         viewed = products[int(rnd() * n_products)]
-                        row = [event_id, session_id, customer_id, email, phone, ip, user_agent,
-                               viewed.view_url, "page_view", viewed.product_id, "", "",
-                               event_time, consent]
+                        row = [
+                            event_id,
+                            session_id,
+                            customer_id,
+                            email,
+                            phone,
+                            ip,
+                            user_agent,
+                            viewed.view_url,
+                            "page_view",
+                            viewed.product_id,
+                            "",
+                            "",
+                            event_time,
+                            consent,
+                        ]
                     elif r < _P_SEARCH:
-                        row = [event_id, session_id, customer_id, email, phone, ip, user_agent,
-                               search_urls[int(rnd() * n_search)], "search", "", "", "",
-                               event_time, consent]
+                        row = [
+                            event_id,
+                            session_id,
+                            customer_id,
+                            email,
+                            phone,
+                            ip,
+                            user_agent,
+                            search_urls[int(rnd() * n_search)],
+                            "search",
+                            "",
+                            "",
+                            "",
+                            event_time,
+                            consent,
+                        ]
                     elif r < _P_ADD_TO_CART:
-                        in_cart = (viewed if viewed is not None
-                                   else products[int(rnd() * n_products)])
-                        row = [event_id, session_id, customer_id, email, phone, ip, user_agent,
-                               in_cart.cart_url, "add_to_cart", in_cart.product_id, in_cart.price,
-                               _QUANTITY_TABLE[int(rnd() * n_qty)], event_time, consent]
+                        in_cart = (
+                            viewed if viewed is not None else products[int(rnd() * n_products)]
+                        )
+                        row = [
+                            event_id,
+                            session_id,
+                            customer_id,
+                            email,
+                            phone,
+                            ip,
+                            user_agent,
+                            in_cart.cart_url,
+                            "add_to_cart",
+                            in_cart.product_id,
+                            in_cart.price,
+                            _QUANTITY_TABLE[int(rnd() * n_qty)],
+                            event_time,
+                            consent,
+                        ]
                     else:
-                        bought = in_cart if in_cart is not None else (
-                            viewed if viewed is not None else products[int(rnd() * n_products)])
-                        row = [event_id, session_id, customer_id, email, phone, ip, user_agent,
-                               "/checkout/confirmation", "purchase", bought.product_id,
-                               bought.price, _QUANTITY_TABLE[int(rnd() * n_qty)],
-                               event_time, consent]
+                        bought = (
+                            in_cart
+                            if in_cart is not None
+                            else (
+                                viewed if viewed is not None else products[int(rnd() * n_products)]
+                            )
+                        )
+                        row = [
+                            event_id,
+                            session_id,
+                            customer_id,
+                            email,
+                            phone,
+                            ip,
+                            user_agent,
+                            "/checkout/confirmation",
+                            "purchase",
+                            bought.product_id,
+                            bought.price,
+                            _QUANTITY_TABLE[int(rnd() * n_qty)],
+                            event_time,
+                            consent,
+                        ]
 
                     # ---- selection sampling: exactly n_invalid rows, spread uniformly ----
                     if invalid_left and row_idx >= PROTECTED_LEADING_ROWS:

@@ -31,7 +31,9 @@ def hmac_column(col: Column, secret: bytes, null_as: str | None = None) -> Colum
         for v in values:
             if v is None or (isinstance(v, float) and pd.isna(v)):
                 v = null_as
-            out.append(None if v is None else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest())
+            out.append(
+                None if v is None else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()
+            )
         return pd.Series(out, dtype=object)
 
     udf = F.pandas_udf(_hash, "string")
@@ -52,15 +54,21 @@ def murmur3_column(col: Column, seed: str) -> Column:
 
     def _hash(values: pd.Series) -> pd.Series:
         return pd.Series(
-            [None if v is None or (isinstance(v, float) and pd.isna(v)) else strm_murmur3_hex(seed, v)
-             for v in values],
+            [
+                None
+                if v is None or (isinstance(v, float) and pd.isna(v))
+                else strm_murmur3_hex(seed, v)
+                for v in values
+            ],
             dtype=object,
         )
 
     return F.pandas_udf(_hash, "string")(col.cast("string"))
 
 
-def masker_for(hash_type: str, inline_seed: str | None, secret: bytes | None) -> Callable[[Column], Column]:
+def masker_for(
+    hash_type: str, inline_seed: str | None, secret: bytes | None
+) -> Callable[[Column], Column]:
     """The masking function of a derived output: HMAC-SHA256 keyed with the job's secret seed
     (native jobs), or STRM's MurmurHash3 / HMAC with the seed written in a STRM config."""
     if hash_type == "MURMUR3":

@@ -47,7 +47,9 @@ class MasterKey:
 
     def aead(self) -> aead.Aead:
         """The master AEAD, built once per process (worker or driver)."""
-        cache_key = hashlib.sha256(self.kind.encode() + b"\0" + self.id.encode() + b"\0" + self.material).digest()
+        cache_key = hashlib.sha256(
+            self.kind.encode() + b"\0" + self.id.encode() + b"\0" + self.material
+        ).digest()
         prim = _aeads.get(cache_key)
         if prim is None:
             prim = self._build()
@@ -60,7 +62,9 @@ class MasterKey:
     def _build(self) -> aead.Aead:
         if self.kind == "keyset":
             try:
-                handle = tink.json_proto_keyset_format.parse(self.material.decode("utf-8"), secret_key_access.TOKEN)
+                handle = tink.json_proto_keyset_format.parse(
+                    self.material.decode("utf-8"), secret_key_access.TOKEN
+                )
                 return handle.primitive(aead.Aead)
             except Exception:
                 # Never echo the keyset: Tink's messages can contain key material.
@@ -73,15 +77,18 @@ def _kms_aead(uri: str, credentials_file: str | None) -> aead.Aead:
         try:
             from tink.integration import gcpkms
         except ImportError:
-            raise SecretError(f"master key {uri} needs Tink's Google Cloud KMS integration: "
-                              "pip install 'tink[gcpkms]'") from None
+            raise SecretError(
+                f"master key {uri} needs Tink's Google Cloud KMS integration: "
+                "pip install 'tink[gcpkms]'"
+            ) from None
         return gcpkms.GcpKmsClient(uri, credentials_file).get_aead(uri)
     if uri.startswith("aws-kms://"):
         try:
             from tink.integration import awskms
         except ImportError:
-            raise SecretError(f"master key {uri} needs Tink's AWS KMS integration: "
-                              "pip install 'tink[awskms]'") from None
+            raise SecretError(
+                f"master key {uri} needs Tink's AWS KMS integration: pip install 'tink[awskms]'"
+            ) from None
         return awskms.AwsKmsClient(uri, credentials_file).get_aead(uri)
     raise SecretError(f"unsupported KMS key URI {uri!r}; expected gcp-kms:// or aws-kms://")
 
@@ -94,14 +101,20 @@ def load_master_key(ref: MasterKeyRef) -> MasterKey:
         try:
             material = path.read_bytes()
         except FileNotFoundError:
-            raise SecretError(f"the master key file that {ref.config_field} names does not exist; create one with: "
-                              "strm-spark keys new-master-key PATH") from None
+            raise SecretError(
+                f"the master key file that {ref.config_field} names does not exist; create one with: "
+                "strm-spark keys new-master-key PATH"
+            ) from None
         except OSError as exc:
-            raise SecretError(f"cannot read the master key file that {ref.config_field} names: {exc.strerror}") from None
+            raise SecretError(
+                f"cannot read the master key file that {ref.config_field} names: {exc.strerror}"
+            ) from None
         try:
             primary = json.loads(material)["primaryKeyId"]
         except Exception:
-            raise SecretError(f"the master key file that {ref.config_field} names is not a Tink JSON keyset") from None
+            raise SecretError(
+                f"the master key file that {ref.config_field} names is not a Tink JSON keyset"
+            ) from None
         key = MasterKey("keyset", f"tink-keyset:{primary}", material)
     else:
         assert ref.kms_uri is not None
@@ -141,7 +154,8 @@ def wrap(keyset: bytes, key_link: str, master: MasterKey) -> bytes:
 
 def wrap_handle(handle: tink.KeysetHandle, key_link: str, master: MasterKey) -> bytes:
     return tink.json_proto_keyset_format.serialize_encrypted(
-        handle, master.aead(), key_link.encode("utf-8")).encode("utf-8")
+        handle, master.aead(), key_link.encode("utf-8")
+    ).encode("utf-8")
 
 
 def open_keyset(keyset: bytes, key_link: str | None, master: MasterKey | None) -> tink.KeysetHandle:
@@ -149,21 +163,28 @@ def open_keyset(keyset: bytes, key_link: str | None, master: MasterKey | None) -
     their key link. Errors say what is wrong, never show the keyset."""
     if not is_wrapped(keyset):
         try:
-            return tink.json_proto_keyset_format.parse(keyset.decode("utf-8"), secret_key_access.TOKEN)
+            return tink.json_proto_keyset_format.parse(
+                keyset.decode("utf-8"), secret_key_access.TOKEN
+            )
         except Exception:
             raise ValueError("invalid Tink keyset") from None
     if master is None:
-        raise ValueError("the keyset is encrypted with a master key, but no master key is configured (keys.master_key)")
+        raise ValueError(
+            "the keyset is encrypted with a master key, but no master key is configured (keys.master_key)"
+        )
     if not key_link:
         raise ValueError("an encrypted keyset needs its key link to be opened")
     try:
         return tink.json_proto_keyset_format.parse_encrypted(
-            keyset.decode("utf-8"), master.aead(), key_link.encode("utf-8"))
+            keyset.decode("utf-8"), master.aead(), key_link.encode("utf-8")
+        )
     except SecretError:
         raise
     except Exception:
-        raise ValueError(f"cannot decrypt the keyset of key link {key_link} with master key {master.id}: "
-                         "wrong master key, or the keyset was moved to another key link") from None
+        raise ValueError(
+            f"cannot decrypt the keyset of key link {key_link} with master key {master.id}: "
+            "wrong master key, or the keyset was moved to another key link"
+        ) from None
 
 
 def unwrap(keyset: bytes, key_link: str | None, master: MasterKey | None) -> bytes:

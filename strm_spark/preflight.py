@@ -56,15 +56,21 @@ def check_on_session(spark: SparkSession, config: JobConfig) -> None:
             spark.range(1).select(F.lit("").rlike(v.pattern)).collect()
         except Exception as exc:
             condition = getattr(exc, "getCondition", lambda: None)() or ""
-            if not (condition.startswith("INVALID_PARAMETER_VALUE") or "PatternSyntax" in str(exc)[:2000]):
+            if not (
+                condition.startswith("INVALID_PARAMETER_VALUE")
+                or "PatternSyntax" in str(exc)[:2000]
+            ):
                 raise
             raise _regex_error(config, i, "not a valid Java regular expression") from None
 
 
 def _regex_error(config: JobConfig, index: int, why: str) -> ConfigError:
-    return ConfigError(config.contract.source, f"validations[{index}].value",
-                       f"{why}; validations run in Spark's rlike, with Java's regex syntax "
-                       "(named groups are (?<name>...), not (?P<name>...))")
+    return ConfigError(
+        config.contract.source,
+        f"validations[{index}].value",
+        f"{why}; validations run in Spark's rlike, with Java's regex syntax "
+        "(named groups are (?<name>...), not (?P<name>...))",
+    )
 
 
 def _check_regexes_in_java(config: JobConfig) -> None:
@@ -72,14 +78,25 @@ def _check_regexes_in_java(config: JobConfig) -> None:
     if not patterns:
         return
     home = os.environ.get("JAVA_HOME")
-    java = str(Path(home, "bin", "java")) if home and Path(home, "bin", "java").exists() else shutil.which("java")
+    java = (
+        str(Path(home, "bin", "java"))
+        if home and Path(home, "bin", "java").exists()
+        else shutil.which("java")
+    )
     if java is None:
         return  # no Java here: the run checks the regexes on its session before writing
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp, "RegexCheck.java")
         source.write_text(_JAVA_CHECK, encoding="utf-8")
-        done = subprocess.run([java, str(source)], input="\n".join(patterns) + "\n", capture_output=True,
-                              text=True, encoding="utf-8", timeout=120, check=False)
+        done = subprocess.run(
+            [java, str(source)],
+            input="\n".join(patterns) + "\n",
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+            check=False,
+        )
     if done.returncode != 0:
         return  # the checker itself failed (an old Java): the run still checks on its session
     for line in done.stdout.splitlines():
@@ -95,14 +112,22 @@ def _check_source(config: JobConfig) -> None:
     if not source.exists():
         raise ConfigError(where, "source.path", "the source does not exist (a local path)")
     src = source.resolve()
-    outputs = {"outputs.encrypted": config.encrypted.path, "outputs.rejected": config.rejected.path,
-               "outputs.data_subjects": config.data_subjects.path, "keys.store": config.key_store,
-               **{f"outputs.derived {d.name}": d.path for d in config.derived}}
+    outputs = {
+        "outputs.encrypted": config.encrypted.path,
+        "outputs.rejected": config.rejected.path,
+        "outputs.data_subjects": config.data_subjects.path,
+        "keys.store": config.key_store,
+        **{f"outputs.derived {d.name}": d.path for d in config.derived},
+    }
     for name, location in outputs.items():
         out = local_path(location)
         if out is None:
             continue
         out = out.resolve()
         if out == src or src in out.parents:
-            raise ConfigError(where, name, "is the source folder or inside it: the job would read its own "
-                                           "output as input; choose a folder outside the source")
+            raise ConfigError(
+                where,
+                name,
+                "is the source folder or inside it: the job would read its own "
+                "output as input; choose a folder outside the source",
+            )

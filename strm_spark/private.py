@@ -27,7 +27,7 @@ FILE_MODE, DIR_MODE = 0o600, 0o700
 def local_path(location: str) -> Path | None:
     """The local file system path of `location` (a plain path or a file: URI), else None."""
     if location.startswith("file:"):
-        location = location[len("file:"):]
+        location = location[len("file:") :]
         while location.startswith("//"):
             location = location[1:]
     elif "://" in location or location.startswith("dbfs:"):
@@ -37,8 +37,15 @@ def local_path(location: str) -> Path | None:
 
 def job_locations(config: JobConfig) -> list[str]:
     """Every table and file a job writes: all of them are owner-only."""
-    outs = [config.key_store, config.encrypted.path, config.rejected.path, config.data_subjects.path,
-            config.summary_dir, config.audit, *(d.path for d in config.derived)]
+    outs = [
+        config.key_store,
+        config.encrypted.path,
+        config.rejected.path,
+        config.data_subjects.path,
+        config.summary_dir,
+        config.audit,
+        *(d.path for d in config.derived),
+    ]
     if config.keys_export is not None:
         outs.append(config.keys_export.path)
     return [o for o in outs if o]

@@ -21,8 +21,9 @@ _JARS_FOR_PIP = {"4.4.1": "4.4.0"}
 _DELTA_FOR_SPARK = {"4.0": "4.0.0", "4.2": "4.4.0"}
 
 
-def delta_packages(spark_version: str | None = None,
-                   delta_version: str | None = None) -> tuple[str, str]:
+def delta_packages(
+    spark_version: str | None = None, delta_version: str | None = None
+) -> tuple[str, str]:
     """Maven coordinates of the Delta jars for this pyspark and delta-spark (pip) pair."""
     import pyspark
 
@@ -34,8 +35,9 @@ def delta_packages(spark_version: str | None = None,
             delta_version = _DELTA_FOR_SPARK.get(spark_line, _DELTA_FOR_SPARK["4.2"])
     version = _JARS_FOR_PIP.get(delta_version, delta_version)
     # Delta 4.0 was built for Spark 4.0 only; later lines name the Spark line they are built for.
-    artifact = ("delta-spark_2.13" if version.startswith("4.0.")
-                else f"delta-spark_{spark_line}_2.13")
+    artifact = (
+        "delta-spark_2.13" if version.startswith("4.0.") else f"delta-spark_{spark_line}_2.13"
+    )
     return f"io.delta:{artifact}:{version}", f"io.delta:delta-storage:{version}"
 
 
@@ -93,7 +95,11 @@ def jar_conf(master: str) -> dict[str, str]:
     `spark.jars` would copy the ~690 MB SDK bundle into every session's temporary folder (and
     ship it to every executor of a cluster, which should bring its own connector)."""
     delta, s3a = delta_jars(), s3a_jars()
-    conf = {"spark.jars": ",".join(delta)} if delta else {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
+    conf = (
+        {"spark.jars": ",".join(delta)}
+        if delta
+        else {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
+    )
     if UDF_JAR.is_file():  # a few KB: shipped to executors with the session
         conf["spark.jars"] = ",".join([*filter(None, [conf.get("spark.jars")]), str(UDF_JAR)])
     if s3a and (master == "local" or master.startswith("local[")):
@@ -111,7 +117,9 @@ def local_conf(master: str, shuffle_partitions: int | None = None) -> dict[str, 
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * (os.cpu_count() or 2))),
+        "spark.sql.shuffle.partitions": str(
+            shuffle_partitions or max(2, 2 * (os.cpu_count() or 2))
+        ),
         # Delta's snapshot state is small here; its default of 50 partitions dominates small jobs.
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
@@ -124,9 +132,13 @@ def local_conf(master: str, shuffle_partitions: int | None = None) -> dict[str, 
     }
 
 
-def get_spark(app_name: str = "strm-spark", master: str | None = None,
-              shuffle_partitions: int | None = None, extra_conf: dict[str, str] | None = None,
-              remote: str | None = None) -> SparkSession:
+def get_spark(
+    app_name: str = "strm-spark",
+    master: str | None = None,
+    shuffle_partitions: int | None = None,
+    extra_conf: dict[str, str] | None = None,
+    remote: str | None = None,
+) -> SparkSession:
     """The active SparkSession; a Spark Connect session when `remote` (`sc://host:port`) or
     SPARK_REMOTE names a server; under spark-submit or on Databricks the launcher's session
     (its master and conf kept, Delta added where missing); else a new local one with Delta."""

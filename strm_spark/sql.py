@@ -48,7 +48,9 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
             continue
         if _is_null(ks):
             if strict:
-                raise ValueError("strm_decrypt_strict: no keyset for a ciphertext (unknown or forgotten key link)")
+                raise ValueError(
+                    "strm_decrypt_strict: no keyset for a ciphertext (unknown or forgotten key link)"
+                )
             out.append(None)
             continue
         try:
@@ -66,10 +68,12 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
 # `make udf`): Tink's AES-SIV from Spark's own jars, no Python worker, the same results as
 # the Arrow UDFs. They also accept keysets in the compact form strm_keyset_compact_jvm makes,
 # which is what the views and the job carry with their rows.
-JVM_FUNCTIONS = {"strm_decrypt_jvm": ("io.strmspark.StrmDecrypt", T.StringType()),
-                 "strm_decrypt_strict_jvm": ("io.strmspark.StrmDecrypt$Strict", T.StringType()),
-                 "strm_encrypt_jvm": ("io.strmspark.StrmEncrypt", T.StringType()),
-                 "strm_keyset_compact_jvm": ("io.strmspark.StrmCompactKeyset", T.BinaryType())}
+JVM_FUNCTIONS = {
+    "strm_decrypt_jvm": ("io.strmspark.StrmDecrypt", T.StringType()),
+    "strm_decrypt_strict_jvm": ("io.strmspark.StrmDecrypt$Strict", T.StringType()),
+    "strm_encrypt_jvm": ("io.strmspark.StrmEncrypt", T.StringType()),
+    "strm_keyset_compact_jvm": ("io.strmspark.StrmCompactKeyset", T.BinaryType()),
+}
 
 
 def register_jvm(spark: SparkSession) -> bool:
@@ -102,12 +106,16 @@ def resolve_engine(spark: SparkSession, engine: str) -> str:
     if register_jvm(spark):
         return "jvm"
     if engine == "jvm":
-        raise ValueError("the JVM functions are not on the class path; run `make udf` "
-                         "(or pass strm-spark-udf.jar with --jars)")
+        raise ValueError(
+            "the JVM functions are not on the class path; run `make udf` "
+            "(or pass strm-spark-udf.jar with --jars)"
+        )
     return "python"
 
 
-def decrypt_column(ciphertext: Column, keyset: Column, strict: bool = False, engine: str = "python") -> Column:
+def decrypt_column(
+    ciphertext: Column, keyset: Column, strict: bool = False, engine: str = "python"
+) -> Column:
     """Plaintext of a base64 Tink ciphertext under a Tink JSON keyset (BINARY or STRING).
     Null in, null out; a wrong key, tampered ciphertext or missing keyset gives null, or an
     error without details when `strict`. `engine="jvm"` uses the registered JVM functions
@@ -119,7 +127,9 @@ def decrypt_column(ciphertext: Column, keyset: Column, strict: bool = False, eng
     return fn(ciphertext.cast("string"), keyset)
 
 
-def decrypt_array_column(ciphertexts: Column, keyset: Column, strict: bool = False, engine: str = "python") -> Column:
+def decrypt_array_column(
+    ciphertexts: Column, keyset: Column, strict: bool = False, engine: str = "python"
+) -> Column:
     """`decrypt_column` for repeated PII fields: each element decrypted."""
     if engine == "jvm":
         return F.transform(ciphertexts, lambda item: decrypt_column(item, keyset, strict, engine))
@@ -131,7 +141,15 @@ def decrypt_array_column(ciphertexts: Column, keyset: Column, strict: bool = Fal
                 out.append(None)
                 continue
             items = list(cell)
-            out.append(list(_decrypt_series(pd.Series(items, dtype=object), pd.Series([ks] * len(items), dtype=object), strict)))
+            out.append(
+                list(
+                    _decrypt_series(
+                        pd.Series(items, dtype=object),
+                        pd.Series([ks] * len(items), dtype=object),
+                        strict,
+                    )
+                )
+            )
         return pd.Series(out, dtype=object)
 
     return F.pandas_udf(_decrypt, T.ArrayType(T.StringType()))(ciphertexts, keyset)
@@ -144,7 +162,10 @@ def _consent_allows(levels: pd.Series, kind: pd.Series, wanted: pd.Series) -> pd
             out.append(False)
             continue
         want_list = [int(w) for w in (want if not isinstance(want, (int, float)) else [want])]
-        out.append(bool(want_list) and consent_rules.allows([int(h) for h in have], str(k).upper(), want_list))
+        out.append(
+            bool(want_list)
+            and consent_rules.allows([int(h) for h in have], str(k).upper(), want_list)
+        )
     return pd.Series(out, dtype=bool)
 
 
@@ -172,15 +193,24 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
 
     @F.pandas_udf("string")
     def strm_mask_murmur3(values: pd.Series, seeds: pd.Series) -> pd.Series:
-        return pd.Series([None if _is_null(v) else strm_murmur3_hex("" if _is_null(s) else s, v)
-                          for v, s in zip(values, seeds)], dtype=object)
+        return pd.Series(
+            [
+                None if _is_null(v) else strm_murmur3_hex("" if _is_null(s) else s, v)
+                for v, s in zip(values, seeds)
+            ],
+            dtype=object,
+        )
 
     @F.pandas_udf("boolean")
     def strm_consent_allows(levels: pd.Series, kind: pd.Series, wanted: pd.Series) -> pd.Series:
         return _consent_allows(levels, kind, wanted)
 
-    for name, fn in (("strm_decrypt", strm_decrypt), ("strm_decrypt_strict", strm_decrypt_strict),
-                     ("strm_mask_murmur3", strm_mask_murmur3), ("strm_consent_allows", strm_consent_allows)):
+    for name, fn in (
+        ("strm_decrypt", strm_decrypt),
+        ("strm_decrypt_strict", strm_decrypt_strict),
+        ("strm_mask_murmur3", strm_mask_murmur3),
+        ("strm_consent_allows", strm_consent_allows),
+    ):
         spark.udf.register(name, fn)
         names.append(name)
     if mask_seed:
@@ -188,7 +218,9 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
 
         @F.pandas_udf("string")
         def strm_mask(values: pd.Series) -> pd.Series:
-            return pd.Series([None if _is_null(v) else hmac_sha256_hex(seed, v) for v in values], dtype=object)
+            return pd.Series(
+                [None if _is_null(v) else hmac_sha256_hex(seed, v) for v in values], dtype=object
+            )
 
         spark.udf.register("strm_mask", strm_mask)
         names.append("strm_mask")
@@ -213,15 +245,26 @@ def decrypting_view(
     allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
     keyset = compact_keyset_column(F.col("keyset")) if engine == "jvm" else F.col("keyset")
     ks = keys.select(F.col("keyLink").alias("__vk_link"), keyset.alias("__vk_keyset"))
-    rows = (encrypted.where(consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels))
-            # Inner: a row whose key was destroyed (forget, purge-expired) is gone from the view,
-            # as it is from the derived tables, not shown with its PII null.
-            .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "inner"))
+    rows = (
+        encrypted.where(
+            consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels)
+        )
+        # Inner: a row whose key was destroyed (forget, purge-expired) is gone from the view,
+        # as it is from the derived tables, not shown with its PII null.
+        .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "inner")
+    )
     paths = [p for p in contract.pii_names if p in allowed]
     if masked_fields and masker is None:
         raise ValueError("masked fields need a masker")
-    out = with_decrypted_pii(rows, contract, paths, F.col("__vk_keyset"), masked_fields=masked_fields,
-                             masker=masker, engine=engine)
+    out = with_decrypted_pii(
+        rows,
+        contract,
+        paths,
+        F.col("__vk_keyset"),
+        masked_fields=masked_fields,
+        masker=masker,
+        engine=engine,
+    )
     return out.select(*contract.field_names, "strmMeta", "strmDay")
 
 
@@ -240,7 +283,9 @@ def with_decrypted_pii(
     leaves: dict[str, Column] = {}
     for path in paths:
         node = contract.node(path)
-        leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(_field(path), keyset, strict, engine)
+        leaves[path] = (decrypt_array_column if node.repeated else decrypt_column)(
+            _field(path), keyset, strict, engine
+        )
     for path in masked_fields:
         leaves[path] = masker(leaves.get(path, _field(path)))
     cols = []
@@ -261,8 +306,9 @@ def _field(path: str) -> Column:
     return F.col(".".join(f"`{p}`" for p in split_path(path)))
 
 
-def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "",
-                       engine: str = "auto") -> list[str]:
+def register_job_views(
+    spark: SparkSession, config: JobConfig, prefix: str = "", engine: str = "auto"
+) -> list[str]:
     """A temporary view per derived output of a job (named after the output), decrypting at
     query time, plus `<prefix>encrypted`. Registers the SQL functions too. `engine`: 'auto'
     (the JVM functions when their jar is on the class path), 'python' or 'jvm'."""
@@ -275,8 +321,16 @@ def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "",
     names = [f"{prefix}encrypted"]
     for d in config.derived:
         masker = masker_for(d.hash_type, d.inline_seed, secret) if d.masked_fields else None
-        view = decrypting_view(encrypted, keys, config.contract, d.consent_type, d.consent_levels,
-                               d.masked_fields, masker, engine)
+        view = decrypting_view(
+            encrypted,
+            keys,
+            config.contract,
+            d.consent_type,
+            d.consent_levels,
+            d.masked_fields,
+            masker,
+            engine,
+        )
         name = prefix + d.name.replace("-", "_")
         view.createOrReplaceTempView(name)
         names.append(name)
@@ -284,7 +338,17 @@ def register_job_views(spark: SparkSession, config: JobConfig, prefix: str = "",
 
 
 # Statements `strm-spark sql` runs without --allow-writes: queries and metadata reads.
-READ_ONLY_STATEMENTS = ("SELECT", "WITH", "FROM", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN")
+READ_ONLY_STATEMENTS = (
+    "SELECT",
+    "WITH",
+    "FROM",
+    "VALUES",
+    "TABLE",
+    "SHOW",
+    "DESCRIBE",
+    "DESC",
+    "EXPLAIN",
+)
 _LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
 
 
@@ -294,12 +358,18 @@ def check_read_only(spark: SparkSession, statement: str) -> None:
     through a write outside forget and audit. Checks the leading keyword and Spark's parsed plan
     (EXPLAIN executes nothing); the error never shows the statement's text."""
     keyword = re.match(r"[A-Za-z]*", _LEADING_NOISE.sub("", statement, count=1)).group(0).upper()
-    if keyword not in READ_ONLY_STATEMENTS:  # the statement's first word is not echoed: it may be anything
-        raise ReadOnlyError("strm-spark sql is read-only: only queries, SHOW, DESCRIBE and EXPLAIN run; "
-                            "pass --allow-writes to run statements that write or change anything")
+    if (
+        keyword not in READ_ONLY_STATEMENTS
+    ):  # the statement's first word is not echoed: it may be anything
+        raise ReadOnlyError(
+            "strm-spark sql is read-only: only queries, SHOW, DESCRIBE and EXPLAIN run; "
+            "pass --allow-writes to run statements that write or change anything"
+        )
     if keyword != "EXPLAIN":
         plan = spark.sql(f"EXPLAIN EXTENDED {statement}").first()[0]
         parsed = plan.split("== Analyzed Logical Plan ==")[0]
         if "InsertInto" in parsed:
-            raise ReadOnlyError("strm-spark sql is read-only: this query writes (an INSERT in its plan); "
-                                "pass --allow-writes to run statements that write or change anything")
+            raise ReadOnlyError(
+                "strm-spark sql is read-only: this query writes (an INSERT in its plan); "
+                "pass --allow-writes to run statements that write or change anything"
+            )

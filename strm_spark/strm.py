@@ -34,7 +34,12 @@ from .errors import ConfigError
 
 # Enum numbers of STRM's protobuf definitions (entities_v1.proto).
 _CONSENT_TYPES = {1: "CUMULATIVE", 2: "GRANULAR"}
-_HASH_TYPES = {"": "MURMUR3", "MURMUR3": "MURMUR3", "MURMURHASH3": "MURMUR3", "HMAC_SHA256": "HMAC_SHA256"}
+_HASH_TYPES = {
+    "": "MURMUR3",
+    "MURMUR3": "MURMUR3",
+    "MURMURHASH3": "MURMUR3",
+    "HMAC_SHA256": "HMAC_SHA256",
+}
 # Map fields whose keys are data (field values, event contract refs), not field names.
 _DATA_KEYED = {"field_patterns"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
@@ -83,7 +88,9 @@ class _StrmConfig:
         try:
             normalized = normalize_keys(data)
         except ValueError as exc:
-            raise ConfigError(source, str(exc), "given twice (snake_case and lowerCamelCase)") from None
+            raise ConfigError(
+                source, str(exc), "given twice (snake_case and lowerCamelCase)"
+            ) from None
         self.root = Node(source, normalized)
         self.source = source
         self.connectors = connectors
@@ -133,20 +140,38 @@ def load_strm_job(
     source = str(config_path)
     cwd = Path.cwd()
     schema_doc = read_document(schema_path)
-    contract = parse_contract(read_document(contract_path), str(contract_path), schema=Node(str(schema_path), schema_doc))
+    contract = parse_contract(
+        read_document(contract_path), str(contract_path), schema=Node(str(schema_path), schema_doc)
+    )
     cfg = _StrmConfig(source, read_document(config_path), connectors, cwd)
     root = cfg.root
-    root.mapping({"ref", "states", "source_data", "consent", "encryption", "event_contract_ref",
-                  "encrypted_data", "encryption_keys_data", "derived_data", "policy_id"})
+    root.mapping(
+        {
+            "ref",
+            "states",
+            "source_data",
+            "consent",
+            "encryption",
+            "event_contract_ref",
+            "encrypted_data",
+            "encryption_keys_data",
+            "derived_data",
+            "policy_id",
+        }
+    )
 
     def field(node: Node, what: str, string_only: bool = False) -> str:
         path = node.string()
         try:
             found = contract.node(path)
         except KeyError:
-            raise node.error(f"{what} {path!r} is not a field of the schema {contract.schema_name!r}") from None
+            raise node.error(
+                f"{what} {path!r} is not a field of the schema {contract.schema_name!r}"
+            ) from None
         if found.type == "NODE" or found.repeated or (string_only and found.type != "STRING"):
-            raise node.error(f"{what} {path!r} must be a {'STRING' if string_only else 'scalar'} field")
+            raise node.error(
+                f"{what} {path!r} must be a {'STRING' if string_only else 'scalar'} field"
+            )
         return path
 
     src_path, src_charset = cfg.location(root.child("source_data"))
@@ -213,7 +238,9 @@ def load_strm_job(
             names: list[str] = []
             for contract_ref, patterns in mnode.child("field_patterns", {}).entries():
                 if contract_ref != ref:
-                    raise patterns.error(f"masking is for event contract {contract_ref!r}, but this job uses {ref!r}")
+                    raise patterns.error(
+                        f"masking is for event contract {contract_ref!r}, but this job uses {ref!r}"
+                    )
                 patterns.mapping({"field_patterns"})
                 for p in patterns.child("field_patterns", []).items():
                     names.append(field(p, "masked field"))
@@ -221,8 +248,11 @@ def load_strm_job(
             if masked and hash_type == "HMAC_SHA256" and not seed:
                 raise mnode.child("seed").error("HMAC_SHA256 masking needs a seed")
         name = Path(path).name.rsplit(".", 1)[0] or f"derived-{i}"
-        derived.append(DerivedConfig(name, path, "strm-csv", ctype, levels, masked, charset, hash_type,
-                                     inline_seed=seed))
+        derived.append(
+            DerivedConfig(
+                name, path, "strm-csv", ctype, levels, masked, charset, hash_type, inline_seed=seed
+            )
+        )
 
     state = _dirname(keys_path) + "/strm-spark"
     store = key_store or f"{state}/keystore"
@@ -230,23 +260,40 @@ def load_strm_job(
         store = resolve_location(store, cwd)
     subjects = f"{state}/data_subjects"
     rejected = f"{_dirname(enc_path)}/strm-spark/rejected"
-    outputs = [("encrypted_data.target", enc_path), ("encryption_keys_data.target", keys_path),
-               ("(data subjects table)", subjects), ("(rejected table)", rejected)]
+    outputs = [
+        ("encrypted_data.target", enc_path),
+        ("encryption_keys_data.target", keys_path),
+        ("(data subjects table)", subjects),
+        ("(rejected table)", rejected),
+    ]
     outputs += [(f"derived_data[{i}].target", d.path) for i, d in enumerate(derived)]
     check_locations(source, outputs, ("--keys-store", store), src_path)
 
     return JobConfig(
-        name=_job_name(Path(source).stem), source=source_cfg, contract=contract, event_contract_ref=ref,
-        consent=consent, timestamp=timestamp, group_id=group_id, key_store=store,
+        name=_job_name(Path(source).stem),
+        source=source_cfg,
+        contract=contract,
+        event_contract_ref=ref,
+        consent=consent,
+        timestamp=timestamp,
+        group_id=group_id,
+        key_store=store,
         retention_days=DEFAULT_RETENTION_DAYS,
         encrypted=OutputConfig(enc_path, "strm-csv", enc_charset),
         data_subjects=OutputConfig(subjects, "delta"),
         rejected=OutputConfig(rejected, "delta"),
-        derived=tuple(derived), summary_dir=f"{_dirname(enc_path)}/strm-spark/_runs",
-        write_mode="overwrite", config_path=source,
+        derived=tuple(derived),
+        summary_dir=f"{_dirname(enc_path)}/strm-spark/_runs",
+        write_mode="overwrite",
+        config_path=source,
         keys_export=OutputConfig(keys_path, "strm-csv", keys_charset),
-        master_key=(MasterKeyRef(keyset_file=resolve_location(master_key_file, cwd), config_field="--master-key")
-                    if master_key_file else None),
+        master_key=(
+            MasterKeyRef(
+                keyset_file=resolve_location(master_key_file, cwd), config_field="--master-key"
+            )
+            if master_key_file
+            else None
+        ),
     )
 
 

@@ -20,8 +20,14 @@ from .errors import UnsupportedError
 
 log = logging.getLogger("strm_spark")
 
-def create_delta_table(spark: SparkSession, path: str, schema: T.StructType, partition_by: Sequence[str] = (),
-                       stats_columns: Sequence[str] | str | None = None) -> None:
+
+def create_delta_table(
+    spark: SparkSession,
+    path: str,
+    schema: T.StructType,
+    partition_by: Sequence[str] = (),
+    stats_columns: Sequence[str] | str | None = None,
+) -> None:
     """Create an empty Delta table at `path` with our properties, if none exists yet."""
     create_table(spark, path, schema, partition_by, stats_columns)
 
@@ -45,7 +51,7 @@ def local_path(uri: str) -> Path | None:
     """The path on this machine's file system of a local URI (`/x`, `x`, `file:/x`,
     `file:///x`), or None for any other scheme (`s3a://`, `abfss://`, `dbfs:`)."""
     if uri.startswith("file:"):
-        rest = uri[len("file:"):]
+        rest = uri[len("file:") :]
         return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
     return None if _SCHEME.match(uri) else Path(uri)
 
@@ -65,9 +71,14 @@ def flatten_for_csv(df: DataFrame, formula_guard: bool = False) -> DataFrame:
     flat = _flatten(df)
     if not formula_guard:
         return flat
-    return flat.select(*[formula_guarded(F.col(f"`{f.name}`")).alias(f.name)
-                         if isinstance(f.dataType, T.StringType) else F.col(f"`{f.name}`")
-                         for f in flat.schema.fields])
+    return flat.select(
+        *[
+            formula_guarded(F.col(f"`{f.name}`")).alias(f.name)
+            if isinstance(f.dataType, T.StringType)
+            else F.col(f"`{f.name}`")
+            for f in flat.schema.fields
+        ]
+    )
 
 
 def _flatten(df: DataFrame) -> DataFrame:
@@ -88,17 +99,36 @@ def _flatten(df: DataFrame) -> DataFrame:
     return df.select(*cols)
 
 
-def write_table(df: DataFrame, path: str, fmt: str, mode: str, partition_by: Sequence[str] = (),
-                stats_columns: Sequence[str] | None = None, txn: tuple[str, int] | None = None,
-                cluster_by: Sequence[str] = (), formula_guard: bool = True) -> None:
+def write_table(
+    df: DataFrame,
+    path: str,
+    fmt: str,
+    mode: str,
+    partition_by: Sequence[str] = (),
+    stats_columns: Sequence[str] | None = None,
+    txn: tuple[str, int] | None = None,
+    cluster_by: Sequence[str] = (),
+    formula_guard: bool = True,
+) -> None:
     """Write `df` to `path` as Delta, Parquet or CSV (structs flattened, formula cells guarded
     unless `formula_guard` is off); see `strm_spark.delta.write_table`."""
     if fmt == "csv":
         df = flatten_for_csv(df, formula_guard)
-    elif fmt not in ("delta", "parquet"):  # pragma: no cover - config validation rejects other formats
+    elif fmt not in (
+        "delta",
+        "parquet",
+    ):  # pragma: no cover - config validation rejects other formats
         raise ValueError(f"unknown output format {fmt}")
-    delta_write(df, path, mode, partition_by=partition_by, cluster_by=cluster_by,
-                stats_columns=stats_columns, txn=txn, fmt=fmt)
+    delta_write(
+        df,
+        path,
+        mode,
+        partition_by=partition_by,
+        cluster_by=cluster_by,
+        stats_columns=stats_columns,
+        txn=txn,
+        fmt=fmt,
+    )
 
 
 def read_table(spark: SparkSession, path: str, fmt: str = "delta") -> DataFrame:
@@ -123,12 +153,18 @@ def strm_csv_layout(df: DataFrame, keep: Sequence[str] = ()) -> DataFrame:
                 meta["timestamp"].cast("string").alias("strmMeta.timestamp"),
                 meta["keyLink"].alias("strmMeta.keyLink"),
                 meta["billingId"].alias("strmMeta.billingId"),
-                F.concat(F.lit("["), F.array_join(meta["consentLevels"], ","), F.lit("]")).alias("strmMeta.consentLevels"),
+                F.concat(F.lit("["), F.array_join(meta["consentLevels"], ","), F.lit("]")).alias(
+                    "strmMeta.consentLevels"
+                ),
             ]
         else:
             value = F.col(f"`{field.name}`")
             if not isinstance(field.dataType, T.StringType):
-                value = F.to_json(value) if isinstance(field.dataType, (T.StructType, T.ArrayType)) else value.cast("string")
+                value = (
+                    F.to_json(value)
+                    if isinstance(field.dataType, (T.StructType, T.ArrayType))
+                    else value.cast("string")
+                )
             cols.append(F.coalesce(value, F.lit("")).alias(field.name))
     return df.select(*cols, *[F.col(f"`{k}`") for k in keep])
 
@@ -148,27 +184,50 @@ def write_strm_csv(df: DataFrame, path: str, charset: str, order_by: Sequence[st
     tmp = f"{path}.strm-spark-tmp"
     if charset.upper().replace("_", "-") in ("UTF-8", "UTF8", "US-ASCII", "ASCII"):
         # Lines built here: Spark's CSV writer cannot quote every value but leave nulls bare.
-        fields = [F.when(F.col(f"`{c}`").isNull(), F.lit("")).otherwise(_quoted(F.col(f"`{c}`"))) for c in data]
+        fields = [
+            F.when(F.col(f"`{c}`").isNull(), F.lit("")).otherwise(_quoted(F.col(f"`{c}`")))
+            for c in data
+        ]
         lines = layout.select(F.concat_ws(",", *fields).alias("value"), *order_by)
         header = spark.createDataFrame([(",".join(f'"{c}"' for c in data),)], "value string")
         for key in order_by:
             kind = lines.schema[key].dataType
-            header = header.withColumn(key, F.lit(-1 if not isinstance(kind, T.StringType) else "").cast(kind))
-        (header.unionByName(lines).repartition(1).sortWithinPartitions(*order_by).select("value")
-         .write.mode("overwrite").option("lineSep", "\n").text(tmp))
+            header = header.withColumn(
+                key, F.lit(-1 if not isinstance(kind, T.StringType) else "").cast(kind)
+            )
+        (
+            header.unionByName(lines)
+            .repartition(1)
+            .sortWithinPartitions(*order_by)
+            .select("value")
+            .write.mode("overwrite")
+            .option("lineSep", "\n")
+            .text(tmp)
+        )
     else:
-        (layout.repartition(1).sortWithinPartitions(*order_by).drop(*order_by)
-         .write.mode("overwrite").format("csv")
-         .option("header", "true").option("quoteAll", "true").option("escape", '"')
-         .option("ignoreLeadingWhiteSpace", "false").option("ignoreTrailingWhiteSpace", "false")
-         .option("encoding", charset).option("lineSep", "\n")
-         .save(tmp))
+        (
+            layout.repartition(1)
+            .sortWithinPartitions(*order_by)
+            .drop(*order_by)
+            .write.mode("overwrite")
+            .format("csv")
+            .option("header", "true")
+            .option("quoteAll", "true")
+            .option("escape", '"')
+            .option("ignoreLeadingWhiteSpace", "false")
+            .option("ignoreTrailingWhiteSpace", "false")
+            .option("encoding", charset)
+            .option("lineSep", "\n")
+            .save(tmp)
+        )
     _move_single_part(tmp, path)
 
 
-_LOCAL_ONLY = ("a one-file CSV output (STRM's layout) needs a path this process sees as a file (a local "
-               "path; on Databricks /Volumes/...): Spark writes folders of part files, and moving one "
-               "file out of one is no Spark operation")
+_LOCAL_ONLY = (
+    "a one-file CSV output (STRM's layout) needs a path this process sees as a file (a local "
+    "path; on Databricks /Volumes/...): Spark writes folders of part files, and moving one "
+    "file out of one is no Spark operation"
+)
 
 
 def _require_local(target: str) -> Path:
@@ -185,8 +244,10 @@ def _move_single_part(folder: str, target: str) -> None:
     `/Volumes/...` or `/dbfs/...` path)."""
     dest, local = _require_local(target), local_path(folder)
     if local is None or not local.is_dir():
-        raise UnsupportedError(f"{target}: Spark wrote its folder where this process cannot see it (a "
-                               "Spark Connect server on another machine?); " + _LOCAL_ONLY)
+        raise UnsupportedError(
+            f"{target}: Spark wrote its folder where this process cannot see it (a "
+            "Spark Connect server on another machine?); " + _LOCAL_ONLY
+        )
     parts = [p for p in local.iterdir() if p.name.startswith("part-")]
     if len(parts) != 1:
         raise UnsupportedError(f"{target}: expected one part file in {folder}, found {len(parts)}")

@@ -38,37 +38,98 @@ _OFFSET_LETTERS = set("XxZO")  # an offset from UTC
 _ZONE_LETTERS = _ZONE_ID_LETTERS | _OFFSET_LETTERS
 _DOW_LETTERS = set("Eec")
 _NAMES = {
-    "G": "era", "u": "year", "y": "year of era", "D": "day of year", "M": "month",
-    "L": "month", "d": "day of month", "Q": "quarter", "q": "quarter",
-    "Y": "week-based year", "w": "week of week-based year", "W": "week of month",
-    "E": "day of week", "e": "localized day of week", "c": "localized day of week",
-    "F": "aligned day/week of month", "a": "am/pm", "B": "period of day",
-    "h": "clock hour of am/pm", "K": "hour of am/pm", "k": "clock hour of day",
-    "H": "hour of day", "m": "minute", "s": "second", "S": "fraction of second",
-    "A": "milli of day", "n": "nano of second", "N": "nano of day",
-    "g": "modified Julian day", "V": "zone id", "v": "generic zone name", "z": "zone name",
-    "O": "localized offset", "X": "offset (Z for zero)", "x": "offset", "Z": "offset",
+    "G": "era",
+    "u": "year",
+    "y": "year of era",
+    "D": "day of year",
+    "M": "month",
+    "L": "month",
+    "d": "day of month",
+    "Q": "quarter",
+    "q": "quarter",
+    "Y": "week-based year",
+    "w": "week of week-based year",
+    "W": "week of month",
+    "E": "day of week",
+    "e": "localized day of week",
+    "c": "localized day of week",
+    "F": "aligned day/week of month",
+    "a": "am/pm",
+    "B": "period of day",
+    "h": "clock hour of am/pm",
+    "K": "hour of am/pm",
+    "k": "clock hour of day",
+    "H": "hour of day",
+    "m": "minute",
+    "s": "second",
+    "S": "fraction of second",
+    "A": "milli of day",
+    "n": "nano of second",
+    "N": "nano of day",
+    "g": "modified Julian day",
+    "V": "zone id",
+    "v": "generic zone name",
+    "z": "zone name",
+    "O": "localized offset",
+    "X": "offset (Z for zero)",
+    "x": "offset",
+    "Z": "offset",
 }
 # Letter counts Java accepts, where it restricts them.
 _JAVA_COUNTS = {
-    "G": range(1, 6), "M": range(1, 6), "L": range(1, 6), "Q": range(1, 6), "q": range(1, 6),
-    "E": range(1, 6), "e": range(1, 6), "c": (1, 3, 4, 5), "a": (1,), "F": (1,),
-    "d": (1, 2), "h": (1, 2), "H": (1, 2), "k": (1, 2), "K": (1, 2), "m": (1, 2), "s": (1, 2),
-    "D": (1, 2, 3), "S": range(1, 10), "V": (2,), "v": (1, 4), "z": range(1, 5),
-    "Z": range(1, 6), "O": (1, 4), "X": range(1, 6), "x": range(1, 6), "W": (1,),
-    "w": (1, 2), "B": (1, 4, 5),
+    "G": range(1, 6),
+    "M": range(1, 6),
+    "L": range(1, 6),
+    "Q": range(1, 6),
+    "q": range(1, 6),
+    "E": range(1, 6),
+    "e": range(1, 6),
+    "c": (1, 3, 4, 5),
+    "a": (1,),
+    "F": (1,),
+    "d": (1, 2),
+    "h": (1, 2),
+    "H": (1, 2),
+    "k": (1, 2),
+    "K": (1, 2),
+    "m": (1, 2),
+    "s": (1, 2),
+    "D": (1, 2, 3),
+    "S": range(1, 10),
+    "V": (2,),
+    "v": (1, 4),
+    "z": range(1, 5),
+    "Z": range(1, 6),
+    "O": (1, 4),
+    "X": range(1, 6),
+    "x": range(1, 6),
+    "W": (1,),
+    "w": (1, 2),
+    "B": (1, 4, 5),
 }
 _UNSUPPORTED = {
     "B": "day periods ('in the morning', 'at night') resolve hours by locale-specific CLDR rules "
-         "that Spark cannot reproduce",
+    "that Spark cannot reproduce",
     "F": "its meaning differs between Java releases (aligned day-of-week-in-month in Java 17, "
-         "aligned week-of-month in newer releases), so what STRM computed is ambiguous",
+    "aligned week-of-month in newer releases), so what STRM computed is ambiguous",
 }
 _MAX_YEAR_LETTERS = 6  # Spark's limit: its timestamps end in year 294247
 
 # Texts of java.time's Locale.US (the locale Spark parses with), as value -> text.
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")  # ISO 1-7
 _QUARTERS = ("1st quarter", "2nd quarter", "3rd quarter", "4th quarter")
 
@@ -138,8 +199,10 @@ def _check_letter(ch: str, count: int, pos: int) -> None:
     if ch in "nNAg" and count > 19:
         raise PatternError(f"{where}: at most 19 letters are valid in Java")
     if count == 5 and ch in "GMLQqEec":
-        raise PatternError(f"{where}: narrow text (5 letters) is not supported: it is ambiguous "
-                           "for parsing ('J' is January, June or July; 'T' Tuesday or Thursday)")
+        raise PatternError(
+            f"{where}: narrow text (5 letters) is not supported: it is ambiguous "
+            "for parsing ('J' is January, June or July; 'T' Tuesday or Thursday)"
+        )
 
 
 def _tokenize(pattern: str) -> list[_Token]:
@@ -156,8 +219,9 @@ def _tokenize(pattern: str) -> list[_Token]:
                 pad, start = run, i
                 i += run
                 if i >= len(pattern) or not _is_letter(pattern[i]):
-                    raise PatternError(f"pad modifier 'p' at position {start} must be followed by "
-                                       "a pattern letter")
+                    raise PatternError(
+                        f"pad modifier 'p' at position {start} must be followed by a pattern letter"
+                    )
                 ch, run = pattern[i], _run_length(pattern, i)
             _check_letter(ch, run, i)
             tokens.append(_Token("field", letter=ch, count=run, pos=i, pad=pad, depth=depth))
@@ -173,7 +237,7 @@ def _tokenize(pattern: str) -> list[_Token]:
                 j += 1
             if j >= len(pattern):
                 raise PatternError(f"unterminated quoted literal starting at position {i}")
-            text = pattern[i + 1:j]
+            text = pattern[i + 1 : j]
             tokens.append(_Token("literal", text="'" if not text else text.replace("''", "'")))
             i = j + 1
         elif ch == "[":
@@ -383,26 +447,40 @@ def _date_source(tokens: list[_Token]) -> str:
     full = bool(year and (month and "d" in has or "D" in has))
     week_year = {"Y", "w"} <= has and bool(dow)
     week_month = bool(year and month and "W" in has and dow)
-    source = ("standard" if full else "mjd" if "g" in has else "week-year" if week_year
-              else "week-month" if week_month else "none")
+    source = (
+        "standard"
+        if full
+        else "mjd"
+        if "g" in has
+        else "week-year"
+        if week_year
+        else "week-month"
+        if week_month
+        else "none"
+    )
     if source == "none":
-        quarter = ("can only be checked against a full date (year with month and day, or day of "
-                   "year); Java cannot resolve a date from a quarter")
+        quarter = (
+            "can only be checked against a full date (year with month and day, or day of "
+            "year); Java cannot resolve a date from a quarter"
+        )
         needs = {
             "Y": "needs 'w' and a day of week ('e', 'c' or 'E') to give a date, or a full date to "
-                 "be checked against (did you mean year 'y'?)",
+            "be checked against (did you mean year 'y'?)",
             "w": "needs 'Y' and a day of week ('e', 'c' or 'E') to give a date, or a full date to "
-                 "be checked against",
+            "be checked against",
             "W": "needs year, month and a day of week ('e', 'c' or 'E') to give a date, or a full "
-                 "date to be checked against",
-            "Q": quarter, "q": quarter,
+            "date to be checked against",
+            "Q": quarter,
+            "q": quarter,
             "E": "can only be checked against a full date (year with month and day, or day of "
-                 "year), or give one with 'Y' and 'w'",
+            "year), or give one with 'Y' and 'w'",
         }
         for tok in tokens:
             if tok.kind == "field" and tok.letter in set(needs) | _DOW_LETTERS:
-                raise PatternError(f"{_NAMES[tok.letter]} {tok.letter!r} at position {tok.pos} "
-                                   + needs.get(tok.letter, needs["E"]))
+                raise PatternError(
+                    f"{_NAMES[tok.letter]} {tok.letter!r} at position {tok.pos} "
+                    + needs.get(tok.letter, needs["E"])
+                )
     return source
 
 
@@ -455,8 +533,11 @@ def _needs_check(tokens: list[_Token]) -> bool:
     for tok in tokens:
         if tok.kind == "literal" and any(ch.lower() != ch.upper() for ch in tok.text):
             return True
-        if tok.kind == "field" and (tok.letter == "S" or tok.letter in _ZONE_LETTERS
-                                    or _number(tok.letter, tok.count) is None):
+        if tok.kind == "field" and (
+            tok.letter == "S"
+            or tok.letter in _ZONE_LETTERS
+            or _number(tok.letter, tok.count) is None
+        ):
             return True
     return False
 
@@ -472,8 +553,10 @@ def _plan(pattern: str) -> _Plan:
     has = {t.letter for t in fields}
     for tok in fields:
         if tok.letter == "A" and has & set("SnN"):
-            raise PatternError(f"milli of day 'A' at position {tok.pos} cannot be combined with "
-                               "'S', 'n' or 'N' (Java checks only their milliseconds against it)")
+            raise PatternError(
+                f"milli of day 'A' at position {tok.pos} cannot be combined with "
+                "'S', 'n' or 'N' (Java checks only their milliseconds against it)"
+            )
     source = _date_source(tokens)
     seps = [c for c in _SEPARATORS if c not in pattern]
     if len(seps) < 2:
@@ -483,9 +566,13 @@ def _plan(pattern: str) -> _Plan:
     zones = [t for t in fields if t.letter in _ZONE_LETTERS]
     return _Plan(
         info=PatternInfo(pattern, has_zone=bool(zones), native=native is not None),
-        regex=regex, fields=compiled, sep=seps[0], raw_sep=seps[1],
+        regex=regex,
+        fields=compiled,
+        sep=seps[0],
+        raw_sep=seps[1],
         spark_pattern=native,
-        needs_check=_needs_check(tokens), zone_required=any(t.depth == 0 for t in zones),
+        needs_check=_needs_check(tokens),
+        zone_required=any(t.depth == 0 for t in zones),
         date_source=source,
     )
 
@@ -510,8 +597,10 @@ def parse_event_time(value: Column, pattern: str, default_time_zone: str) -> Col
     session = SparkSession.getActiveSession()
     policy = "spark.sql.legacy.timeParserPolicy"
     if session is not None and session.conf.get(policy, "CORRECTED").upper() == "LEGACY":
-        raise ValueError(f"{policy}=LEGACY parses with java.text.SimpleDateFormat, which has "
-                         "other pattern letters; set it to CORRECTED (Spark's default)")
+        raise ValueError(
+            f"{policy}=LEGACY parses with java.text.SimpleDateFormat, which has "
+            "other pattern letters; set it to CORRECTED (Spark's default)"
+        )
     if plan.spark_pattern is not None:
         return _parse_native(value, plan, default_time_zone)
     return _parse_rewritten(value, plan, default_time_zone)
@@ -603,6 +692,7 @@ def _agrees_with_date(epoch_day: Column, expected: _Expected) -> Column:
     "w" week of week-based year, "W" week of month; `absent` (or None) marks an optional field
     that is missing, which passes. Week numbers are computed from bound variables (`_let`).
     """
+
     def week_numbers(day: Column, year: Column, doy: Column, dom: Column) -> Column:
         offset = _week_offset(doy, _local_dow(_iso_dow(day)))
         week = _week_number(offset, doy)
@@ -611,19 +701,29 @@ def _agrees_with_date(epoch_day: Column, expected: _Expected) -> Column:
         prev_week = _week_number(_week_offset(prev_len, _local_dow(_iso_dow(day - doy))), prev_len)
         actual = {
             "Y": F.when(week == 0, year - 1).when(week >= new_year_week, year + 1).otherwise(year),
-            "w": (F.when(week == 0, prev_week).when(week >= new_year_week, week - new_year_week + 1)
-                  .otherwise(week)),
+            "w": (
+                F.when(week == 0, prev_week)
+                .when(week >= new_year_week, week - new_year_week + 1)
+                .otherwise(week)
+            ),
             "W": _week_number(_week_offset(dom, _local_dow(_iso_dow(day))), dom),
         }
         return _all_agree(actual, [e for e in expected if e[0] in actual])
 
     def with_day(day: Column) -> Column:
         date = _epoch_date(day)
-        return _let(lambda **parts: week_numbers(day, **parts), year=F.year(date),
-                    doy=F.dayofyear(date), dom=F.dayofmonth(date))
+        return _let(
+            lambda **parts: week_numbers(day, **parts),
+            year=F.year(date),
+            doy=F.dayofyear(date),
+            dom=F.dayofmonth(date),
+        )
 
-    actual = {"E": _iso_dow(epoch_day), "Q": F.quarter(_epoch_date(epoch_day)),
-              "g": epoch_day + _MJD_EPOCH_DAY}
+    actual = {
+        "E": _iso_dow(epoch_day),
+        "Q": F.quarter(_epoch_date(epoch_day)),
+        "g": epoch_day + _MJD_EPOCH_DAY,
+    }
     ok = _all_agree(actual, [e for e in expected if e[0] in actual])
     if any(e[0] in "YwW" for e in expected):
         ok = ok & F.coalesce(_let(with_day, day=epoch_day), F.lit(False))
@@ -664,6 +764,7 @@ def _resolve_week_month(year: Column, month: Column, week: Column, local_dow: Co
     Week 1 of a month is the week holding its day `_WEEK_MIN_DAYS`. The inputs are bound once:
     a month name is a long CASE expression.
     """
+
     def resolve(year: Column, month: Column, week: Column, dow: Column) -> Column:
         ok = year.between(1, 9999) & month.between(1, 12) & week.between(0, 6)
         day = F.make_date(F.when(ok, year), F.when(ok, month), F.lit(_WEEK_MIN_DAYS))
@@ -679,6 +780,7 @@ def _unless_absent(f: _Field, raw: Column, text: Column) -> Column:
 
 def _resolving(plan: _Plan) -> dict[str, _Field]:
     """The fields java.time resolves the date from, when it is not the standard y-M-d / y-D."""
+
     def first(letters: str) -> _Field:
         return next(f for f in plan.fields if f.tok.letter in letters)
 
@@ -708,16 +810,21 @@ def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
     checks = [f for f in fields if f.tok.letter in "EecQqYwWg" and f.group not in used]
 
     def as_is(f: _Field) -> bool:  # Spark reads the field's text unchanged
-        return (f.tok.letter in _NATIVE_LETTERS and not f.tok.pad
-                and not (f.tok.letter in _ZONE_ID_LETTERS and has_offsets))
+        return (
+            f.tok.letter in _NATIVE_LETTERS
+            and not f.tok.pad
+            and not (f.tok.letter in _ZONE_ID_LETTERS and has_offsets)
+        )
 
     def needs_raw(f: _Field) -> bool:
         letter = f.tok.letter
-        return (not as_is(f)
-                or (plan.date_source == "week-month" and letter in "yuML")
-                or (bool(checks) and plan.date_source == "standard" and letter in "GyuMLdD")
-                or (not plan.zone_required and letter in _ZONE_LETTERS)
-                or (has_zone_ids and letter in _OFFSET_LETTERS))
+        return (
+            not as_is(f)
+            or (plan.date_source == "week-month" and letter in "yuML")
+            or (bool(checks) and plan.date_source == "standard" and letter in "GyuMLdD")
+            or (not plan.zone_required and letter in _ZONE_LETTERS)
+            or (has_zone_ids and letter in _OFFSET_LETTERS)
+        )
 
     # The replacement: fields Spark reads as they are, then the raw fields that need work.
     direct = [f for f in fields if as_is(f)]
@@ -746,10 +853,13 @@ def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
     for f in raw_fields:
         raw, letter, count = raws[f.group], f.tok.letter, f.tok.count
         if letter in _ZONE_ID_LETTERS and has_offsets:  # an offset in the text wins
-            any_offset = functools.reduce(lambda a, b: a | b, [
-                raws[o.group] != "" for o in zone_fields if o.tok.letter in _OFFSET_LETTERS])
-            chunks.append(_Chunk(F.when(any_offset, F.lit("")).otherwise(raw),
-                                 _spark_letters(f.tok), True))
+            any_offset = functools.reduce(
+                lambda a, b: a | b,
+                [raws[o.group] != "" for o in zone_fields if o.tok.letter in _OFFSET_LETTERS],
+            )
+            chunks.append(
+                _Chunk(F.when(any_offset, F.lit("")).otherwise(raw), _spark_letters(f.tok), True)
+            )
         elif letter in _NATIVE_LETTERS:
             if not as_is(f):  # padded
                 chunks.append(_Chunk(raw, _spark_letters(f.tok), f.optional))
@@ -759,17 +869,27 @@ def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
                 values[f.group] = _int(raw) if count <= 2 else _lookup(raw, _texts(letter, count))
         elif letter == "n":
             nanos = _within(_int(raw), 0, 999_999_999).cast("string")
-            chunks.append(_Chunk(_unless_absent(f, raw, F.lpad(nanos, 9, "0")), "S" * 9,
-                                 f.optional))
+            chunks.append(
+                _Chunk(_unless_absent(f, raw, F.lpad(nanos, 9, "0")), "S" * 9, f.optional)
+            )
         elif letter in "AN":
             unit = 1_000_000 if letter == "A" else 1
             total = _within(_int(raw), 0, 86_400_000_000_000 // unit - 1)
             secs = F.floor(total / F.lit(1_000_000_000 // unit))
-            text = F.format_string("%02d:%02d:%02d." + ("%03d" if letter == "A" else "%09d"),
-                                   F.floor(secs / F.lit(3600)), F.floor(secs / F.lit(60)) % 60,
-                                   secs % 60, total % (1_000_000_000 // unit))
-            chunks.append(_Chunk(_unless_absent(f, raw, text),
-                                 "HH:mm:ss." + ("SSS" if letter == "A" else "S" * 9), f.optional))
+            text = F.format_string(
+                "%02d:%02d:%02d." + ("%03d" if letter == "A" else "%09d"),
+                F.floor(secs / F.lit(3600)),
+                F.floor(secs / F.lit(60)) % 60,
+                secs % 60,
+                total % (1_000_000_000 // unit),
+            )
+            chunks.append(
+                _Chunk(
+                    _unless_absent(f, raw, text),
+                    "HH:mm:ss." + ("SSS" if letter == "A" else "S" * 9),
+                    f.optional,
+                )
+            )
         elif letter == "E" or (letter in "ec" and count >= 3):
             values[f.group] = _lookup(raw, _texts(letter, count))
         elif letter in "ec":  # localized number: 1 is the first day of the week
@@ -793,12 +913,18 @@ def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
     if "g" in resolving:
         epoch_day = values[resolving["g"].group] - _MJD_EPOCH_DAY
     elif "Y" in resolving:
-        epoch_day = _resolve_week_year(values[resolving["Y"].group], values[resolving["w"].group],
-                                       _local_dow(values[resolving["dow"].group]))
+        epoch_day = _resolve_week_year(
+            values[resolving["Y"].group],
+            values[resolving["w"].group],
+            _local_dow(values[resolving["dow"].group]),
+        )
     elif "W" in resolving:
         epoch_day = _resolve_week_month(
-            values[resolving["y"].group], values[resolving["M"].group],
-            values[resolving["W"].group], _local_dow(values[resolving["dow"].group]))
+            values[resolving["y"].group],
+            values[resolving["M"].group],
+            values[resolving["W"].group],
+            _local_dow(values[resolving["dow"].group]),
+        )
     if epoch_day is not None:  # y, M, d in the text are cross-checked by Spark's parser
         chunks.append(_Chunk(_epoch_date(epoch_day).cast("string"), "yyyy-MM-dd", False))
 
@@ -807,15 +933,24 @@ def _parse_rewritten(value: Column, plan: _Plan, zone: str) -> Column:
     if checks:
         if epoch_day is None:  # the standard date fields, parsed alone in UTC
             dated = [f for f in raw_fields if f.tok.letter in "GyuMLdD"]
-            text = F.concat(*[x for f in dated for x in (F.lit(sep), raws[f.group])],
-                            F.lit(sep + "UTC"))
+            text = F.concat(
+                *[x for f in dated for x in (F.lit(sep), raws[f.group])], F.lit(sep + "UTC")
+            )
             pattern = "".join(sep + _optional(_spark_letters(f.tok), f.optional) for f in dated)
             ts = F.try_to_timestamp(text, F.lit(pattern + sep + "VV"))
             epoch_day = F.floor(F.unix_seconds(ts) / F.lit(86_400))
         key = {"e": "E", "c": "E", "q": "Q"}
-        valid = _agrees_with_date(epoch_day, [
-            (key.get(f.tok.letter, f.tok.letter), values[f.group],
-             raws[f.group] == "" if f.optional else None) for f in checks])
+        valid = _agrees_with_date(
+            epoch_day,
+            [
+                (
+                    key.get(f.tok.letter, f.tok.letter),
+                    values[f.group],
+                    raws[f.group] == "" if f.optional else None,
+                )
+                for f in checks
+            ],
+        )
 
     # Null (a rejected row) when the text holds a separator: its fields could not be told apart.
     guard = F.when(~value.contains(sep) & ~value.contains(raw_sep) & valid, F.lit(""))

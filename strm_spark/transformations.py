@@ -55,10 +55,12 @@ def with_typed_fields(df: DataFrame, contract: Contract) -> DataFrame:
             continue
         df = df.withColumn(RAW_PREFIX + node.name, col(node.name))
         df = df.withColumn(node.name, F.trim(col(node.name)).try_cast(target))
-        reasons.append(_reason(
-            col(RAW_PREFIX + node.name).isNotNull() & col(node.name).isNull(),
-            f"field '{node.name}' is not a valid {node.type}",
-        ))
+        reasons.append(
+            _reason(
+                col(RAW_PREFIX + node.name).isNotNull() & col(node.name).isNull(),
+                f"field '{node.name}' is not a valid {node.type}",
+            )
+        )
     return _add_reasons(df, reasons)
 
 
@@ -74,15 +76,24 @@ def with_event_time(df: DataFrame, field: str, pattern: str, default_time_zone: 
     """`__epoch_ms` (epoch milliseconds, truncated) and `__day` (UTC day) of each row."""
     ts = parse_event_time(field_col(field), pattern, default_time_zone)
     df = df.withColumn(EPOCH_MS, epoch_millis(ts)).withColumn(DAY, utc_day(col(EPOCH_MS)))
-    return _add_reasons(df, [
-        _reason(field_col(field).isNull(), f"timestamp field '{field}' is missing"),
-        _reason(field_col(field).isNotNull() & col(EPOCH_MS).isNull(),
-                f"timestamp field '{field}' does not match pattern '{pattern}'"),
-    ])
+    return _add_reasons(
+        df,
+        [
+            _reason(field_col(field).isNull(), f"timestamp field '{field}' is missing"),
+            _reason(
+                field_col(field).isNotNull() & col(EPOCH_MS).isNull(),
+                f"timestamp field '{field}' does not match pattern '{pattern}'",
+            ),
+        ],
+    )
 
 
-def with_consent(df: DataFrame, default_levels: Sequence[int], field: str | None,
-                 mapping: Sequence[tuple[str, Sequence[int]]]) -> DataFrame:
+def with_consent(
+    df: DataFrame,
+    default_levels: Sequence[int],
+    field: str | None,
+    mapping: Sequence[tuple[str, Sequence[int]]],
+) -> DataFrame:
     value = field_col(field) if field else None
     return df.withColumn(CONSENT, consent_rules.consent_levels(value, default_levels, mapping))
 
@@ -92,13 +103,17 @@ def with_validations(df: DataFrame, contract: Contract) -> DataFrame:
     reasons = []
     for node in contract.nodes:
         if node.required:
-            reasons.append(_reason(col(node.name).isNull(), f"required field '{node.name}' is missing"))
+            reasons.append(
+                _reason(col(node.name).isNull(), f"required field '{node.name}' is missing")
+            )
     for rule in contract.validations:
         value = field_col(rule.field).cast("string")
-        reasons.append(_reason(
-            value.isNotNull() & ~value.rlike(f"^(?:{rule.pattern})$"),
-            f"field '{rule.field}' does not match regex '{rule.pattern}'",
-        ))
+        reasons.append(
+            _reason(
+                value.isNotNull() & ~value.rlike(f"^(?:{rule.pattern})$"),
+                f"field '{rule.field}' does not match regex '{rule.pattern}'",
+            )
+        )
     return _add_reasons(df, reasons)
 
 
@@ -112,9 +127,13 @@ def with_undecodable_text(df: DataFrame, contract: Contract, charset: str) -> Da
     field (a genuine U+FFFD in the data cannot be told apart and is rejected too). For CSV text
     columns only: the JSON reader turns such a line into a malformed record instead."""
     names = [n for n in contract.field_names if isinstance(df.schema[n].dataType, T.StringType)]
-    return _add_reasons(df, [
-        _reason(col(n).contains(REPLACEMENT_CHAR), f"field '{n}' is not valid {charset} text") for n in names
-    ])
+    return _add_reasons(
+        df,
+        [
+            _reason(col(n).contains(REPLACEMENT_CHAR), f"field '{n}' is not valid {charset} text")
+            for n in names
+        ],
+    )
 
 
 def with_malformed_records(df: DataFrame, charset: str = "UTF-8") -> DataFrame:
@@ -125,8 +144,11 @@ def with_malformed_records(df: DataFrame, charset: str = "UTF-8") -> DataFrame:
     # The JSON reader keeps a malformed line's raw bytes, which need not be UTF-8 at all; made
     # valid (bad bytes become U+FFFD) so the record can be encrypted and kept.
     undecodable = col(CORRUPT).contains(REPLACEMENT_CHAR) | ~F.is_valid_utf8(col(CORRUPT))
-    reason = F.array(F.when(undecodable, F.lit(f"malformed record (not valid {charset} text)"))
-                     .otherwise(F.lit("malformed record (wrong number of fields or bad quoting)")))
+    reason = F.array(
+        F.when(undecodable, F.lit(f"malformed record (not valid {charset} text)")).otherwise(
+            F.lit("malformed record (wrong number of fields or bad quoting)")
+        )
+    )
     df = df.withColumn(CORRUPT, F.when(malformed, F.make_valid_utf8(col(CORRUPT))))
     cleared = [
         F.when(malformed, F.lit(None).cast(df.schema[c].dataType)).otherwise(col(c)).alias(c)
@@ -134,20 +156,30 @@ def with_malformed_records(df: DataFrame, charset: str = "UTF-8") -> DataFrame:
         else col(c)
         for c in df.columns
     ]
-    return df.select(*cleared).withColumn(REASONS, F.when(malformed, reason).otherwise(col(REASONS)))
+    return df.select(*cleared).withColumn(
+        REASONS, F.when(malformed, reason).otherwise(col(REASONS))
+    )
 
 
 def with_raw_text(df: DataFrame, contract: Contract) -> DataFrame:
     """Fields as the text they were read as (CSV sources), for outputs that echo the input."""
-    return df.select(*[
-        col(RAW_PREFIX + c.name).alias(c.name) if RAW_PREFIX + c.name in df.columns
-        else col(c.name)
-        for c in contract.nodes
-    ], *[col(c) for c in df.columns if c not in contract.field_names])
+    return df.select(
+        *[
+            col(RAW_PREFIX + c.name).alias(c.name)
+            if RAW_PREFIX + c.name in df.columns
+            else col(c.name)
+            for c in contract.nodes
+        ],
+        *[col(c) for c in df.columns if c not in contract.field_names],
+    )
 
 
 def with_subject(df: DataFrame, field: str | None) -> DataFrame:
-    value = F.nullif(field_col(field).cast("string"), F.lit("")) if field else F.lit(None).cast("string")
+    value = (
+        F.nullif(field_col(field).cast("string"), F.lit(""))
+        if field
+        else F.lit(None).cast("string")
+    )
     return df.withColumn(SUBJECT, value)
 
 
@@ -185,7 +217,9 @@ ENC_CORRUPT = "__enc_corrupt"
 
 def with_pii_columns(df: DataFrame, contract: Contract) -> DataFrame:
     """Copy every PII field (top-level or nested) into a flat `__pii<i>` column to encrypt."""
-    return df.select("*", *[field_col(path).alias(pii_column(i)) for i, path in enumerate(contract.pii_names)])
+    return df.select(
+        "*", *[field_col(path).alias(pii_column(i)) for i, path in enumerate(contract.pii_names)]
+    )
 
 
 def _rebuild(contract: Contract, leaves: dict[str, Column]) -> list[Column]:
@@ -209,8 +243,9 @@ def _ciphertext_leaves(contract: Contract) -> dict[str, Column]:
     return {path: col(enc_column(i)) for i, path in enumerate(contract.pii_names)}
 
 
-def encrypted_rows(df: DataFrame, contract: Contract, event_contract_ref: str,
-                   carry: Sequence[str] = ()) -> DataFrame:
+def encrypted_rows(
+    df: DataFrame, contract: Contract, event_contract_ref: str, carry: Sequence[str] = ()
+) -> DataFrame:
     """The encrypted table: contract fields (PII as ciphertext), strmMeta, strmDay; `carry`
     keeps extra bookkeeping columns (e.g. for ordering STRM CSV output)."""
     return df.select(
@@ -250,11 +285,16 @@ def derived_rows(
     )
 
 
-def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, run_id: str) -> DataFrame:
+def rejected_rows(
+    df: DataFrame, contract: Contract, event_contract_ref: str, run_id: str
+) -> DataFrame:
     """The rejected table: every field as text (PII encrypted; nested fields as JSON), the
     encrypted raw record of malformed lines, the reasons, and where the row came from."""
-    rebuilt = df.select(*_rebuild(contract, _ciphertext_leaves(contract)), *[c for c in df.columns if c.startswith("__")],
-                        "rowNumber")
+    rebuilt = df.select(
+        *_rebuild(contract, _ciphertext_leaves(contract)),
+        *[c for c in df.columns if c.startswith("__")],
+        "rowNumber",
+    )
     fields = []
     for node in contract.nodes:
         raw = RAW_PREFIX + node.name
@@ -277,8 +317,13 @@ def rejected_rows(df: DataFrame, contract: Contract, event_contract_ref: str, ru
     )
 
 
-def with_encrypted_columns(df: DataFrame, targets: dict[str, str], key_col: str = KEYSET,
-                           keysets: Broadcast | None = None, engine: str = "python") -> DataFrame:
+def with_encrypted_columns(
+    df: DataFrame,
+    targets: dict[str, str],
+    key_col: str = KEYSET,
+    keysets: Broadcast | None = None,
+    engine: str = "python",
+) -> DataFrame:
     """Add, for each `source -> target`, the ciphertext of a string (or array of strings)
     column under the row's key.
 
@@ -293,12 +338,16 @@ def with_encrypted_columns(df: DataFrame, targets: dict[str, str], key_col: str 
             raise ValueError("the JVM encryption takes each row's keyset, not a broadcast map")
 
         def jvm(value: Column) -> Column:
-            return F.call_function("strm_encrypt_jvm", value.cast("string"), col(key_col).cast("binary"))
+            return F.call_function(
+                "strm_encrypt_jvm", value.cast("string"), col(key_col).cast("binary")
+            )
 
         out = df
         for source, target in targets.items():
             array = isinstance(df.schema[source].dataType, T.ArrayType)
-            out = out.withColumn(target, F.transform(col(source), jvm) if array else jvm(col(source)))
+            out = out.withColumn(
+                target, F.transform(col(source), jvm) if array else jvm(col(source))
+            )
         return out.drop(KEYSET) if key_col == KEYSET else out
     from . import crypto
 
@@ -338,6 +387,6 @@ def _encrypt_lists(crypto, keysets: list, values: list) -> list:
         if cell is None:
             out.append(None)
             continue
-        out.append(flat[pos:pos + len(cell)])
+        out.append(flat[pos : pos + len(cell)])
         pos += len(cell)
     return out

@@ -65,7 +65,9 @@ def demo(spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "conf", root / "conf")
-    gen = generate(str(root / "out/demo/input/clickstream.csv"), rows=DEMO_ROWS, seed=7, invalid_fraction=0.01)
+    gen = generate(
+        str(root / "out/demo/input/clickstream.csv"), rows=DEMO_ROWS, seed=7, invalid_fraction=0.01
+    )
     new_secret_file(root / "out/demo/secrets/mask-seed")
     config = load_job_config(root / "conf" / "demo.yaml")
     summary = run_job(spark, config)

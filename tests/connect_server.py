@@ -32,10 +32,16 @@ def _listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def connect_server(log_dir: Path, master: str = "local[2]", python: str = sys.executable,
-                   spark_submit: str | None = None, conf: dict[str, str] | None = None,
-                   jars: list[str] | None = None, base_conf: dict[str, str] | None = None,
-                   timeout: float = 180) -> Iterator[str]:
+def connect_server(
+    log_dir: Path,
+    master: str = "local[2]",
+    python: str = sys.executable,
+    spark_submit: str | None = None,
+    conf: dict[str, str] | None = None,
+    jars: list[str] | None = None,
+    base_conf: dict[str, str] | None = None,
+    timeout: float = 180,
+) -> Iterator[str]:
     """Start a Spark Connect server, yield its `sc://127.0.0.1:PORT` URL, stop it afterwards.
 
     `base_conf` replaces this process's `local_conf` (another runtime's, for instance)."""
@@ -45,9 +51,14 @@ def connect_server(log_dir: Path, master: str = "local[2]", python: str = sys.ex
 
     port = free_port()
     settings = dict(local_conf(master, shuffle_partitions=2) if base_conf is None else base_conf)
-    settings.update({"spark.connect.grpc.binding.address": "127.0.0.1",
-                     "spark.connect.grpc.binding.port": str(port),
-                     "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    settings.update(
+        {
+            "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.connect.grpc.binding.port": str(port),
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        }
+    )
     settings.update(conf or {})
     if jars is not None:
         settings["spark.jars"] = ",".join(jars)
@@ -61,14 +72,18 @@ def connect_server(log_dir: Path, master: str = "local[2]", python: str = sys.ex
     env["SPARK_HOME"] = str(Path(submit).resolve().parent.parent)  # the Spark of `spark_submit`
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / "connect-server.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + timeout
         while not _listening(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.flush()
                 tail = (log_dir / "connect-server.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the Spark Connect server did not start (exit {proc.poll()}):\n{tail}")
+                raise RuntimeError(
+                    f"the Spark Connect server did not start (exit {proc.poll()}):\n{tail}"
+                )
             time.sleep(0.5)
         yield f"sc://127.0.0.1:{port}"
     finally:

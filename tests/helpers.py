@@ -9,23 +9,28 @@ from typing import Any
 from strm_spark.config import JobConfig, parse_job_config
 
 UCI_CONTRACT_DOC: dict[str, Any] = {
-    "schema": {"name": "UCI Online Retail", "nodes": [
-        {"name": "InvoiceNo", "type": "STRING"},
-        {"name": "StockCode", "type": "STRING"},
-        {"name": "Description", "type": "STRING"},
-        {"name": "Quantity", "type": "INTEGER"},
-        {"name": "InvoiceDate", "type": "STRING"},
-        {"name": "UnitPrice", "type": "STRING"},
-        {"name": "CustomerID", "type": "STRING"},
-        {"name": "Country", "type": "STRING"},
-    ]},
+    "schema": {
+        "name": "UCI Online Retail",
+        "nodes": [
+            {"name": "InvoiceNo", "type": "STRING"},
+            {"name": "StockCode", "type": "STRING"},
+            {"name": "Description", "type": "STRING"},
+            {"name": "Quantity", "type": "INTEGER"},
+            {"name": "InvoiceDate", "type": "STRING"},
+            {"name": "UnitPrice", "type": "STRING"},
+            {"name": "CustomerID", "type": "STRING"},
+            {"name": "Country", "type": "STRING"},
+        ],
+    },
     "key_field": "CustomerID",
     "pii_fields": {"CustomerID": 1},
     "data_subject_field": "CustomerID",
 }
 
 
-def job_doc(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any) -> dict[str, Any]:
+def job_doc(
+    source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any
+) -> dict[str, Any]:
     """A job config document like conf/online_retail.yaml, writing under `out`."""
     doc: dict[str, Any] = {
         "name": "test_job",
@@ -33,15 +38,24 @@ def job_doc(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv
         "event_contract_ref": "strmprivacy/online-retail/1.0.0",
         "source": {"path": str(source), "format": fmt},
         "consent": {"default_levels": [2]},
-        "timestamp": {"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss",
-                      "default_time_zone": "Europe/Amsterdam"},
+        "timestamp": {
+            "field": "InvoiceDate",
+            "pattern": "yyyy-MM-dd HH:mm:ss",
+            "default_time_zone": "Europe/Amsterdam",
+        },
         "keys": {"group_id": "test-group", "store": str(out / "keystore")},
         "outputs": {
             "encrypted": str(out / "encrypted"),
             "data_subjects": str(out / "data_subjects"),
             "rejected": str(out / "rejected"),
-            "derived": [{"name": "decrypted-0", "path": str(out / "derived" / "d0"),
-                         "consent_type": "CUMULATIVE", "consent_levels": [2]}],
+            "derived": [
+                {
+                    "name": "decrypted-0",
+                    "path": str(out / "derived" / "d0"),
+                    "consent_type": "CUMULATIVE",
+                    "consent_levels": [2],
+                }
+            ],
         },
     }
     for key, value in overrides.items():
@@ -49,7 +63,9 @@ def job_doc(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv
     return doc
 
 
-def job_config(source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any) -> JobConfig:
+def job_config(
+    source: str | Path, out: Path, contract: Any = None, fmt: str = "csv", **overrides: Any
+) -> JobConfig:
     return parse_job_config(job_doc(source, out, contract, fmt, **overrides), "test.yaml", out)
 
 
@@ -62,7 +78,9 @@ class KeyRing(dict):
 
 def key_ring(spark, key_store: str) -> KeyRing:
     """Every keyset of a key store, by key link."""
-    rows = spark.read.format("delta").load(f"{key_store}/keys").select("keyLink", "keyset").collect()
+    rows = (
+        spark.read.format("delta").load(f"{key_store}/keys").select("keyLink", "keyset").collect()
+    )
     return KeyRing({r["keyLink"]: bytes(r["keyset"]) for r in rows})
 
 

@@ -30,14 +30,17 @@ KEEP_DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 12)]
 ALL_DAYS = [date(2024, 1, d) for d in range(2, 15)]
 
 CONTRACT: dict[str, Any] = {
-    "schema": {"name": "subjects test", "nodes": [
-        {"name": "event_id", "type": "STRING", "required": True},
-        {"name": "email", "type": "STRING"},
-        {"name": "name", "type": "STRING"},
-        {"name": "note", "type": "STRING"},
-        {"name": "amount", "type": "INTEGER"},
-        {"name": "ts", "type": "STRING"},
-    ]},
+    "schema": {
+        "name": "subjects test",
+        "nodes": [
+            {"name": "event_id", "type": "STRING", "required": True},
+            {"name": "email", "type": "STRING"},
+            {"name": "name", "type": "STRING"},
+            {"name": "note", "type": "STRING"},
+            {"name": "amount", "type": "INTEGER"},
+            {"name": "ts", "type": "STRING"},
+        ],
+    },
     "key_field": "email",
     "pii_fields": {"email": 1, "name": 2},
     "data_subject_field": "email",
@@ -52,8 +55,16 @@ def rows() -> tuple[list[dict[str, str]], list[str]]:
     def add(email: str, name: str, note: str, day: date, hour: int, amount: str = "1") -> None:
         nonlocal n
         n += 1
-        out.append({"event_id": f"ev-{n:04d}", "email": email, "name": name, "note": note,
-                    "amount": amount, "ts": f"{day.isoformat()} {hour:02d}:{n % 60:02d}:00"})
+        out.append(
+            {
+                "event_id": f"ev-{n:04d}",
+                "email": email,
+                "name": name,
+                "note": note,
+                "amount": amount,
+                "ts": f"{day.isoformat()} {hour:02d}:{n % 60:02d}:00",
+            }
+        )
 
     for day in FORGET_DAYS:
         for hour in (8, 13, 21):
@@ -62,7 +73,7 @@ def rows() -> tuple[list[dict[str, str]], list[str]]:
         for hour in (9, 17):
             add(KEEP, KEEP_NAME, "keep-note", day, hour, str(hour * 2))
     for i, email in enumerate(OTHERS):
-        for j, day in enumerate(ALL_DAYS[i % 3::3]):
+        for j, day in enumerate(ALL_DAYS[i % 3 :: 3]):
             add(email, f"Other Person {i}", f"note-{i}-{j}", day, 10 + j % 10)
     for day in ALL_DAYS[::4]:
         add("", "", "anonymous", day, 12)  # no subject: one entity of its own
@@ -80,7 +91,11 @@ def rows() -> tuple[list[dict[str, str]], list[str]]:
 
 def job_document(root: Path, master_key: str | None = None) -> dict[str, Any]:
     """A job config with paths relative to `root` (so a copied folder is a new, independent run)."""
-    keys: dict[str, Any] = {"group_id": "subjects-test", "store": "out/keystore", "retention_days": RETENTION_DAYS}
+    keys: dict[str, Any] = {
+        "group_id": "subjects-test",
+        "store": "out/keystore",
+        "retention_days": RETENTION_DAYS,
+    }
     if master_key:
         keys["master_key"] = {"keyset_file": master_key}
     return {
@@ -95,8 +110,18 @@ def job_document(root: Path, master_key: str | None = None) -> dict[str, Any]:
             "data_subjects": "out/data_subjects",
             "rejected": "out/rejected",
             "derived": [
-                {"name": "all", "path": "out/derived/all", "consent_type": "CUMULATIVE", "consent_levels": [2]},
-                {"name": "min", "path": "out/derived/min", "consent_type": "GRANULAR", "consent_levels": [1]},
+                {
+                    "name": "all",
+                    "path": "out/derived/all",
+                    "consent_type": "CUMULATIVE",
+                    "consent_levels": [2],
+                },
+                {
+                    "name": "min",
+                    "path": "out/derived/min",
+                    "consent_type": "GRANULAR",
+                    "consent_levels": [1],
+                },
             ],
         },
     }
@@ -153,7 +178,9 @@ def file_contents(path: Path) -> bytes:
     return raw + b"\x00" + b"\x00".join(cells)
 
 
-def scan(roots: list[Path], needles: dict[str, bytes], data_files_only: bool = False) -> tuple[dict[str, list[str]], int]:
+def scan(
+    roots: list[Path], needles: dict[str, bytes], data_files_only: bool = False
+) -> tuple[dict[str, list[str]], int]:
     """Which needles occur in which files under `roots`; and how many files were read.
     `data_files_only` skips `_delta_log` (where non-PII columns keep min/max statistics)."""
     found: dict[str, list[str]] = {}

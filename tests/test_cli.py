@@ -15,8 +15,14 @@ from helpers import job_doc
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
-    return subprocess.run([sys.executable, "-m", "strm_spark.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_run_prints_summary_and_exits_zero(spark, tmp_path):
@@ -53,8 +59,7 @@ def test_validate_and_generate_commands(tmp_path):
     assert proc.returncode == 0
     proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "source.path" in proc.stderr, proc.stderr[-2000:]
-    proc = _cli("generate", "--rows", "50", "--out", "out/demo/input/clickstream.csv",
-                cwd=tmp_path)
+    proc = _cli("generate", "--rows", "50", "--out", "out/demo/input/clickstream.csv", cwd=tmp_path)
     assert proc.returncode == 0
     assert (tmp_path / "out/demo/input/clickstream.csv").read_text().count("\n") == 51
     proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)

@@ -35,8 +35,13 @@ def _job(spark, tmp_path):
 def test_json_stdout_holds_only_the_json(spark, tmp_path):
     cfg = _job(spark, tmp_path)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    proc = subprocess.run([sys.executable, "-m", "strm_spark.cli", "subjects", "forget", str(cfg), "17850", "--json"],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", "subjects", "forget", str(cfg), "17850", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)  # nothing else on stdout: no log4j, no "Deleted N files"
     assert report["completed"] and report["files_removed"] > 0
@@ -67,9 +72,13 @@ def test_a_spark_error_prints_its_class_never_its_text(tmp_path, monkeypatch, ca
 
 def test_bad_sql_is_one_clear_message_with_exit_2(spark, tmp_path, capsys):
     cfg = _job(spark, tmp_path)
-    for query, condition in (("SELECT * FROM encrypted WHERE (", "PARSE_SYNTAX_ERROR"),
-                             ("SELECT nope FROM encrypted", "UNRESOLVED_COLUMN")):
+    for query, condition in (
+        ("SELECT * FROM encrypted WHERE (", "PARSE_SYNTAX_ERROR"),
+        ("SELECT nope FROM encrypted", "UNRESOLVED_COLUMN"),
+    ):
         assert cli.main(["sql", str(cfg), "-q", query]) == 2
         err = capsys.readouterr().err
         assert f"does not parse or resolve ({condition}" in err
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and '"logger"' not in err
+        assert (
+            len(err.strip().splitlines()) == 1 and "Traceback" not in err and '"logger"' not in err
+        )

@@ -55,40 +55,113 @@ def test_valid_config_resolves_paths_relative_to_base(tmp_path):
     ("mutate", "path", "expected"),
     [
         (lambda d: d.update(extra=1), "extra", "unknown field"),
-        (lambda d: d["keys"].update(retention_days="long"), "keys.retention_days", "expected an integer"),
-        (lambda d: d["consent"].update(default_levels=[2, -1]), "consent.default_levels[1]", ">= 0"),
-        (lambda d: d["timestamp"].update(default_time_zone="Mars/Olympus"), "timestamp.default_time_zone",
-         "unknown time zone"),
-        (lambda d: d["timestamp"].update(pattern="yyyy-MM-dd {HH}"), "timestamp.pattern", "reserved"),
-        (lambda d: d["timestamp"].update(pattern="yyyy-MM-dd 'at HH"), "timestamp.pattern", "unterminated"),
-        (lambda d: d["timestamp"].update(pattern="yyyy-MM-dd bb"), "timestamp.pattern", "unknown pattern letter"),
+        (
+            lambda d: d["keys"].update(retention_days="long"),
+            "keys.retention_days",
+            "expected an integer",
+        ),
+        (
+            lambda d: d["consent"].update(default_levels=[2, -1]),
+            "consent.default_levels[1]",
+            ">= 0",
+        ),
+        (
+            lambda d: d["timestamp"].update(default_time_zone="Mars/Olympus"),
+            "timestamp.default_time_zone",
+            "unknown time zone",
+        ),
+        (
+            lambda d: d["timestamp"].update(pattern="yyyy-MM-dd {HH}"),
+            "timestamp.pattern",
+            "reserved",
+        ),
+        (
+            lambda d: d["timestamp"].update(pattern="yyyy-MM-dd 'at HH"),
+            "timestamp.pattern",
+            "unterminated",
+        ),
+        (
+            lambda d: d["timestamp"].update(pattern="yyyy-MM-dd bb"),
+            "timestamp.pattern",
+            "unknown pattern letter",
+        ),
         (lambda d: d["timestamp"].update(field="Nope"), "timestamp.field", "not a field"),
         (lambda d: d["timestamp"].update(field="Quantity"), "timestamp.field", "must be a STRING"),
-        (lambda d: d["source"].update(format="xml"), "source.format", "expected one of csv, json, parquet, delta"),
-        (lambda d: d["outputs"].update(rejected=d["outputs"]["encrypted"]), "outputs.rejected",
-         "same or nested location as outputs.encrypted"),
-        (lambda d: d["outputs"]["derived"][0].update(path=d["outputs"]["encrypted"] + "/sub"),
-         "outputs.derived[0]", "same or nested location"),
-        (lambda d: d["keys"].update(store=d["outputs"]["encrypted"] + "/keys"), "keys.store",
-         "kept apart from the data outputs"),
-        (lambda d: d["outputs"]["derived"][0].update(consent_levels=[1, 2]), "outputs.derived[0].consent_levels",
-         "exactly one level"),
-        (lambda d: d["outputs"]["derived"][0].update(consent_type="SOMETIMES"), "outputs.derived[0].consent_type",
-         "CUMULATIVE, GRANULAR"),
-        (lambda d: d["outputs"]["derived"][0].update(masked_fields=["CustomerID"]),
-         "outputs.derived[0].masked_fields", "seed"),
-        (lambda d: d["outputs"].update(data_subjects={"path": "x", "format": "csv"}),
-         "outputs.data_subjects.format", "expected one of delta"),
-        (lambda d: d["contract"].update(pii_fields={"Email": 1}), "pii_fields.Email", "not a field of the schema"),
-        (lambda d: d["contract"].update(pii_fields={"Quantity": 1}), "pii_fields.Quantity", "must be STRING"),
-        (lambda d: d["contract"].update(pii_fields={"CustomerID": -2}), "pii_fields.CustomerID", ">= 0"),
+        (
+            lambda d: d["source"].update(format="xml"),
+            "source.format",
+            "expected one of csv, json, parquet, delta",
+        ),
+        (
+            lambda d: d["outputs"].update(rejected=d["outputs"]["encrypted"]),
+            "outputs.rejected",
+            "same or nested location as outputs.encrypted",
+        ),
+        (
+            lambda d: d["outputs"]["derived"][0].update(path=d["outputs"]["encrypted"] + "/sub"),
+            "outputs.derived[0]",
+            "same or nested location",
+        ),
+        (
+            lambda d: d["keys"].update(store=d["outputs"]["encrypted"] + "/keys"),
+            "keys.store",
+            "kept apart from the data outputs",
+        ),
+        (
+            lambda d: d["outputs"]["derived"][0].update(consent_levels=[1, 2]),
+            "outputs.derived[0].consent_levels",
+            "exactly one level",
+        ),
+        (
+            lambda d: d["outputs"]["derived"][0].update(consent_type="SOMETIMES"),
+            "outputs.derived[0].consent_type",
+            "CUMULATIVE, GRANULAR",
+        ),
+        (
+            lambda d: d["outputs"]["derived"][0].update(masked_fields=["CustomerID"]),
+            "outputs.derived[0].masked_fields",
+            "seed",
+        ),
+        (
+            lambda d: d["outputs"].update(data_subjects={"path": "x", "format": "csv"}),
+            "outputs.data_subjects.format",
+            "expected one of delta",
+        ),
+        (
+            lambda d: d["contract"].update(pii_fields={"Email": 1}),
+            "pii_fields.Email",
+            "not a field of the schema",
+        ),
+        (
+            lambda d: d["contract"].update(pii_fields={"Quantity": 1}),
+            "pii_fields.Quantity",
+            "must be STRING",
+        ),
+        (
+            lambda d: d["contract"].update(pii_fields={"CustomerID": -2}),
+            "pii_fields.CustomerID",
+            ">= 0",
+        ),
         (lambda d: d["contract"].update(key_field="Quantity"), "key_field", "must be a STRING"),
-        (lambda d: d["contract"].update(validations=[{"field": "Country", "type": "sql", "value": "x"}]),
-         "validations[0].type", "expected one of regex"),
-        (lambda d: d["contract"]["schema"]["nodes"].append({"name": "strmMeta", "type": "STRING"}),
-         "schema.nodes[8].name", "reserved"),
-        (lambda d: d["contract"]["schema"]["nodes"].append({"name": "X", "type": "DECIMAL"}),
-         "schema.nodes[8].type", "expected one of"),
+        (
+            lambda d: d["contract"].update(
+                validations=[{"field": "Country", "type": "sql", "value": "x"}]
+            ),
+            "validations[0].type",
+            "expected one of regex",
+        ),
+        (
+            lambda d: d["contract"]["schema"]["nodes"].append(
+                {"name": "strmMeta", "type": "STRING"}
+            ),
+            "schema.nodes[8].name",
+            "reserved",
+        ),
+        (
+            lambda d: d["contract"]["schema"]["nodes"].append({"name": "X", "type": "DECIMAL"}),
+            "schema.nodes[8].type",
+            "expected one of",
+        ),
     ],
 )
 def test_bad_config_names_file_field_and_expectation(tmp_path, mutate, path, expected):
@@ -137,8 +210,10 @@ def test_config_error_does_not_echo_secret_values(tmp_path):
     assert "hunter2" not in message
 
 
-@pytest.mark.parametrize("masking", [{"seed_file": "SuperSecret-hunter2"}, {"seed_env": "SuperSecret-hunter2"},
-                                     {"seed_file": "."}])
+@pytest.mark.parametrize(
+    "masking",
+    [{"seed_file": "SuperSecret-hunter2"}, {"seed_env": "SuperSecret-hunter2"}, {"seed_file": "."}],
+)
 def test_secret_reference_errors_name_the_field_not_its_value(tmp_path, masking):
     """A secret pasted where a path or an env var name belongs is never printed back."""
     doc = job_doc("in.csv", tmp_path / "out")
@@ -170,7 +245,9 @@ def test_cli_bad_config_exits_nonzero_without_spark_or_output(tmp_path):
     cfg.write_text(yaml.safe_dump(doc))
     proc = subprocess.run(
         [sys.executable, "-m", "strm_spark.cli", "run", str(cfg)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert f"{cfg}: timestamp.default_time_zone: unknown time zone" in proc.stderr

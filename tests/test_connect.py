@@ -39,8 +39,14 @@ def server(tmp_path_factory):
 def _cli(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
     env.pop("SPARK_REMOTE", None)
-    return subprocess.run([sys.executable, "-m", "strm_spark.cli", *args, "--remote", url], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", *args, "--remote", url],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _doc(src: Path, out: Path) -> dict:
@@ -77,8 +83,12 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
     assert "rows read         150" in proc.stdout
     run_job(spark, classic)
 
-    assert_df_equality(_derived(spark, remote_out), _derived(spark, classic_out),
-                       ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        _derived(spark, remote_out),
+        _derived(spark, classic_out),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
     count = lambda out, t: spark.read.format("delta").load(str(out / t)).count()  # noqa: E731
     for table in ("encrypted", "rejected", "data_subjects", "keystore/keys"):
         assert count(remote_out, table) == count(classic_out, table), table
@@ -102,15 +112,26 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
     assert _derived(spark, remote_out).where(f"CustomerID = '{subject}'").count() == 0
 
     # The decrypting view over Connect shows the derived table's rows, the forgotten one's not.
-    proc = _cli(server, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0", cwd=tmp_path)
+    proc = _cli(
+        server, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"|{_derived(spark, remote_out).count()}" in proc.stdout.replace(" ", "")
 
     # Listing pages through every data subject the job linked, the forgotten one excepted.
     listed, token = [], None
     while True:
-        proc = _cli(server, "subjects", "list", "job.yaml", "--page-size", "7", "--json",
-                    *(["--page-token", token] if token else []), cwd=tmp_path)
+        proc = _cli(
+            server,
+            "subjects",
+            "list",
+            "job.yaml",
+            "--page-size",
+            "7",
+            "--json",
+            *(["--page-token", token] if token else []),
+            cwd=tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         page = json.loads(proc.stdout)
         listed += page["data_subject_ids"]
@@ -122,8 +143,16 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
 
     # purge-expired with a cut-off past every key's expiry removes every key and derived row.
     keys = spark.read.format("delta").load(str(remote_out / "keystore" / "keys")).count()
-    proc = _cli(server, "subjects", "purge-expired", "job.yaml", "--now", "2100-01-01T00:00:00Z",
-                "--json", cwd=tmp_path)
+    proc = _cli(
+        server,
+        "subjects",
+        "purge-expired",
+        "job.yaml",
+        "--now",
+        "2100-01-01T00:00:00Z",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["keys_removed"] == keys > 0
     assert spark.read.format("delta").load(str(remote_out / "keystore" / "keys")).count() == 0
@@ -140,11 +169,22 @@ def test_run_strm_over_connect_equals_classic(spark, server, tmp_path):
         bucket.mkdir()
         (bucket / "uci_online_retail.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         outs[name] = bucket / "uci_online_retail"
-    args = ["--config", BLOGPOST / "batch-job-config.json",
-            "--contract", BLOGPOST / "online-retail-contract.json",
-            "--schema", BLOGPOST / "online-retail.json"]
-    proc = _cli(server, "run-strm", *map(str, args), "--connector",
-                f"s3-batch-demo={tmp_path / 'remote'}", cwd=tmp_path)
+    args = [
+        "--config",
+        BLOGPOST / "batch-job-config.json",
+        "--contract",
+        BLOGPOST / "online-retail-contract.json",
+        "--schema",
+        BLOGPOST / "online-retail.json",
+    ]
+    proc = _cli(
+        server,
+        "run-strm",
+        *map(str, args),
+        "--connector",
+        f"s3-batch-demo={tmp_path / 'remote'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rows read         300" in proc.stdout
     run_job(spark, load_strm_job(*args[1::2], {"s3-batch-demo": str(tmp_path / "classic")}))
@@ -155,4 +195,6 @@ def test_run_strm_over_connect_equals_classic(spark, server, tmp_path):
     assert text("remote", "decrypted-0.csv") == text("classic", "decrypted-0.csv")
     assert text("remote", "decrypted-0.csv").count("\n") == 301
     for file in ("encrypted.csv", "keys.csv"):  # new keys each run: the same shape
-        assert len(text("remote", file).splitlines()) == len(text("classic", file).splitlines()), file
+        assert len(text("remote", file).splitlines()) == len(text("classic", file).splitlines()), (
+            file
+        )

@@ -21,13 +21,13 @@ MAPPING = [("all", [0, 1, 2, 3]), ("none", []), ("7", [1])]
     ("value", "expected"),
     [
         ("all", [0, 1, 2, 3]),  # mapping first
-        ("none", []),           # mapped to no consent at all
-        ("7", [1]),             # mapping wins over parsing
+        ("none", []),  # mapped to no consent at all
+        ("7", [1]),  # mapping wins over parsing
         ("[1,2]", [1, 2]),
         (" [ 0 , 3 ] ", [0, 3]),
         ("[]", []),
         ("2", [2]),
-        ("analytics", [9]),     # unknown word -> default
+        ("analytics", [9]),  # unknown word -> default
         ("[1,x]", [9]),
         ("-1", [9]),
         ("", [9]),
@@ -53,16 +53,16 @@ PII = {"id": 0, "ip": 1, "email": 2, "phone": 3}
     ("consent", "rule", "levels", "passes"),
     [
         ([0, 1], CUMULATIVE, [1], True),
-        ([2], CUMULATIVE, [1], True),     # cumulative: the highest level counts
+        ([2], CUMULATIVE, [1], True),  # cumulative: the highest level counts
         ([0], CUMULATIVE, [1], False),
-        ([], CUMULATIVE, [0], False),     # no consent: in no derived output
-        ([0], CUMULATIVE, [0], True),     # level 0
+        ([], CUMULATIVE, [0], False),  # no consent: in no derived output
+        ([0], CUMULATIVE, [0], True),  # level 0
         ([0, 2], GRANULAR, [2], True),
         ([1, 3], GRANULAR, [2], False),
         ([1, 2, 3], GRANULAR, [1, 3], True),
         ([1], GRANULAR, [1, 3], False),
         ([], GRANULAR, [0], False),
-        ([5], CUMULATIVE, [4], True),     # levels no PII field uses
+        ([5], CUMULATIVE, [4], True),  # levels no PII field uses
         ([5], GRANULAR, [4], False),
     ],
 )
@@ -74,8 +74,10 @@ def test_row_rules_python_and_spark_agree(spark, consent, rule, levels, passes):
 
 def test_null_consent_passes_nothing(spark):
     df = spark.createDataFrame([(None,)], "c array<int>")
-    assert df.select(allows_column(F.col("c"), CUMULATIVE, [0]).alias("a"),
-                     allows_column(F.col("c"), GRANULAR, [0]).alias("b")).first() == (False, False)
+    assert df.select(
+        allows_column(F.col("c"), CUMULATIVE, [0]).alias("a"),
+        allows_column(F.col("c"), GRANULAR, [0]).alias("b"),
+    ).first() == (False, False)
 
 
 def test_decrypted_fields_per_rule():

@@ -16,7 +16,9 @@ from strm_spark.hashing import hmac_sha256_hex
 def _reference_decrypt(keyset: bytes, ciphertext: str) -> str:
     """The decryption snippet of STRM's own notebook (reference page)."""
     daead.register()
-    prim = cleartext_keyset_handle.read(tink.JsonKeysetReader(keyset.decode())).primitive(daead.DeterministicAead)
+    prim = cleartext_keyset_handle.read(tink.JsonKeysetReader(keyset.decode())).primitive(
+        daead.DeterministicAead
+    )
     return prim.decrypt_deterministically(base64.b64decode(ciphertext), b"").decode()
 
 
@@ -46,7 +48,9 @@ def test_ciphertext_layout_and_reference_decryption():
 def test_decrypts_ciphertext_made_by_plain_tink():
     handle = tink.new_keyset_handle(daead.deterministic_aead_key_templates.AES256_SIV)
     keyset = tink.json_proto_keyset_format.serialize(handle, tink.secret_key_access.TOKEN)
-    ct = base64.b64encode(handle.primitive(daead.DeterministicAead).encrypt_deterministically(b"a@b.nl", b""))
+    ct = base64.b64encode(
+        handle.primitive(daead.DeterministicAead).encrypt_deterministically(b"a@b.nl", b"")
+    )
     assert crypto.decrypt(keyset, ct.decode()) == "a@b.nl"
 
 

@@ -46,16 +46,39 @@ QUICK_JVM = "-XX:TieredStopAtLevel=1"
 
 # ---------------------------------------------------------------- the wheel and a bare Python
 
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """`pip wheel --no-deps` of a copy of the repo (the build leaves build/ and egg-info behind)."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "out", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-        "spark-warehouse", "metastore_db"))
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist"),
-             str(src)]
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "out",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            "spark-warehouse",
+            "metastore_db",
+        ),
+    )
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--quiet",
+        "-w",
+        str(tmp / "dist"),
+        str(src),
+    ]
     proc = subprocess.run(build, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     wheels = list((tmp / "dist").glob("strm_spark-*.whl"))
@@ -77,40 +100,59 @@ def bare_python(tmp_path_factory) -> Path:
     """A venv that sees the project venv's packages (pyspark, tink, pandas, pyarrow, ...) but
     not its editable strm_spark: a cluster node where only the dependencies are installed."""
     root = tmp_path_factory.mktemp("pyenv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120
+    )
     python = root / "bin" / "python"
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = subprocess.run([python, "-c", purelib], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", purelib], capture_output=True, text=True, check=True
+    ).stdout.strip()
     # A path line in a .pth adds the directory without running its own .pth files, so the
     # editable install's import hook stays out.
     Path(site, "strm_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    probe = ("import importlib.util as u\n"
-             "import pyspark, tink, pandas, pyarrow, yaml, mmh3, delta\n"
-             "print(u.find_spec('strm_spark') is None)")
-    proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, env=_clean_env(),
-                          cwd=root, timeout=120)  # not the repo: '' is on sys.path
+    probe = (
+        "import importlib.util as u\n"
+        "import pyspark, tink, pandas, pyarrow, yaml, mmh3, delta\n"
+        "print(u.find_spec('strm_spark') is None)"
+    )
+    proc = subprocess.run(
+        [python, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        cwd=root,
+        timeout=120,
+    )  # not the repo: '' is on sys.path
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "True", "the bare Python can import strm_spark without the wheel"
     return python
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYSPARK_", "SPARK_", "STRM_SPARK_")) and k != "PYTHONPATH"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYSPARK_", "SPARK_", "STRM_SPARK_")) and k != "PYTHONPATH"
+    }
     env.update(extra)
     return env
 
 
 # ---------------------------------------------------------------- entry points, in process
 
+
 def test_wheel_has_console_script_and_job_entry_points(wheel):
     eps = _wheel_entry_points(wheel)
     assert eps["console_scripts"]["strm-spark"] == "strm_spark.cli:main"
-    assert eps["strm_spark"] == {name: f"strm_spark.entrypoints:{fn}" for name, fn in
-                                 [("batch_job", "batch_job_main"), ("strm_job", "strm_job_main"),
-                                  ("subjects", "subjects_main")]}
+    assert eps["strm_spark"] == {
+        name: f"strm_spark.entrypoints:{fn}"
+        for name, fn in [
+            ("batch_job", "batch_job_main"),
+            ("strm_job", "strm_job_main"),
+            ("subjects", "subjects_main"),
+        ]
+    }
     with zipfile.ZipFile(wheel) as zf:
         assert "strm_spark/entrypoints.py" in zf.namelist()
 
@@ -150,25 +192,36 @@ def test_entry_points_fail_loudly(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------- the Databricks bundle
 
+
 def _bundle() -> dict:
     return yaml.safe_load((REPO / "databricks.yml").read_text(encoding="utf-8"))
 
 
 def _wheel_tasks(bundle: dict) -> list[tuple[str, dict, dict]]:
-    return [(key, job, task) for key, job in bundle["resources"]["jobs"].items()
-            for task in job["tasks"] if "python_wheel_task" in task]
+    return [
+        (key, job, task)
+        for key, job in bundle["resources"]["jobs"].items()
+        for task in job["tasks"]
+        if "python_wheel_task" in task
+    ]
 
 
 def _task_libraries(job: dict, task: dict) -> tuple[list[dict], dict | None]:
     """The task's libraries and its compute: a job cluster's conf, or None for a serverless
     environment (whose dependencies are its libraries)."""
     if "environment_key" in task:
-        env = next(e for e in job["environments"] if e["environment_key"] == task["environment_key"])
+        env = next(
+            e for e in job["environments"] if e["environment_key"] == task["environment_key"]
+        )
         assert "job_cluster_key" not in task and "libraries" not in task
-        return [{"whl": d} if d.endswith(".whl") else {"pypi": d}
-                for d in env["spec"]["dependencies"]], None
-    cluster = next(c["new_cluster"] for c in job["job_clusters"]
-                   if c["job_cluster_key"] == task["job_cluster_key"])
+        return [
+            {"whl": d} if d.endswith(".whl") else {"pypi": d} for d in env["spec"]["dependencies"]
+        ], None
+    cluster = next(
+        c["new_cluster"]
+        for c in job["job_clusters"]
+        if c["job_cluster_key"] == task["job_cluster_key"]
+    )
     return task["libraries"], cluster
 
 
@@ -178,7 +231,10 @@ def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
     assert {t["python_wheel_task"]["entry_point"] for _, _, t in tasks} >= {"batch_job", "subjects"}
     names = {name for group in _wheel_entry_points(wheel).values() for name in group}
     artifacts = bundle["artifacts"]
-    assert artifacts["strm_spark"]["type"] == "whl" and "--no-deps -w dist" in artifacts["strm_spark"]["build"]
+    assert (
+        artifacts["strm_spark"]["type"] == "whl"
+        and "--no-deps -w dist" in artifacts["strm_spark"]["build"]
+    )
     assert artifacts["udf_jar"]["type"] == "jar" and artifacts["udf_jar"]["build"] == "make udf"
     built_jars = {f["source"] for f in artifacts["udf_jar"]["files"]}
     variables = {k: str(v.get("default")) for k, v in bundle["variables"].items()}
@@ -189,7 +245,9 @@ def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
         assert wt["entry_point"] in names, f"{key}: no entry point {wt['entry_point']!r} in wheel"
         libraries, cluster = _task_libraries(job, task)
         wheels = [lib["whl"] for lib in libraries if "whl" in lib]
-        assert wheels == ["./dist/*.whl"] and fnmatch.fnmatch(f"./dist/{wheel.name}", wheels[0]), key
+        assert wheels == ["./dist/*.whl"] and fnmatch.fnmatch(f"./dist/{wheel.name}", wheels[0]), (
+            key
+        )
         jars = [lib["jar"] for lib in libraries if "jar" in lib]
         if cluster is None:  # serverless compute takes no jar libraries
             computes.add("serverless")
@@ -225,11 +283,18 @@ def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
         "for name in names:\n"
         "    fn = eps[name].load(); assert callable(fn), name\n"
         "    assert sys.modules[fn.__module__].__file__.startswith(wheel), name\n"
-        "print('ok')\n")
+        "print('ok')\n"
+    )
     env = _clean_env(PYTHONPATH=str(wheel))
     used = sorted({t["python_wheel_task"]["entry_point"] for _, _, t in tasks})
-    proc = subprocess.run([bare_python, "-c", probe, str(wheel), *used], capture_output=True,
-                          text=True, env=env, cwd=wheel.parent, timeout=120)
+    proc = subprocess.run(
+        [bare_python, "-c", probe, str(wheel), *used],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=wheel.parent,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
@@ -238,8 +303,12 @@ def test_bundle_parameters_are_consistent():
     variables = set(bundle.get("variables", {}))
     text = (REPO / "databricks.yml").read_text(encoding="utf-8")
     assert set(re.findall(r"\$\{var\.(\w+)\}", text)) <= variables
-    subcommands = {name for action in build_parser()._actions
-                   if isinstance(action, argparse._SubParsersAction) for name in action.choices}
+    subcommands = {
+        name
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
     for key, job, task in _wheel_tasks(bundle):
         defined = {p["name"]: str(p["default"]) for p in job.get("parameters", [])}
         params = task["python_wheel_task"]["parameters"]
@@ -247,17 +316,24 @@ def test_bundle_parameters_are_consistent():
         assert used == set(defined), f"{key}: task uses {sorted(used)}, job has {sorted(defined)}"
         # The rendered argument list must parse with the CLI command the entry point runs.
         command = ENTRY_POINTS[task["python_wheel_task"]["entry_point"]]
-        assert command in subcommands, f"{key}: entry point runs `strm-spark {command}`, which does not exist"
-        argv = [re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: defined[m.group(1)], p)
-                for p in params]
+        assert command in subcommands, (
+            f"{key}: entry point runs `strm-spark {command}`, which does not exist"
+        )
+        argv = [
+            re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: defined[m.group(1)], p)
+            for p in params
+        ]
         try:
             build_parser().parse_args([command, *argv])
         except SystemExit:
-            pytest.fail(f"{key}: the task's parameters {argv} are not valid for "
-                        f"`strm-spark {command}`: align databricks.yml with the CLI")
+            pytest.fail(
+                f"{key}: the task's parameters {argv} are not valid for "
+                f"`strm-spark {command}`: align databricks.yml with the CLI"
+            )
 
 
 # ---------------------------------------------------------------- a standalone cluster
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -332,25 +408,54 @@ def standalone_cluster(root: Path, env: dict[str, str]) -> Iterator[str]:
     def start(name: str, *args: str) -> Path:
         log = root / f"{name}.log"
         with open(log, "wb") as fh:
-            procs.append(subprocess.Popen([spark_class, *args], stdout=fh, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=env, cwd=root,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [spark_class, *args],
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=root,
+                    start_new_session=True,
+                )
+            )
         return log
 
     try:
-        master_log = start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                           "--port", str(port), "--webui-port", str(ui))
+        master_log = start(
+            "master",
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        )
         url = f"spark://127.0.0.1:{port}"
-        worker_log = start("worker", "org.apache.spark.deploy.worker.Worker", url, "--cores", "1",
-                           "--memory", "1g", "--host", "127.0.0.1", "--webui-port", str(worker_ui),
-                           "--work-dir", str(root / "work"))
+        worker_log = start(
+            "worker",
+            "org.apache.spark.deploy.worker.Worker",
+            url,
+            "--cores",
+            "1",
+            "--memory",
+            "1g",
+            "--host",
+            "127.0.0.1",
+            "--webui-port",
+            str(worker_ui),
+            "--work-dir",
+            str(root / "work"),
+        )
         deadline = time.monotonic() + 180
         while not _worker_alive(ui):
             for p, log in zip(procs, (master_log, worker_log)):
                 assert p.poll() is None, f"{log.name} exited ({p.returncode}):\n{_tail(log)}"
             assert time.monotonic() < deadline, (
                 f"no worker registered with the master in 180 s\nmaster:\n{_tail(master_log)}\n"
-                f"worker:\n{_tail(worker_log)}")
+                f"worker:\n{_tail(worker_log)}"
+            )
             time.sleep(1)
         yield url
     finally:
@@ -366,10 +471,19 @@ def _worker_alive(ui_port: int) -> bool:
     return any(w.get("state") == "ALIVE" for w in state.get("workers", []))
 
 
-def _submit(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, str, str, float]:
+def _submit(
+    argv: list[str], env: dict[str, str], cwd: Path
+) -> tuple[subprocess.Popen, str, str, float]:
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=480)
     except subprocess.TimeoutExpired:
@@ -386,7 +500,7 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
     jars = delta_jars()
     if not jars:
         pytest.skip("Delta's jars are not in ~/.m2 (make jars)")
-    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:ROWS + 1]
+    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[: ROWS + 1]
     (tmp_path / "in.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc(tmp_path / "in.csv", out)))
@@ -394,39 +508,72 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
     shipped = tmp_path / (wheel.stem + ".zip")
     shutil.copyfile(wheel, shipped)
     (tmp_path / "conf").mkdir()
-    env = _clean_env(SPARK_HOME=str(SPARK_HOME), SPARK_CONF_DIR=str(tmp_path / "conf"),
-                     SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_DIRS=str(tmp_path / "local"),
-                     SPARK_DAEMON_JAVA_OPTS=QUICK_JVM,
-                     PYSPARK_PYTHON=str(bare_python), PYSPARK_DRIVER_PYTHON=str(bare_python))
+    env = _clean_env(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_CONF_DIR=str(tmp_path / "conf"),
+        SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_LOCAL_DIRS=str(tmp_path / "local"),
+        SPARK_DAEMON_JAVA_OPTS=QUICK_JVM,
+        PYSPARK_PYTHON=str(bare_python),
+        PYSPARK_DRIVER_PYTHON=str(bare_python),
+    )
 
     with standalone_cluster(tmp_path, env) as master:
         submit = [
-            str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, "--deploy-mode", "client",
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master",
+            master,
+            "--deploy-mode",
+            "client",
             # The UDF jar as a cluster gets it: --jars (the copy inside the wheel is not on
             # the JVM's class path).
-            "--jars", ",".join([*jars, str(session.UDF_JAR)]), "--py-files", str(shipped),
-            "--conf", f"spark.sql.extensions={session.DELTA_EXTENSION}",
-            "--conf", f"spark.sql.catalog.spark_catalog={session.DELTA_CATALOG}",
-            "--conf", f"spark.pyspark.python={bare_python}",
-            "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
-            "--conf", "spark.log.level=WARN", "--driver-java-options", QUICK_JVM,
-            "--conf", f"spark.executor.extraJavaOptions={QUICK_JVM}",
-            "--conf", "spark.executor.memory=1g", "--conf", "spark.cores.max=1",
-            "--conf", "spark.sql.shuffle.partitions=2",
-            "--conf", "spark.databricks.delta.snapshotPartitions=2",
+            "--jars",
+            ",".join([*jars, str(session.UDF_JAR)]),
+            "--py-files",
+            str(shipped),
+            "--conf",
+            f"spark.sql.extensions={session.DELTA_EXTENSION}",
+            "--conf",
+            f"spark.sql.catalog.spark_catalog={session.DELTA_CATALOG}",
+            "--conf",
+            f"spark.pyspark.python={bare_python}",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.log.level=WARN",
+            "--driver-java-options",
+            QUICK_JVM,
+            "--conf",
+            f"spark.executor.extraJavaOptions={QUICK_JVM}",
+            "--conf",
+            "spark.executor.memory=1g",
+            "--conf",
+            "spark.cores.max=1",
+            "--conf",
+            "spark.sql.shuffle.partitions=2",
+            "--conf",
+            "spark.databricks.delta.snapshotPartitions=2",
         ]
-        proc, stdout, stderr, took = _submit([*submit, str(REPO / "jobs" / "batch_job.py"),
-                                              str(tmp_path / "job.yaml")], env, tmp_path)
+        proc, stdout, stderr, took = _submit(
+            [*submit, str(REPO / "jobs" / "batch_job.py"), str(tmp_path / "job.yaml")],
+            env,
+            tmp_path,
+        )
         # A library user's script under spark-submit: get_spark() keeps the submitted master.
         script = tmp_path / "lib_script.py"
-        script.write_text("from strm_spark.session import get_spark\n"
-                          "spark = get_spark()\n"
-                          "print('MASTER', spark.sparkContext.master, spark.range(3).count())\n")
+        script.write_text(
+            "from strm_spark.session import get_spark\n"
+            "spark = get_spark()\n"
+            "print('MASTER', spark.sparkContext.master, spark.range(3).count())\n"
+        )
         lib, lib_out, lib_err, _ = _submit([*submit, str(script)], env, tmp_path)
     assert lib.returncode == 0 and f"MASTER {master} 3" in lib_out, lib_err[-3000:]
 
     assert proc.returncode == 0, (
-        f"spark-submit exited {proc.returncode} after {took:.0f} s:\n{stderr[-5000:]}")
+        f"spark-submit exited {proc.returncode} after {took:.0f} s:\n{stderr[-5000:]}"
+    )
     assert "strm-spark run summary: job test_job" in stdout
     assert f"rows read         {ROWS}" in stdout and f"rows encrypted    {ROWS}" in stdout, stdout
     assert "encryption        jvm (JVM UDF on the class path)" in stdout, stdout
@@ -440,7 +587,10 @@ def test_batch_job_on_a_standalone_cluster(spark, wheel, bare_python, tmp_path):
     rows = enc.select("CustomerID", "strmMeta.keyLink").collect()
     assert {r["keyLink"] for r in rows} <= set(keys), "a row's key link has no key in the key store"
     plain = {row["CustomerID"] for row in csv.DictReader(lines)} - {""}
-    decrypted = {crypto.decrypt(keys[r["keyLink"]], r["CustomerID"]) for r in rows
-                 if r["CustomerID"] is not None}
+    decrypted = {
+        crypto.decrypt(keys[r["keyLink"]], r["CustomerID"])
+        for r in rows
+        if r["CustomerID"] is not None
+    }
     assert decrypted == plain
     assert not plain & {r["CustomerID"] for r in rows}, "plaintext customer ids in encrypted table"

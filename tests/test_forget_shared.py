@@ -14,13 +14,16 @@ from strm_spark.subjects import forget, key_links, list_subjects
 
 GONE, STAYS, ALSO = "gone.3391@example.org", "stays.5520@example.org", "also.7043@example.org"
 CONTRACT = {
-    "schema": {"name": "shared sessions", "nodes": [
-        {"name": "event_id", "type": "STRING", "required": True},
-        {"name": "session", "type": "STRING", "required": True},
-        {"name": "email", "type": "STRING"},
-        {"name": "amount", "type": "INTEGER"},
-        {"name": "ts", "type": "STRING"},
-    ]},
+    "schema": {
+        "name": "shared sessions",
+        "nodes": [
+            {"name": "event_id", "type": "STRING", "required": True},
+            {"name": "session", "type": "STRING", "required": True},
+            {"name": "email", "type": "STRING"},
+            {"name": "amount", "type": "INTEGER"},
+            {"name": "ts", "type": "STRING"},
+        ],
+    },
     "key_field": "session",
     "pii_fields": {"email": 1},
     "data_subject_field": "email",
@@ -44,10 +47,16 @@ ROWS = [
 @pytest.fixture
 def shared_run(spark, tmp_path):
     src = tmp_path / "in.csv"
-    src.write_text("event_id,session,email,amount,ts\n" + "\n".join(",".join(r) for r in ROWS) + "\n",
-                   encoding="utf-8")
-    config = job_config(src, tmp_path / "out", contract=CONTRACT,
-                        timestamp={"field": "ts", "pattern": "yyyy-MM-dd HH:mm:ss", "default_time_zone": "UTC"})
+    src.write_text(
+        "event_id,session,email,amount,ts\n" + "\n".join(",".join(r) for r in ROWS) + "\n",
+        encoding="utf-8",
+    )
+    config = job_config(
+        src,
+        tmp_path / "out",
+        contract=CONTRACT,
+        timestamp={"field": "ts", "pattern": "yyyy-MM-dd HH:mm:ss", "default_time_zone": "UTC"},
+    )
     summary = run_job(spark, config)
     assert summary.rows_rejected == 2 and summary.data_subject_links_added == 5
     return config
@@ -67,7 +76,9 @@ def test_forget_keeps_the_records_of_others_who_share_a_key_link(spark, shared_r
     links = key_links(spark, config, [STAYS, ALSO, GONE])
     assert links[GONE] == []
     assert sorted((k.day.isoformat() if k.day else "-", k.key_present) for k in links[STAYS]) == [
-        ("-", False), ("2024-02-03", True)]
+        ("-", False),
+        ("2024-02-03", True),
+    ]
     assert [k.key_present for k in links[ALSO]] == [False]
 
     rejected = spark.read.format("delta").load(config.rejected.path)
@@ -80,11 +91,21 @@ def test_forget_keeps_the_records_of_others_who_share_a_key_link(spark, shared_r
     again = forget(spark, config, [GONE])
     assert again.completed and again.subjects_found == 0
     assert list_subjects(spark, config).subjects == (ALSO, STAYS)
-    assert spark.read.format("delta").load(config.data_subjects.path).where(F.col("dataSubject") == GONE).count() == 0
+    assert (
+        spark.read.format("delta")
+        .load(config.data_subjects.path)
+        .where(F.col("dataSubject") == GONE)
+        .count()
+        == 0
+    )
     # Files the erasure rewrote (REORG, VACUUM, the audit table) stay owner-only.
     import stat
     from pathlib import Path
 
-    for top in (Path(config.key_store), Path(config.derived[0].path), Path(config.data_subjects.path)):
+    for top in (
+        Path(config.key_store),
+        Path(config.derived[0].path),
+        Path(config.data_subjects.path),
+    ):
         modes = {stat.S_IMODE(p.stat().st_mode) for p in top.rglob("*") if p.is_file()}
         assert modes == {0o600}, top.name

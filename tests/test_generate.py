@@ -113,9 +113,22 @@ def test_header_line_endings_and_column_count(tmp_path: Path) -> None:
     assert b"\r" not in raw
     first_line = raw.split(b"\n", 1)[0].decode("utf-8")
     assert first_line == ",".join(COLUMNS)
-    assert COLUMNS == ("event_id", "session_id", "customer_id", "email", "phone", "ip_address",
-                       "user_agent", "url", "event_type", "product_id", "price", "quantity",
-                       "event_time", "consent")
+    assert COLUMNS == (
+        "event_id",
+        "session_id",
+        "customer_id",
+        "email",
+        "phone",
+        "ip_address",
+        "user_agent",
+        "url",
+        "event_type",
+        "product_id",
+        "price",
+        "quantity",
+        "event_time",
+        "consent",
+    )
     header, rows = read_rows(out)
     assert header == list(COLUMNS)
     assert len(rows) == 500
@@ -124,16 +137,20 @@ def test_header_line_endings_and_column_count(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["clicks.csv"]  # no temporary file left
 
 
-@pytest.mark.parametrize(("rows", "fraction", "expected_invalid"), [
-    (0, 0.005, 0),
-    (1, 0.0, 0),
-    (1_234, 0.01, 12),
-    (999, 0.0125, 12),   # 12.4875 rounds to 12
-    (2_000, 0.0, 0),
-    (200, 0.5, 100),
-])
-def test_exact_row_and_invalid_counts(tmp_path: Path, rows: int, fraction: float,
-                                      expected_invalid: int) -> None:
+@pytest.mark.parametrize(
+    ("rows", "fraction", "expected_invalid"),
+    [
+        (0, 0.005, 0),
+        (1, 0.0, 0),
+        (1_234, 0.01, 12),
+        (999, 0.0125, 12),  # 12.4875 rounds to 12
+        (2_000, 0.0, 0),
+        (200, 0.5, 100),
+    ],
+)
+def test_exact_row_and_invalid_counts(
+    tmp_path: Path, rows: int, fraction: float, expected_invalid: int
+) -> None:
     out = tmp_path / "clicks.csv"
     result = generate(str(out), rows=rows, invalid_fraction=fraction)
     assert result.rows == rows
@@ -198,12 +215,21 @@ def test_sessions_are_consistent(big: Big) -> None:
         for row in session:
             # customer, phone, ip, user agent and consent are per session (email may be broken)
             assert (row[1], row[2], row[4], row[5], row[6], row[13]) == (
-                first[1], first[2], first[4], first[5], first[6], first[13])
+                first[1],
+                first[2],
+                first[4],
+                first[5],
+                first[6],
+                first[13],
+            )
         parsed = [parse_time(row[12]) for row in session]
         times = [t for t in parsed if t is not None]
         assert times == sorted(times)
-        gaps = [(b - a).total_seconds() for a, b in zip(parsed, parsed[1:])
-                if a is not None and b is not None]
+        gaps = [
+            (b - a).total_seconds()
+            for a, b in zip(parsed, parsed[1:])
+            if a is not None and b is not None
+        ]
         assert all(2.0 <= gap <= 300.0 for gap in gaps), gaps
     customers = {s[0][2] for s in sessions if s[0][2]}
     assert 50 <= len(customers) <= BIG_ROWS // 40
@@ -216,8 +242,22 @@ def test_valid_rows_have_well_formed_fields(big: Big) -> None:
         assert EVENT_ID_RE.match(row[0]) and SESSION_RE.match(row[1])
         if invalid_kind(row) is not None:
             continue
-        (_, _, customer_id, email, phone, ip, agent, url, event_type, product_id, price, quantity,
-         event_time, consent) = row
+        (
+            _,
+            _,
+            customer_id,
+            email,
+            phone,
+            ip,
+            agent,
+            url,
+            event_type,
+            product_id,
+            price,
+            quantity,
+            event_time,
+            consent,
+        ) = row
         if customer_id:
             assert CUSTOMER_RE.match(customer_id), customer_id
             assert EMAIL_RE.match(email), email
@@ -243,8 +283,15 @@ def test_distributions_are_roughly_right(big: Big) -> None:
     sessions = sessions_of(rows)
     consent = Counter(s[0][13] for s in sessions)
     n = len(sessions)
-    expected = {"all": 0.30, "analytics": 0.25, "marketing": 0.10, "none": 0.10,
-                "[0,1,2]": 0.10, "1": 0.05, "": 0.10}
+    expected = {
+        "all": 0.30,
+        "analytics": 0.25,
+        "marketing": 0.10,
+        "none": 0.10,
+        "[0,1,2]": 0.10,
+        "1": 0.05,
+        "": 0.10,
+    }
     for value, share in expected.items():
         assert abs(consent[value] / n - share) < 0.05, (value, consent[value] / n)
     types = Counter(row[8] for row in rows if invalid_kind(row) is None)
@@ -267,8 +314,8 @@ def test_event_times_parse_and_cover_seven_days(big: Big) -> None:
             else:
                 assert parsed.utcoffset().total_seconds() == 3600
             instants.append(parsed)
-    lo = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)   # 2026-11-02T00:00+01:00
-    hi = datetime(2026, 11, 8, 23, 0, tzinfo=UTC)   # 7 days later
+    lo = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)  # 2026-11-02T00:00+01:00
+    hi = datetime(2026, 11, 8, 23, 0, tzinfo=UTC)  # 7 days later
     assert all(lo <= t < hi for t in instants)
     assert min(instants) - lo < (hi - lo) / 100
     assert hi - max(instants) < (hi - lo) / 10
@@ -283,8 +330,11 @@ def test_a_session_crosses_utc_midnight(big: Big) -> None:
     _, rows = big
     crossing = 0
     for session in sessions_of(rows):
-        dates = {t.astimezone(UTC).date()
-                 for t in (parse_time(row[12]) for row in session) if t is not None}
+        dates = {
+            t.astimezone(UTC).date()
+            for t in (parse_time(row[12]) for row in session)
+            if t is not None
+        }
         crossing += len(dates) > 1
     assert crossing >= 1
 
@@ -300,14 +350,17 @@ def test_invalid_fraction_does_not_change_valid_rows(tmp_path: Path) -> None:
     assert all(invalid_kind(dirty_rows[i]) is not None for i in differing)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"rows": -1},
-    {"invalid_fraction": -0.01},
-    {"invalid_fraction": 1.01},
-    {"invalid_fraction": math.nan},
-    {"rows": 10, "invalid_fraction": 1.0},  # only rows 6..10 may be invalid
-    {"start": "2026-13-01"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rows": -1},
+        {"invalid_fraction": -0.01},
+        {"invalid_fraction": 1.01},
+        {"invalid_fraction": math.nan},
+        {"rows": 10, "invalid_fraction": 1.0},  # only rows 6..10 may be invalid
+        {"start": "2026-13-01"},
+    ],
+)
 def test_bad_arguments_raise_value_error(tmp_path: Path, kwargs: dict[str, object]) -> None:
     out = tmp_path / "clicks.csv"
     with pytest.raises(ValueError):

@@ -29,7 +29,7 @@ def _uci_lines() -> list[str]:
 def _write_part(folder: Path, name: str, lines: list[str], start: int, count: int) -> list[str]:
     """A CSV file of UCI rows [start, start + count) with the header; returns its rows."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = lines[1 + start:1 + start + count]
+    rows = lines[1 + start : 1 + start + count]
     (folder / name).write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
     return rows
 
@@ -52,11 +52,15 @@ def _check_exactly_once(spark, out: Path, source_rows: list[str]) -> None:
     two keys."""
     enc = spark.read.format("delta").load(str(out / "encrypted"))
     derived = spark.read.format("delta").load(str(out / "derived" / "d0"))
-    expected = Counter((r["InvoiceNo"], r["StockCode"], r["InvoiceDate"], r["Quantity"])
-                       for r in csv.DictReader([_uci_lines()[0], *source_rows]))
+    expected = Counter(
+        (r["InvoiceNo"], r["StockCode"], r["InvoiceDate"], r["Quantity"])
+        for r in csv.DictReader([_uci_lines()[0], *source_rows])
+    )
     for table in (enc, derived):
-        got = Counter((r["InvoiceNo"], r["StockCode"], r["InvoiceDate"], str(r["Quantity"]))
-                      for r in table.select("InvoiceNo", "StockCode", "InvoiceDate", "Quantity").collect())
+        got = Counter(
+            (r["InvoiceNo"], r["StockCode"], r["InvoiceDate"], str(r["Quantity"]))
+            for r in table.select("InvoiceNo", "StockCode", "InvoiceDate", "Quantity").collect()
+        )
         assert got == expected
     keys = spark.read.format("delta").load(str(out / "keystore" / "keys"))
     dupes = keys.groupBy("groupId", "keyHash", "day").count().where("count > 1").count()
@@ -71,7 +75,12 @@ def test_only_new_files_then_nothing_then_reprocess(spark, tmp_path):
     rows = _write_part(src, "part-1.csv", lines, 0, 120)
     config = _config(src, out)
     first = run_job(spark, config)
-    assert first.rows_read == 120 and first.batch == {"id": 0, "files": 1, "resumed": False, "mode": "append"}
+    assert first.rows_read == 120 and first.batch == {
+        "id": 0,
+        "files": 1,
+        "resumed": False,
+        "mode": "append",
+    }
 
     idle = run_job(spark, config)
     assert idle.rows_read == 0 and idle.batch is None
@@ -95,10 +104,15 @@ def test_max_rejected_fraction_fails_before_any_commit(spark, tmp_path):
     with open(src / "part-1.csv", "a", encoding="utf-8") as fh:
         fh.write("536999,X,BAD DATE,1,not a date,1.0,12345,United Kingdom\n")
     config = _config(src, out, max_rejected_fraction=0.01)
-    with pytest.raises(DataError, match=r"1 of 51 rows rejected \(2.0%\), above max_rejected_fraction 0.01") as err:
+    with pytest.raises(
+        DataError, match=r"1 of 51 rows rejected \(2.0%\), above max_rejected_fraction 0.01"
+    ) as err:
         run_job(spark, config)
     assert "12345" not in str(err.value)
-    assert not (out / "encrypted").exists() and not (out / "keystore" / "keys" / "_delta_log" / "00000000000000000001.json").exists()
+    assert (
+        not (out / "encrypted").exists()
+        and not (out / "keystore" / "keys" / "_delta_log" / "00000000000000000001.json").exists()
+    )
     assert run_job(spark, _config(src, out, max_rejected_fraction=0.05)).rows_rejected == 1
 
 
@@ -107,7 +121,9 @@ def test_incremental_config_errors(tmp_path):
     doc["outputs"]["encrypted"] = {"path": str(tmp_path / "out" / "enc"), "format": "parquet"}
     from strm_spark.config import parse_job_config
 
-    with pytest.raises(ConfigError, match="source.incremental.*Delta tables only; outputs.encrypted is parquet"):
+    with pytest.raises(
+        ConfigError, match="source.incremental.*Delta tables only; outputs.encrypted is parquet"
+    ):
         parse_job_config(doc, "job.yaml", tmp_path)
     with pytest.raises(ConfigError, match="max_rejected_fraction.*from 0 to 1"):
         job_config(tmp_path / "in", tmp_path / "out", max_rejected_fraction=2)
@@ -115,14 +131,24 @@ def test_incremental_config_errors(tmp_path):
 
 # ---------------------------------------------------------------- SIGKILL and concurrency
 
+
 def _cli(config: Path, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
-    return subprocess.Popen([sys.executable, "-m", "strm_spark.cli", "run", str(config)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "strm_spark.cli", "run", str(config)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _commits(table: Path) -> int:
-    return len(list((table / "_delta_log").glob("*.json"))) if (table / "_delta_log").exists() else 0
+    return (
+        len(list((table / "_delta_log").glob("*.json"))) if (table / "_delta_log").exists() else 0
+    )
 
 
 def _kill_all_when(points: list[tuple[subprocess.Popen, Path, int]], timeout: float = 420) -> None:
@@ -159,7 +185,11 @@ def test_sigkill_at_several_points_then_rerun_is_exactly_once(spark, tmp_path):
     # Kill right after: new keys committed (table creation is commit 0), the encrypted table's
     # data commit (the derived write is running), the derived table's data commit. Each point
     # is its own job, folder and key store; the three processes run at the same time.
-    points = {"keys": ("keystore/keys", 2), "encrypted": ("encrypted", 2), "derived": ("derived/d0", 2)}
+    points = {
+        "keys": ("keystore/keys", 2),
+        "encrypted": ("encrypted", 2),
+        "derived": ("derived/d0", 2),
+    }
     runs = []
     for name, (table, commits) in points.items():
         src, out = tmp_path / name / "in", tmp_path / name / "out"
@@ -169,12 +199,19 @@ def test_sigkill_at_several_points_then_rerun_is_exactly_once(spark, tmp_path):
         runs.append((src, out, rows, _cli(job, tmp_path / name), out / table, commits))
     _kill_all_when([(proc, table, commits) for *_, proc, table, commits in runs])
     for src, out, rows, *_ in runs:
-        rerun = run_job(spark, _config(src, out))  # resumes the unfinished batch (in this process: quicker)
+        rerun = run_job(
+            spark, _config(src, out)
+        )  # resumes the unfinished batch (in this process: quicker)
         assert rerun.batch == {"id": 0, "files": 1, "resumed": True, "mode": "append"}
         assert "resumed after an unfinished run" in rerun.render()
         _check_exactly_once(spark, out, rows)
         # Counts after a resume are never negative and match the key store.
-        row_keys = spark.read.format("delta").load(str(out / "keystore" / "keys")).where("kind = 'row'").count()
+        row_keys = (
+            spark.read.format("delta")
+            .load(str(out / "keystore" / "keys"))
+            .where("kind = 'row'")
+            .count()
+        )
         assert rerun.keys_created >= 0 and rerun.keys_reused >= 0
         assert rerun.keys_created + rerun.keys_reused == rerun.keys_needed == row_keys
 
@@ -200,7 +237,11 @@ def test_two_jobs_of_one_group_at_once_converge_on_one_key_per_day(spark, tmp_pa
     links = {}
     for name in ("job_a", "job_b"):
         enc = spark.read.format("delta").load(str(tmp_path / f"out-{name}" / "encrypted"))
-        for r in enc.where(F.col("CustomerID").isNotNull()).select("InvoiceNo", "StockCode", "strmMeta.keyLink").collect():
+        for r in (
+            enc.where(F.col("CustomerID").isNotNull())
+            .select("InvoiceNo", "StockCode", "strmMeta.keyLink")
+            .collect()
+        ):
             assert r["keyLink"] in ring
             links.setdefault((r["InvoiceNo"], r["StockCode"]), set()).add(r["keyLink"])
     # The overlapping rows were encrypted with the same (winning) key by both jobs.

@@ -77,8 +77,14 @@ def _check_derived(spark, demo, name, passes, decrypted, masked=()):
 
 
 def test_cumulative_analytics_output(spark, demo):
-    _check_derived(spark, demo, "analytics", lambda c: bool(c) and max(c) >= 1,
-                   decrypted={"customer_id", "ip_address"}, masked={"customer_id"})
+    _check_derived(
+        spark,
+        demo,
+        "analytics",
+        lambda c: bool(c) and max(c) >= 1,
+        decrypted={"customer_id", "ip_address"},
+        masked={"customer_id"},
+    )
 
 
 def test_granular_marketing_output(spark, demo):
@@ -87,9 +93,15 @@ def test_granular_marketing_output(spark, demo):
 
 def test_no_plaintext_pii_in_any_delta_log(demo):
     config, _, _, rows, _, _ = demo
-    secrets = {r[f].encode() for r in rows.values() for f in ("customer_id", "email", "phone") if r[f]}
-    tables = [Path(config.encrypted.path), Path(config.rejected.path), Path(config.data_subjects.path),
-              Path(config.key_store)] + [Path(d.path) for d in config.derived]
+    secrets = {
+        r[f].encode() for r in rows.values() for f in ("customer_id", "email", "phone") if r[f]
+    }
+    tables = [
+        Path(config.encrypted.path),
+        Path(config.rejected.path),
+        Path(config.data_subjects.path),
+        Path(config.key_store),
+    ] + [Path(d.path) for d in config.derived]
     logs = [p for t in tables for p in t.rglob("_delta_log/*.json")]
     assert len(logs) >= 2 * len(tables)
     for log in logs:

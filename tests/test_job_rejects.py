@@ -18,19 +18,38 @@ from strm_spark.job import run_job
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 # (line, customer id, reason); customer ids are unique so leaks can be searched for.
 BAD = [
-    ("800001,X1,BAD TS,1,2010-13-45 25:61,1.0,99001,United Kingdom", "99001",
-     "timestamp field 'InvoiceDate' does not match pattern 'yyyy-MM-dd HH:mm:ss'"),
+    (
+        "800001,X1,BAD TS,1,2010-13-45 25:61,1.0,99001,United Kingdom",
+        "99001",
+        "timestamp field 'InvoiceDate' does not match pattern 'yyyy-MM-dd HH:mm:ss'",
+    ),
     # Source text shifted into a field that is not PII (StockCode): a bad row can hold anything.
-    ("800002,shifted.victim@example.com,BAD QTY,three,2010-12-01 09:00:00,1.0,99002,United Kingdom", "99002",
-     "field 'Quantity' is not a valid INTEGER"),
-    ("800003,X3,EXTRA,1,2010-12-01 09:00:00,1.0,99003,United Kingdom,surplus", "99003",
-     "malformed record (wrong number of fields or bad quoting)"),
-    ("800004,X4,NO TS,1,,1.0,99004,United Kingdom", "99004", "timestamp field 'InvoiceDate' is missing"),
-    ("800005,X5,BAD COUNTRY,1,2010-12-02 09:00:00,1.0,99005,uk!", "99005",
-     "field 'Country' does not match regex '[A-Z][A-Za-z ]+'"),
+    (
+        "800002,shifted.victim@example.com,BAD QTY,three,2010-12-01 09:00:00,1.0,99002,United Kingdom",
+        "99002",
+        "field 'Quantity' is not a valid INTEGER",
+    ),
+    (
+        "800003,X3,EXTRA,1,2010-12-01 09:00:00,1.0,99003,United Kingdom,surplus",
+        "99003",
+        "malformed record (wrong number of fields or bad quoting)",
+    ),
+    (
+        "800004,X4,NO TS,1,,1.0,99004,United Kingdom",
+        "99004",
+        "timestamp field 'InvoiceDate' is missing",
+    ),
+    (
+        "800005,X5,BAD COUNTRY,1,2010-12-02 09:00:00,1.0,99005,uk!",
+        "99005",
+        "field 'Country' does not match regex '[A-Z][A-Za-z ]+'",
+    ),
     # A Latin-1 byte in a UTF-8 file (written with surrogateescape): Spark reads it as U+FFFD.
-    ("800006,X6,CAF\udce9 AU LAIT,1,2010-12-02 09:00:00,1.0,99006,United Kingdom", "99006",
-     "field 'Description' is not valid UTF-8 text"),
+    (
+        "800006,X6,CAF\udce9 AU LAIT,1,2010-12-02 09:00:00,1.0,99006,United Kingdom",
+        "99006",
+        "field 'Description' is not valid UTF-8 text",
+    ),
 ]
 GOOD_PER_FILE = 150
 
@@ -44,7 +63,9 @@ def reject_run(spark, tmp_path_factory):
     lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[1:]
     files = {}
     # Two files; bad rows spread over both, at known record numbers.
-    for f, (good, bad) in enumerate([(lines[:GOOD_PER_FILE], BAD[:2]), (lines[GOOD_PER_FILE:2 * GOOD_PER_FILE], BAD[2:])]):
+    for f, (good, bad) in enumerate(
+        [(lines[:GOOD_PER_FILE], BAD[:2]), (lines[GOOD_PER_FILE : 2 * GOOD_PER_FILE], BAD[2:])]
+    ):
         rows = list(good)
         positions = {}
         for i, (line, cid, _) in enumerate(bad):
@@ -52,7 +73,9 @@ def reject_run(spark, tmp_path_factory):
             rows.insert(at, line)
             positions[cid] = at + 1
         path = src / f"part-{f}.csv"
-        path.write_bytes((HEADER + "\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogateescape"))
+        path.write_bytes(
+            (HEADER + "\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogateescape")
+        )
         files[path] = positions
     contract = copy.deepcopy(UCI_CONTRACT_DOC)
     contract["validations"] = [{"field": "Country", "type": "regex", "value": "[A-Z][A-Za-z ]+"}]
@@ -89,11 +112,15 @@ def test_valid_rows_still_succeed(spark, reject_run):
 def test_rejected_rows_are_located_and_encrypted(spark, reject_run):
     config, _, files = reject_run
     rejected = spark.read.format("delta").load(config.rejected.path)
-    keys = {r["keyLink"]: (bytes(r["keyset"]), r["kind"])
-            for r in spark.read.format("delta").load(f"{config.key_store}/keys").collect()}
+    keys = {
+        r["keyLink"]: (bytes(r["keyset"]), r["kind"])
+        for r in spark.read.format("delta").load(f"{config.key_store}/keys").collect()
+    }
     rows = rejected.collect()
     assert len(rows) == len(BAD)
-    expected_location = {cid: (str(path), n) for path, pos in files.items() for cid, n in pos.items()}
+    expected_location = {
+        cid: (str(path), n) for path, pos in files.items() for cid, n in pos.items()
+    }
     by_line = {cid: (line, reason) for line, cid, reason in BAD}
     for r in rows:
         keyset, kind = keys[r["strmMeta"]["keyLink"]]
@@ -118,8 +145,13 @@ def test_no_plaintext_of_rejected_pii_anywhere_in_outputs(reject_run):
     config, _, _ = reject_run
     # Bounded by non-digits: a Delta log's millisecond timestamps can contain "99002" by chance.
     ids = [re.compile(rb"(?<![0-9])" + cid.encode() + rb"(?![0-9])") for _, cid, _ in BAD]
-    roots = [Path(config.rejected.path), Path(config.encrypted.path), Path(config.key_store),
-             Path(config.data_subjects.path), Path(config.derived[0].path)]
+    roots = [
+        Path(config.rejected.path),
+        Path(config.encrypted.path),
+        Path(config.key_store),
+        Path(config.data_subjects.path),
+        Path(config.derived[0].path),
+    ]
     checked = 0
     for root in roots:
         for path in root.rglob("*"):
@@ -128,22 +160,31 @@ def test_no_plaintext_of_rejected_pii_anywhere_in_outputs(reject_run):
                 checked += 1
                 assert not [i.pattern for i in ids if i.search(data)], f"plaintext id in {path}"
     assert checked > 5
-    stats = [json.loads(json.loads(line)["add"]["stats"])
-             for log in (Path(config.rejected.path) / "_delta_log").glob("*.json")
-             for line in log.read_text().splitlines() if '"add"' in line and '"stats"' in line]
+    stats = [
+        json.loads(json.loads(line)["add"]["stats"])
+        for log in (Path(config.rejected.path) / "_delta_log").glob("*.json")
+        for line in log.read_text().splitlines()
+        if '"add"' in line and '"stats"' in line
+    ]
     assert stats and all("CustomerID" not in s.get("minValues", {}) for s in stats)
     # Any source field of a bad row can hold anything: only what the job writes keeps statistics.
-    assert all(set(s.get("minValues", {})) <= {"sourceFile", "rowNumber", "runId", "rejectedAt", "strmMeta"}
-               for s in stats)
+    assert all(
+        set(s.get("minValues", {}))
+        <= {"sourceFile", "rowNumber", "runId", "rejectedAt", "strmMeta"}
+        for s in stats
+    )
     for path in (p for p in (Path(config.rejected.path) / "_delta_log").rglob("*") if p.is_file()):
         assert b"shifted.victim" not in path.read_bytes(), f"shifted source text in {path.name}"
 
 
 def test_data_subjects_skip_quarantined_rows(spark, reject_run):
     config, _, _ = reject_run
-    subjects = {r["dataSubject"] for r in spark.read.format("delta").load(config.data_subjects.path).collect()}
-    assert "99002" in subjects and "99005" in subjects   # rejected but with a known day
-    assert not {"99001", "99003", "99004"} & subjects     # quarantined: no per-subject key
+    subjects = {
+        r["dataSubject"]
+        for r in spark.read.format("delta").load(config.data_subjects.path).collect()
+    }
+    assert "99002" in subjects and "99005" in subjects  # rejected but with a known day
+    assert not {"99001", "99003", "99004"} & subjects  # quarantined: no per-subject key
 
 
 def test_a_rerun_that_only_needs_its_quarantine_key_appends_it(spark, tmp_path):
@@ -156,10 +197,16 @@ def test_a_rerun_that_only_needs_its_quarantine_key_appends_it(spark, tmp_path):
     config = job_config(src, tmp_path / "out")
     first = run_job(spark, config)
     second = run_job(spark, config)
-    assert first.keys_created > 0 and second.keys_created == 0 and second.keys_reused == first.keys_created
+    assert (
+        first.keys_created > 0
+        and second.keys_created == 0
+        and second.keys_reused == first.keys_created
+    )
     assert first.quarantine_key and second.quarantine_key
     keys = spark.read.format("delta").load(f"{config.key_store}/keys")
-    quarantine = {r["keyLink"]: bytes(r["keyset"]) for r in keys.where("kind = 'quarantine'").collect()}
+    quarantine = {
+        r["keyLink"]: bytes(r["keyset"]) for r in keys.where("kind = 'quarantine'").collect()
+    }
     assert len(quarantine) == 2
     rejected = spark.read.format("delta").load(config.rejected.path).collect()
     assert sorted(r["strmMeta"]["keyLink"] for r in rejected) == sorted(quarantine)

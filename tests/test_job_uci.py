@@ -15,7 +15,16 @@ from helpers import job_config
 from strm_spark import crypto
 from strm_spark.job import run_job
 
-FIELDS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+FIELDS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -106,8 +115,13 @@ def test_grouping_and_timestamps_match_strm_output(decrypted):
     ours = {(_s(d["CustomerID"]), d["day"]) for d in decrypted}
     assert all(len(g) == 1 for g in strm_groups.values())
     assert {next(iter(g)) for g in strm_groups.values()} == ours
-    strm_ts = Counter((r["InvoiceNo"], r["StockCode"], r["InvoiceDate"], int(r["strmMeta.timestamp"])) for r in strm)
-    our_ts = Counter((d["InvoiceNo"], d["StockCode"], d["InvoiceDate"], d["timestamp"]) for d in decrypted)
+    strm_ts = Counter(
+        (r["InvoiceNo"], r["StockCode"], r["InvoiceDate"], int(r["strmMeta.timestamp"]))
+        for r in strm
+    )
+    our_ts = Counter(
+        (d["InvoiceNo"], d["StockCode"], d["InvoiceDate"], d["timestamp"]) for d in decrypted
+    )
     assert our_ts == strm_ts
 
 
@@ -115,14 +129,24 @@ def test_derived_cumulative_2_equals_strm_output(spark, uci_run):
     config, _, _ = uci_run
     derived = spark.read.format("delta").load(config.derived[0].path).collect()
     got = Counter(
-        (*(_s(r[f]) for f in FIELDS), r["strmMeta"]["eventContractRef"], str(r["strmMeta"]["nonce"]),
-         str(r["strmMeta"]["timestamp"]), json.dumps(r["strmMeta"]["consentLevels"]).replace(" ", ""))
+        (
+            *(_s(r[f]) for f in FIELDS),
+            r["strmMeta"]["eventContractRef"],
+            str(r["strmMeta"]["nonce"]),
+            str(r["strmMeta"]["timestamp"]),
+            json.dumps(r["strmMeta"]["consentLevels"]).replace(" ", ""),
+        )
         for r in derived
     )
     strm = _csv_rows(BLOGPOST / "strm_output_decrypted-0.csv")
     expected = Counter(
-        (*(r[f] for f in FIELDS), r["strmMeta.eventContractRef"], r["strmMeta.nonce"],
-         r["strmMeta.timestamp"], r["strmMeta.consentLevels"])
+        (
+            *(r[f] for f in FIELDS),
+            r["strmMeta.eventContractRef"],
+            r["strmMeta.nonce"],
+            r["strmMeta.timestamp"],
+            r["strmMeta.consentLevels"],
+        )
         for r in strm
     )
     assert got == expected
@@ -145,7 +169,10 @@ def test_key_store_holds_no_key_field_values_and_correct_expiry(spark, uci_run):
     for k in keys:
         assert k["keyHash"] not in ids and len(k["keyHash"]) == 64
         assert k["groupId"] == "test-group"
-        expected = datetime(k["day"].year, k["day"].month, k["day"].day, tzinfo=UTC).timestamp() + 86400 * 2557
+        expected = (
+            datetime(k["day"].year, k["day"].month, k["day"].day, tzinfo=UTC).timestamp()
+            + 86400 * 2557
+        )
         assert k["expiresAt"].replace(tzinfo=UTC).timestamp() == expected
         keyset = json.loads(bytes(k["keyset"]))
         assert keyset["key"][0]["keyData"]["typeUrl"].endswith("AesSivKey")
@@ -181,8 +208,12 @@ def test_no_plaintext_pii_in_delta_statistics(uci_run):
     config, _, out = uci_run
     ids = {r["CustomerID"] for r in _csv_rows(UCI_CSV) if r["CustomerID"]}
     # (The rejected table is empty here; test_job_rejects checks it with rejected rows.)
-    tables = [Path(config.encrypted.path), Path(config.derived[0].path),
-              Path(config.data_subjects.path), Path(config.key_store) / "keys"]
+    tables = [
+        Path(config.encrypted.path),
+        Path(config.derived[0].path),
+        Path(config.data_subjects.path),
+        Path(config.key_store) / "keys",
+    ]
     for table in tables:
         values = _delta_log_values(table)
         assert values, f"{table} has no statistics at all; the check would be vacuous"

@@ -26,7 +26,7 @@ def _uci_slice(path: Path, first: int, last: int, step: int = 1) -> Path:
     19,998 rows are in time order, over 8 days)."""
     require_shared()
     lines = UCI_CSV.read_text(encoding="utf-8").splitlines()
-    path.write_text("\n".join([lines[0], *lines[first:last + 1:step]]) + "\n", encoding="utf-8")
+    path.write_text("\n".join([lines[0], *lines[first : last + 1 : step]]) + "\n", encoding="utf-8")
     return path
 
 
@@ -58,7 +58,13 @@ def test_outputs_are_not_partitioned_and_each_file_is_sorted_by_day(spark, tmp_p
         for path in files:
             days = pq.read_table(table / path, columns=["strmDay"]).column("strmDay").to_pylist()
             assert days == sorted(days) and len(set(days)) >= 1
-    days = spark.read.format("delta").load(str(tmp_path / "out" / "encrypted")).select("strmDay").distinct().count()
+    days = (
+        spark.read.format("delta")
+        .load(str(tmp_path / "out" / "encrypted"))
+        .select("strmDay")
+        .distinct()
+        .count()
+    )
     assert days == 8 and summary.rows_encrypted == 4000
 
 
@@ -84,14 +90,20 @@ def test_partition_by_is_an_option_and_an_existing_table_keeps_its_layout(spark,
 def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, tmp_path):
     """History of other days lives in files the run must not read: they are deleted, and a
     rerun of the batch (all keys reused) still succeeds."""
-    early = _uci_slice(tmp_path / "early.csv", 1, 3000)    # December 2010
+    early = _uci_slice(tmp_path / "early.csv", 1, 3000)  # December 2010
     late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # later days
     out = tmp_path / "out"
     first = run_job(spark, job_config(early, out))
     second = run_job(spark, job_config(late, out))
     assert first.keys_created > 0 and second.keys_created > 0
-    late_keys = spark.read.format("delta").load(str(out / "keystore" / "keys")).where(f"runId = '{second.run_id}'")
-    bounds = late_keys.agg(F.min("day").alias("lo"), F.max("day").alias("hi"), F.min("expiresAt").alias("exp")).first()
+    late_keys = (
+        spark.read.format("delta")
+        .load(str(out / "keystore" / "keys"))
+        .where(f"runId = '{second.run_id}'")
+    )
+    bounds = late_keys.agg(
+        F.min("day").alias("lo"), F.max("day").alias("hi"), F.min("expiresAt").alias("exp")
+    ).first()
     lo, hi = bounds["lo"].isoformat(), bounds["hi"].isoformat()
     removed = 0
     for path, stats in active_files(out / "keystore" / "keys").items():
@@ -100,7 +112,10 @@ def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, tmp
             (out / "keystore" / "keys" / path).unlink()
             removed += 1
     for path, stats in active_files(out / "data_subjects").items():
-        if datetime.fromisoformat(stats["maxValues"]["expiresAt"]).replace(tzinfo=None) < bounds["exp"]:
+        if (
+            datetime.fromisoformat(stats["maxValues"]["expiresAt"]).replace(tzinfo=None)
+            < bounds["exp"]
+        ):
             (out / "data_subjects" / path).unlink()
             removed += 1
     assert removed >= 2, "the history was not in separate files"
@@ -126,8 +141,10 @@ def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_p
     still succeed with all their rows: they never opened those files."""
     from strm_spark.subjects import export_subject, forget
 
-    early = _uci_slice(tmp_path / "early.csv", 1, 3000)    # 2010-12-01, moved to November:
-    early.write_text(early.read_text(encoding="utf-8").replace(",2010-12-01 ", ",2010-11-01 "), encoding="utf-8")
+    early = _uci_slice(tmp_path / "early.csv", 1, 3000)  # 2010-12-01, moved to November:
+    early.write_text(
+        early.read_text(encoding="utf-8").replace(",2010-12-01 ", ",2010-11-01 "), encoding="utf-8"
+    )
     late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # 2010-12-07 .. 2010-12-09
     out = tmp_path / "out"
     run_job(spark, job_config(early, out))
@@ -135,8 +152,14 @@ def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_p
     run_job(spark, config)
     csv = spark.read.option("header", True).csv
     earlier = csv(str(early)).select("CustomerID").distinct()
-    counts = (csv(str(late)).where("CustomerID IS NOT NULL").join(earlier, "CustomerID", "left_anti")
-              .groupBy("CustomerID").count().orderBy(F.desc("count"), "CustomerID"))
+    counts = (
+        csv(str(late))
+        .where("CustomerID IS NOT NULL")
+        .join(earlier, "CustomerID", "left_anti")
+        .groupBy("CustomerID")
+        .count()
+        .orderBy(F.desc("count"), "CustomerID")
+    )
     subject, rows = counts.first()
     first = export_subject(spark, config, subject, tmp_path / "before")
     assert first.files["encrypted.jsonl"] == rows
@@ -149,12 +172,19 @@ def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_p
     assert report.completed and report.derived_rows_removed == {"decrypted-0": rows}
     # Delta keeps each MERGE's condition in commitInfo: it names whole months, never the
     # forgotten subject's days.
-    commits = [json.loads(line)["commitInfo"] for log in sorted((out / "derived" / "d0" / "_delta_log").glob("*.json"))
-               for line in log.read_text().splitlines() if '"commitInfo"' in line]
+    commits = [
+        json.loads(line)["commitInfo"]
+        for log in sorted((out / "derived" / "d0" / "_delta_log").glob("*.json"))
+        for line in log.read_text().splitlines()
+        if '"commitInfo"' in line
+    ]
     merges = [c["operationParameters"]["predicate"] for c in commits if c["operation"] == "MERGE"]
     assert merges and all(day not in c for c in merges for day in first.partitions_read)
-    assert all(re.findall(r"\d{4}-\d{2}-(\d{2})", c) and set(re.findall(r"\d{4}-\d{2}-(\d{2})", c)) == {"01"}
-               for c in merges)
+    assert all(
+        re.findall(r"\d{4}-\d{2}-(\d{2})", c)
+        and set(re.findall(r"\d{4}-\d{2}-(\d{2})", c)) == {"01"}
+        for c in merges
+    )
 
 
 def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, monkeypatch):

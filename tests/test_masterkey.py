@@ -54,7 +54,9 @@ def test_unusable_master_keys_fail_clearly(tmp_path):
         import tink.integration.gcpkms  # noqa: F401
     except ImportError:
         with pytest.raises(SecretError, match=r"tink\[gcpkms\]"):
-            masterkey.load_master_key(MasterKeyRef(kms_uri="gcp-kms://projects/p/locations/l/keyRings/r/cryptoKeys/k"))
+            masterkey.load_master_key(
+                MasterKeyRef(kms_uri="gcp-kms://projects/p/locations/l/keyRings/r/cryptoKeys/k")
+            )
 
 
 def test_wrapped_keysets_decrypt_only_with_the_master_key_and_their_link(master, tmp_path):
@@ -87,12 +89,17 @@ def test_config_master_key_forms(tmp_path):
     config = parse_job_config(doc, "job.yaml", tmp_path)
     assert config.master_key == MasterKeyRef(keyset_file=str(tmp_path / "secrets" / "mk.json"))
     assert config.audit == f"{config.key_store}/audit"
-    doc["keys"]["master_key"] = {"kms_uri": "aws-kms://arn:aws:kms:eu-west-1:123:key/abc", "credentials_file": "c.ini"}
+    doc["keys"]["master_key"] = {
+        "kms_uri": "aws-kms://arn:aws:kms:eu-west-1:123:key/abc",
+        "credentials_file": "c.ini",
+    }
     assert parse_job_config(doc, "job.yaml", tmp_path).master_key.kms_uri.startswith("aws-kms://")
-    for bad, message in [({"kms_uri": "vault://x"}, "gcp-kms:// or aws-kms://"),
-                         ({}, "exactly one of keyset_file or kms_uri"),
-                         ({"keyset_file": "a", "kms_uri": "gcp-kms://x"}, "exactly one"),
-                         ({"keyset_file": "a", "credentials_file": "c"}, "only applies to a kms_uri")]:
+    for bad, message in [
+        ({"kms_uri": "vault://x"}, "gcp-kms:// or aws-kms://"),
+        ({}, "exactly one of keyset_file or kms_uri"),
+        ({"keyset_file": "a", "kms_uri": "gcp-kms://x"}, "exactly one"),
+        ({"keyset_file": "a", "credentials_file": "c"}, "only applies to a kms_uri"),
+    ]:
         doc["keys"]["master_key"] = bad
         with pytest.raises(ConfigError, match=message):
             parse_job_config(doc, "job.yaml", tmp_path)
@@ -103,8 +110,13 @@ def test_config_master_key_forms(tmp_path):
 
 
 def _versions(spark, config) -> dict[str, int]:
-    paths = [config.encrypted.path, config.data_subjects.path, config.rejected.path, f"{config.key_store}/keys",
-             *[d.path for d in config.derived]]
+    paths = [
+        config.encrypted.path,
+        config.data_subjects.path,
+        config.rejected.path,
+        f"{config.key_store}/keys",
+        *[d.path for d in config.derived],
+    ]
     return {p: DeltaTable.forPath(spark, p).history(1).first()["version"] for p in paths}
 
 
@@ -119,12 +131,22 @@ def test_job_stores_wrapped_keysets_and_refuses_a_wrong_master_key(spark, tmp_pa
 
     keys = KeyStore(spark, config.key_store).keys().collect()
     assert keys and all(k["wrappedBy"] == master.id for k in keys)
-    assert all(masterkey.is_wrapped(bytes(k["keyset"])) and b'"value"' not in bytes(k["keyset"]) for k in keys)
+    assert all(
+        masterkey.is_wrapped(bytes(k["keyset"])) and b'"value"' not in bytes(k["keyset"])
+        for k in keys
+    )
     # The encrypted rows decrypt through the wrapped keysets; the derived table got the plaintext.
     enc = spark.read.format("delta").load(config.encrypted.path)
     by_link = {k["keyLink"]: bytes(k["keyset"]) for k in keys}
-    emails = {crypto.decrypt(by_link[r["strmMeta"]["keyLink"]], r["email"], key_link=r["strmMeta"]["keyLink"],
-                             master=master) for r in enc.collect()}
+    emails = {
+        crypto.decrypt(
+            by_link[r["strmMeta"]["keyLink"]],
+            r["email"],
+            key_link=r["strmMeta"]["keyLink"],
+            master=master,
+        )
+        for r in enc.collect()
+    }
     assert {sd.FORGET, sd.KEEP, *sd.OTHERS} <= emails
     derived = spark.read.format("delta").load(config.derived[0].path)
     assert derived.where(F.col("email") == sd.KEEP).count() == 2 * len(sd.KEEP_DAYS)
@@ -134,7 +156,9 @@ def test_job_stores_wrapped_keysets_and_refuses_a_wrong_master_key(spark, tmp_pa
     # Decrypting views open wrapped keysets too, and agree with the written derived table.
     name = register_job_views(spark, config, prefix="mk_")[1]
     emails = Counter(r["email"] for r in spark.table(name).collect())
-    assert emails == Counter(r["email"] for r in derived.collect()) and emails[sd.KEEP] == 2 * len(sd.KEEP_DAYS)
+    assert emails == Counter(r["email"] for r in derived.collect()) and emails[sd.KEEP] == 2 * len(
+        sd.KEEP_DAYS
+    )
 
     before = _versions(spark, config)
     other = root / "secrets" / "other.json"

@@ -37,7 +37,9 @@ def _with_regex(tmp_path, pattern):
 def test_regexes_are_checked_with_java_semantics(spark, tmp_path, pattern):
     config = _with_regex(tmp_path, pattern)
     for check in (lambda: check_job(config), lambda: check_on_session(spark, config)):
-        with pytest.raises(ConfigError, match=r"validations\[0\]\.value: not a valid Java regular expression") as e:
+        with pytest.raises(
+            ConfigError, match=r"validations\[0\]\.value: not a valid Java regular expression"
+        ) as e:
             check()
         assert pattern not in str(e.value)
     with pytest.raises(ConfigError):
@@ -68,8 +70,12 @@ def test_a_missing_seed_file_is_found_by_validate(tmp_path):
     doc["outputs"]["derived"][0]["masked_fields"] = ["CustomerID"]
     cfg = tmp_path / "job.yaml"
     cfg.write_text(yaml.safe_dump(doc))
-    proc = subprocess.run([sys.executable, "-m", "strm_spark.cli", "validate", str(cfg)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", "validate", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "masking.seed_file" in proc.stderr and "SuperSecret" not in proc.stderr
     with pytest.raises(StrmSparkError):
@@ -78,11 +84,17 @@ def test_a_missing_seed_file_is_found_by_validate(tmp_path):
 
 def test_validate_refuses_a_python_only_regex_with_exit_2(tmp_path):
     doc = job_doc(_source(tmp_path), tmp_path / "out")
-    doc["contract"]["validations"] = [{"field": "Country", "type": "regex", "value": "(?P<c>[A-Z]+)"}]
+    doc["contract"]["validations"] = [
+        {"field": "Country", "type": "regex", "value": "(?P<c>[A-Z]+)"}
+    ]
     cfg = tmp_path / "job.yaml"
     cfg.write_text(yaml.safe_dump(doc))
-    proc = subprocess.run([sys.executable, "-m", "strm_spark.cli", "validate", str(cfg)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", "validate", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "not a valid Java regular expression" in proc.stderr
     assert "Traceback" not in proc.stderr
 

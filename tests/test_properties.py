@@ -21,29 +21,49 @@ DATES = st.one_of(
     TEXT,
     st.just(""),
 )
-ROW = st.fixed_dictionaries({
-    "InvoiceNo": TEXT,
-    "StockCode": TEXT,
-    "Description": TEXT,
-    "Quantity": st.one_of(st.integers(-10**12, 10**12).map(str), TEXT),
-    "InvoiceDate": DATES,
-    "UnitPrice": TEXT,
-    "CustomerID": st.one_of(st.just(""), st.integers(10000, 10040).map(str), TEXT),
-    "Country": TEXT,
-})
-FIELDS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
-CONFIG = st.fixed_dictionaries({
-    "zone": st.sampled_from(["UTC", "Europe/Amsterdam", "America/St_Johns", "Pacific/Kiritimati"]),
-    "levels": st.lists(st.integers(0, 3), max_size=3, unique=True),
-    "derived_levels": st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True),
-    "consent_type": st.sampled_from(["CUMULATIVE", "GRANULAR"]),
-})
+ROW = st.fixed_dictionaries(
+    {
+        "InvoiceNo": TEXT,
+        "StockCode": TEXT,
+        "Description": TEXT,
+        "Quantity": st.one_of(st.integers(-(10**12), 10**12).map(str), TEXT),
+        "InvoiceDate": DATES,
+        "UnitPrice": TEXT,
+        "CustomerID": st.one_of(st.just(""), st.integers(10000, 10040).map(str), TEXT),
+        "Country": TEXT,
+    }
+)
+FIELDS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
+CONFIG = st.fixed_dictionaries(
+    {
+        "zone": st.sampled_from(
+            ["UTC", "Europe/Amsterdam", "America/St_Johns", "Pacific/Kiritimati"]
+        ),
+        "levels": st.lists(st.integers(0, 3), max_size=3, unique=True),
+        "derived_levels": st.lists(st.integers(0, 3), min_size=1, max_size=2, unique=True),
+        "consent_type": st.sampled_from(["CUMULATIVE", "GRANULAR"]),
+    }
+)
 _runs = itertools.count()
 
 
 # No shrinking: each example is a Spark job; a failure prints the example as generated.
-@settings(max_examples=5, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=5,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rows=st.lists(ROW, min_size=1, max_size=40), cfg=CONFIG)
 def test_every_row_is_encrypted_or_rejected(spark, tmp_path, rows, cfg):
     root = tmp_path / f"run-{next(_runs)}"
@@ -54,16 +74,38 @@ def test_every_row_is_encrypted_or_rejected(spark, tmp_path, rows, cfg):
     writer.writerows(rows)
     (root / "in.csv").write_text(buf.getvalue(), encoding="utf-8")
     config = job_config(
-        root / "in.csv", root / "out",
+        root / "in.csv",
+        root / "out",
         consent={"default_levels": cfg["levels"]},
-        timestamp={"field": "InvoiceDate", "pattern": "yyyy-MM-dd HH:mm:ss", "default_time_zone": cfg["zone"]},
+        timestamp={
+            "field": "InvoiceDate",
+            "pattern": "yyyy-MM-dd HH:mm:ss",
+            "default_time_zone": cfg["zone"],
+        },
     )
     doc_derived = config.derived[0]
-    config = config.__class__(**{**config.__dict__, "derived": (doc_derived.__class__(
-        **{**doc_derived.__dict__, "consent_type": cfg["consent_type"],
-           "consent_levels": tuple(cfg["derived_levels"])}),)})
+    config = config.__class__(
+        **{
+            **config.__dict__,
+            "derived": (
+                doc_derived.__class__(
+                    **{
+                        **doc_derived.__dict__,
+                        "consent_type": cfg["consent_type"],
+                        "consent_levels": tuple(cfg["derived_levels"]),
+                    }
+                ),
+            ),
+        }
+    )
     summary = run_job(spark, config)
     assert summary.rows_read == len(rows)
     assert summary.rows_encrypted + summary.rows_rejected == len(rows)
-    assert spark.read.format("delta").load(str(root / "out" / "encrypted")).count() == summary.rows_encrypted
-    assert spark.read.format("delta").load(str(root / "out" / "rejected")).count() == summary.rows_rejected
+    assert (
+        spark.read.format("delta").load(str(root / "out" / "encrypted")).count()
+        == summary.rows_encrypted
+    )
+    assert (
+        spark.read.format("delta").load(str(root / "out" / "rejected")).count()
+        == summary.rows_rejected
+    )

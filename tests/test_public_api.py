@@ -11,10 +11,12 @@ FORBIDDEN = re.compile(r"\b_jvm\b|\b_jsc\b|\bsparkContext\b|\bDeltaTable\b|\bhad
 
 
 def test_no_py4j_or_delta_python_api_in_the_package():
-    hits = [f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
-            for path in sorted(PACKAGE.rglob("*.py"))
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-            if FORBIDDEN.search(line)]
+    hits = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if FORBIDDEN.search(line)
+    ]
     assert not hits, "\n".join(hits)
 
 

@@ -26,7 +26,15 @@ REGION = "us-east-1"
 SOURCE = "s3a://data/in/uci_online_retail.csv"
 OUT = "s3a://data/out"
 KEY_STORE = "s3a://keys/store"
-FIELDS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "Country"]
+FIELDS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "Country",
+]
 
 
 def s3_doc_overrides(key_store: str = KEY_STORE) -> dict:
@@ -37,8 +45,14 @@ def s3_doc_overrides(key_store: str = KEY_STORE) -> dict:
             "encrypted": f"{OUT}/encrypted",
             "data_subjects": f"{OUT}/data_subjects",
             "rejected": f"{OUT}/rejected",
-            "derived": [{"name": "decrypted-0", "path": f"{OUT}/derived/d0",
-                         "consent_type": "CUMULATIVE", "consent_levels": [2]}],
+            "derived": [
+                {
+                    "name": "decrypted-0",
+                    "path": f"{OUT}/derived/d0",
+                    "consent_type": "CUMULATIVE",
+                    "consent_levels": [2],
+                }
+            ],
         },
     }
 
@@ -50,7 +64,10 @@ def test_s3a_jars_go_on_a_local_sessions_class_path_when_present(tmp_path, monke
     udf_jar = tmp_path / "strm-spark-udf.jar"
     udf_jar.touch()
     monkeypatch.setattr(session, "UDF_JAR", udf_jar)
-    assert jar_conf("local[2]") == {"spark.jars.packages": ",".join(DELTA_PACKAGES), "spark.jars": str(udf_jar)}
+    assert jar_conf("local[2]") == {
+        "spark.jars.packages": ",".join(DELTA_PACKAGES),
+        "spark.jars": str(udf_jar),
+    }
     monkeypatch.setattr(session, "UDF_JAR", tmp_path / "no-udf.jar")
     for coordinate in (*DELTA_PACKAGES, *S3A_PACKAGES):
         group, artifact, version = coordinate.split(":")
@@ -60,7 +77,10 @@ def test_s3a_jars_go_on_a_local_sessions_class_path_when_present(tmp_path, monke
     local = jar_conf("local[2]")
     assert local["spark.jars"].count(".jar") == len(DELTA_PACKAGES)
     assert [p.rsplit("/", 1)[1] for p in local["spark.driver.extraClassPath"].split(":")] == [
-        "hadoop-aws-3.5.0.jar", "bundle-2.35.4.jar", "analyticsaccelerator-s3-1.3.1.jar"]
+        "hadoop-aws-3.5.0.jar",
+        "bundle-2.35.4.jar",
+        "analyticsaccelerator-s3-1.3.1.jar",
+    ]
     assert "spark.driver.extraClassPath" not in jar_conf("spark://master:7077")
 
 
@@ -95,7 +115,9 @@ def moto_s3_server() -> Iterator[str]:
         yield endpoint
     finally:
         try:
-            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
+            urllib.request.urlopen(
+                urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+            ).close()
         finally:
             server.stop()
             werkzeug.setLevel(level)
@@ -142,7 +164,9 @@ def s3(spark):
     it; all undone afterwards. Yields a boto3 S3 client."""
     if s3a_jars() is None:
         pytest.skip("the S3A jars are not in ~/.m2 (make jars fetches them)")
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]')")
+    pytest.importorskip(
+        "moto.server", reason="moto[server] is not installed (pip install -e '.[test]')"
+    )
     import boto3
 
     try:
@@ -151,8 +175,13 @@ def s3(spark):
         pytest.fail("the S3A jars are in ~/.m2 but not on the session's class path (see get_spark)")
     buckets = ("data", "keys")
     with moto_s3_server() as endpoint:
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
-                              aws_access_key_id="dummy", aws_secret_access_key="dummy")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="dummy",
+            aws_secret_access_key="dummy",
+        )
         try:
             for bucket in buckets:
                 client.create_bucket(Bucket=bucket)
@@ -178,7 +207,9 @@ def _s(value) -> str:
 
 
 def _utc_day(text: str) -> str:
-    local = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo("Europe/Amsterdam"))
+    local = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(
+        tzinfo=ZoneInfo("Europe/Amsterdam")
+    )
     return local.astimezone(ZoneInfo("UTC")).date().isoformat()
 
 
@@ -187,7 +218,9 @@ def s3_runs(spark, s3, tmp_path_factory):
     """The job run twice on the same S3 source: (config, first summary, second summary, input rows)."""
     require_shared()
     lines = _slice()
-    s3.put_object(Bucket="data", Key="in/uci_online_retail.csv", Body="".join(lines).encode("utf-8"))
+    s3.put_object(
+        Bucket="data", Key="in/uci_online_retail.csv", Body="".join(lines).encode("utf-8")
+    )
     config = job_config(SOURCE, tmp_path_factory.mktemp("s3conf"), **s3_doc_overrides())
     first = run_job(spark, config)
     second = run_job(spark, config)
@@ -214,7 +247,11 @@ def test_second_run_reuses_the_keys(spark, s3_runs):
 def test_encrypted_table_on_s3_decrypts_with_keys_from_the_keys_bucket(spark, s3_runs):
     _, _, _, rows = s3_runs
     keys = key_ring(spark, KEY_STORE)
-    enc = spark.read.format("delta").load(f"{OUT}/encrypted").select(*FIELDS, "CustomerID", "strmMeta.keyLink")
+    enc = (
+        spark.read.format("delta")
+        .load(f"{OUT}/encrypted")
+        .select(*FIELDS, "CustomerID", "strmMeta.keyLink")
+    )
     got = enc.collect()
     assert len(got) == 2 * ROWS  # two appending runs
     assert {r["keyLink"] for r in got} <= set(keys), "a row's key link has no key in the key store"
@@ -223,7 +260,8 @@ def test_encrypted_table_on_s3_decrypts_with_keys_from_the_keys_bucket(spark, s3
     assert leaked == 0, "plaintext customer ids in the encrypted table"
     decrypted = Counter(
         (*(_s(r[f]) for f in FIELDS), _s(crypto.decrypt(keys[r["keyLink"]], r["CustomerID"])))
-        for r in got)
+        for r in got
+    )
     expected = Counter(tuple(r[f] for f in [*FIELDS, "CustomerID"]) for r in rows for _ in range(2))
     # Compare counts, never the rows: a failure report must not show customer ids.
     assert (sum((decrypted - expected).values()), sum((expected - decrypted).values())) == (0, 0)
@@ -239,9 +277,18 @@ def test_outputs_are_delta_tables_on_s3(spark, s3_runs):
 
 def test_key_store_alone_in_its_bucket(s3, s3_runs):
     data, keys = _objects(s3, "data"), _objects(s3, "keys")
-    assert keys and all(k.startswith("store/") for k in keys), "something besides the key store in bucket keys"
+    assert keys and all(k.startswith("store/") for k in keys), (
+        "something besides the key store in bucket keys"
+    )
     assert {k.split("/")[1] for k in keys} == {"keys", "hash_keys"}
     assert any(k.startswith("store/keys/_delta_log/") for k in keys)
     # Bucket data holds the source and the data outputs, no part of the key store.
     tops = {k.split("/")[1] if k.startswith("out/") else k for k in data}
-    assert tops == {"in/uci_online_retail.csv", "encrypted", "data_subjects", "rejected", "derived", "_runs"}
+    assert tops == {
+        "in/uci_online_retail.csv",
+        "encrypted",
+        "data_subjects",
+        "rejected",
+        "derived",
+        "_runs",
+    }

@@ -13,20 +13,50 @@ from strm_spark.errors import DataError
 from strm_spark.job import run_job
 
 ROWS = [
-    {"InvoiceNo": "1", "StockCode": "A", "Description": "x", "Quantity": 2, "InvoiceDate": "2010-12-01 23:30:00",
-     "UnitPrice": "1.0", "CustomerID": "c-1", "Country": "NL"},
-    {"InvoiceNo": "2", "StockCode": "B", "Description": None, "Quantity": 1, "InvoiceDate": "2010-12-02 00:30:00",
-     "UnitPrice": "2.0", "CustomerID": "c-1", "Country": "NL"},
-    {"InvoiceNo": "3", "StockCode": "C", "Description": "z", "Quantity": None, "InvoiceDate": "2010-12-02 08:00:00",
-     "UnitPrice": "3.0", "CustomerID": None, "Country": "NL"},
+    {
+        "InvoiceNo": "1",
+        "StockCode": "A",
+        "Description": "x",
+        "Quantity": 2,
+        "InvoiceDate": "2010-12-01 23:30:00",
+        "UnitPrice": "1.0",
+        "CustomerID": "c-1",
+        "Country": "NL",
+    },
+    {
+        "InvoiceNo": "2",
+        "StockCode": "B",
+        "Description": None,
+        "Quantity": 1,
+        "InvoiceDate": "2010-12-02 00:30:00",
+        "UnitPrice": "2.0",
+        "CustomerID": "c-1",
+        "Country": "NL",
+    },
+    {
+        "InvoiceNo": "3",
+        "StockCode": "C",
+        "Description": "z",
+        "Quantity": None,
+        "InvoiceDate": "2010-12-02 08:00:00",
+        "UnitPrice": "3.0",
+        "CustomerID": None,
+        "Country": "NL",
+    },
 ]
 
 
 def _decrypted_ids(spark, config):
     keys = key_ring(spark, config.key_store)
     enc = spark.read.format("delta").load(config.encrypted.path).collect()
-    return sorted((r["InvoiceNo"], crypto.decrypt(keys[r["strmMeta"]["keyLink"]], r["CustomerID"]),
-                   r["strmMeta"]["keyLink"]) for r in enc)
+    return sorted(
+        (
+            r["InvoiceNo"],
+            crypto.decrypt(keys[r["strmMeta"]["keyLink"]], r["CustomerID"]),
+            r["strmMeta"]["keyLink"],
+        )
+        for r in enc
+    )
 
 
 def _check(spark, config, summary, rejected=0):
@@ -41,20 +71,26 @@ def _check(spark, config, summary, rejected=0):
 
 def test_json_lines_source_with_a_broken_line(spark, tmp_path):
     src = tmp_path / "in.jsonl"
-    lines = [json.dumps(r) for r in ROWS] + ['{"InvoiceNo": "4", "CustomerID": "c-9", broken',
-                                             '{"InvoiceNo": "5", "CustomerID": "c-\udce9"}']
+    lines = [json.dumps(r) for r in ROWS] + [
+        '{"InvoiceNo": "4", "CustomerID": "c-9", broken',
+        '{"InvoiceNo": "5", "CustomerID": "c-\udce9"}',
+    ]
     src.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
     config = job_config(src, tmp_path / "out", fmt="json")
     summary = run_job(spark, config)
     _check(spark, config, summary, rejected=2)
-    assert summary.rejected_by_reason == {"malformed record (wrong number of fields or bad quoting)": 1,
-                                          "malformed record (not valid UTF-8 text)": 1}
+    assert summary.rejected_by_reason == {
+        "malformed record (wrong number of fields or bad quoting)": 1,
+        "malformed record (not valid UTF-8 text)": 1,
+    }
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "delta"])
 def test_parquet_and_delta_sources(spark, tmp_path, fmt):
-    schema = ("InvoiceNo string, StockCode string, Description string, Quantity int, InvoiceDate string, "
-              "UnitPrice string, CustomerID string, Country string, extra string")
+    schema = (
+        "InvoiceNo string, StockCode string, Description string, Quantity int, InvoiceDate string, "
+        "UnitPrice string, CustomerID string, Country string, extra string"
+    )
     df = spark.createDataFrame([(*r.values(), "ignored") for r in ROWS], schema)
     df.write.format(fmt).save(str(tmp_path / "src"))
     config = job_config(tmp_path / "src", tmp_path / "out", fmt=fmt)
@@ -62,7 +98,9 @@ def test_parquet_and_delta_sources(spark, tmp_path, fmt):
 
 
 def test_parquet_source_missing_a_contract_field_is_a_clear_error(spark, tmp_path):
-    spark.createDataFrame([("1", "x")], "InvoiceNo string, Other string").write.parquet(str(tmp_path / "src"))
+    spark.createDataFrame([("1", "x")], "InvoiceNo string, Other string").write.parquet(
+        str(tmp_path / "src")
+    )
     config = job_config(tmp_path / "src", tmp_path / "out", fmt="parquet")
     with pytest.raises(DataError, match="lacks contract field.*StockCode"):
         run_job(spark, config)
@@ -73,10 +111,12 @@ def test_csv_with_a_different_header_names_the_file(spark, tmp_path):
     src.mkdir()
     (src / "good.csv").write_text(
         "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
-        "1,A,x,1,2010-12-01 08:00:00,1.0,c-1,NL\n")
+        "1,A,x,1,2010-12-01 08:00:00,1.0,c-1,NL\n"
+    )
     (src / "swapped.csv").write_text(
         "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Country,CustomerID\n"
-        "2,B,y,1,2010-12-01 08:00:00,1.0,NL,c-2\n")
+        "2,B,y,1,2010-12-01 08:00:00,1.0,NL,c-2\n"
+    )
     config = job_config(src, tmp_path / "out")
     with pytest.raises(DataError) as info:
         run_job(spark, config)
@@ -121,7 +161,9 @@ def test_csv_missing_a_column_names_the_file(spark, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     _write_csv(src / "good.csv", ROWS[:1])
-    (src / "short.csv").write_text(HEADER.removesuffix(",Country") + "\n9,Z,z,1,2010-12-01 08:00:00,1.0,c-7\n")
+    (src / "short.csv").write_text(
+        HEADER.removesuffix(",Country") + "\n9,Z,z,1,2010-12-01 08:00:00,1.0,c-7\n"
+    )
     config = job_config(src, tmp_path / "out")
     with pytest.raises(DataError) as info:
         run_job(spark, config)
@@ -131,7 +173,7 @@ def test_csv_missing_a_column_names_the_file(spark, tmp_path):
 
 
 def test_a_huge_pii_field_round_trips(spark, tmp_path):
-    huge = "c-" + "9" * (4 << 20)   # a 4 MiB customer id
+    huge = "c-" + "9" * (4 << 20)  # a 4 MiB customer id
     rows = [dict(ROWS[0]), dict(ROWS[1], CustomerID=huge)]
     src = tmp_path / "in.csv"
     _write_csv(src, rows)
@@ -140,4 +182,4 @@ def test_a_huge_pii_field_round_trips(spark, tmp_path):
     assert (summary.rows_encrypted, summary.rows_rejected) == (2, 0)
     got = _decrypted_ids(spark, config)
     assert [c == huge for _, c, _ in got] == [False, True]
-    assert got[0][2] != got[1][2]   # different customers, different keys
+    assert got[0][2] != got[1][2]  # different customers, different keys

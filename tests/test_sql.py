@@ -33,7 +33,9 @@ def test_the_jvm_functions_are_built_and_registered(spark):
 def test_view_rows_equal_the_written_derived_table(spark, views, name, prefix):
     config, names = views
     assert f"{prefix}{name}" in names
-    written = spark.read.format("delta").load(next(d.path for d in config.derived if d.name == name))
+    written = spark.read.format("delta").load(
+        next(d.path for d in config.derived if d.name == name)
+    )
     view = spark.table(f"{prefix}{name}").select(*written.columns)
     assert view.count() > 0
     assert_df_equality(view, written, ignore_row_order=True, ignore_nullable=True)
@@ -51,13 +53,27 @@ def test_a_view_over_string_keysets_equals_the_written_derived_table(spark, view
     master = load_master_key(config.master_key) if config.master_key else None
     d = next(d for d in config.derived if d.masked_fields)
     secret = config.masking_seed.resolve() if config.masking_seed else None
-    keys = KeyStore(spark, config.key_store, master).cleartext_keys().withColumn("keyset", F.col("keyset").cast("string"))
+    keys = (
+        KeyStore(spark, config.key_store, master)
+        .cleartext_keys()
+        .withColumn("keyset", F.col("keyset").cast("string"))
+    )
     encrypted = spark.read.format("delta").load(config.encrypted.path)
-    view = decrypting_view(encrypted, keys, config.contract, d.consent_type, d.consent_levels, d.masked_fields,
-                           masker_for(d.hash_type, d.inline_seed, secret), engine)
+    view = decrypting_view(
+        encrypted,
+        keys,
+        config.contract,
+        d.consent_type,
+        d.consent_levels,
+        d.masked_fields,
+        masker_for(d.hash_type, d.inline_seed, secret),
+        engine,
+    )
     written = spark.read.format("delta").load(d.path)
     assert written.count() > 0
-    assert_df_equality(view.select(*written.columns), written, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        view.select(*written.columns), written, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_sql_functions_decrypt_mask_and_check_consent(spark, views, demo):
@@ -91,9 +107,18 @@ def test_decrypt_failure_cases(spark, engine):
     flipped = base64.b64encode(bytes(raw)).decode()
     unicode_ct = crypto.encrypt_text(crypto.primitive(ks), "Zoë 東京")
     df = spark.createDataFrame(
-        [(ct, bytearray(ks)), (ct, bytearray(other)), (None, bytearray(ks)), (ct, None), ("tampered!", bytearray(ks)),
-         (flipped, bytearray(ks)), (unicode_ct, bytearray(ks)), (ct, bytearray(b"not a keyset"))],
-        "ct string, ks binary")
+        [
+            (ct, bytearray(ks)),
+            (ct, bytearray(other)),
+            (None, bytearray(ks)),
+            (ct, None),
+            ("tampered!", bytearray(ks)),
+            (flipped, bytearray(ks)),
+            (unicode_ct, bytearray(ks)),
+            (ct, bytearray(b"not a keyset")),
+        ],
+        "ct string, ks binary",
+    )
     df.createOrReplaceTempView("v_cases")
     got = [r[0] for r in spark.sql(f"SELECT strm_decrypt{suffix}(ct, ks) FROM v_cases").collect()]
     assert got == ["secret-plaintext", None, None, None, None, None, "Zoë 東京", None]
@@ -101,7 +126,10 @@ def test_decrypt_failure_cases(spark, engine):
     assert [r[0] for r in df.select(column).collect()] == got
     # A STRING keyset (as in STRM's keys.csv) works too.
     as_text = df.select("ct", F.col("ks").cast("string").alias("ks"))
-    assert [r[0] for r in as_text.select(decrypt_column(F.col("ct"), F.col("ks"), engine=engine)).collect()] == got
+    assert [
+        r[0]
+        for r in as_text.select(decrypt_column(F.col("ct"), F.col("ks"), engine=engine)).collect()
+    ] == got
     with pytest.raises(Exception) as info:
         spark.sql(f"SELECT strm_decrypt_strict{suffix}(ct, ks) FROM v_cases").collect()
     message = str(info.value)
@@ -111,7 +139,9 @@ def test_decrypt_failure_cases(spark, engine):
 
 def test_murmur3_masking_in_sql(spark):
     register(spark)
-    got = spark.sql("SELECT strm_mask_murmur3('unique-5', 'hi-there') AS h, strm_mask_murmur3(NULL, 'x') AS n").first()
+    got = spark.sql(
+        "SELECT strm_mask_murmur3('unique-5', 'hi-there') AS h, strm_mask_murmur3(NULL, 'x') AS n"
+    ).first()
     assert got["h"] == "1083e8169d7138e990cc30095578452" and got["n"] is None
 
 
@@ -122,10 +152,25 @@ def test_a_repeated_cell_is_decrypted_with_its_own_rows_keyset(spark, engine):
     register(spark)
     ks, other = crypto.new_keyset(), crypto.new_keyset()
     a, b = (crypto.encrypt_text(crypto.primitive(ks), v) for v in ("alice", "bob"))
-    rows = [(1, a, ks), (2, a, ks), (3, a, other), (4, a, ks), (5, b, ks), (6, b, None), (7, b, ks), (8, None, ks)]
-    df = spark.createDataFrame([(i, ct, None if k is None else bytearray(k)) for i, ct, k in rows],
-                               "i int, ct string, ks binary").coalesce(1)
-    got = df.select("i", decrypt_column(F.col("ct"), F.col("ks"), engine=engine).alias("p")).orderBy("i").collect()
+    rows = [
+        (1, a, ks),
+        (2, a, ks),
+        (3, a, other),
+        (4, a, ks),
+        (5, b, ks),
+        (6, b, None),
+        (7, b, ks),
+        (8, None, ks),
+    ]
+    df = spark.createDataFrame(
+        [(i, ct, None if k is None else bytearray(k)) for i, ct, k in rows],
+        "i int, ct string, ks binary",
+    ).coalesce(1)
+    got = (
+        df.select("i", decrypt_column(F.col("ct"), F.col("ks"), engine=engine).alias("p"))
+        .orderBy("i")
+        .collect()
+    )
     assert [r["p"] for r in got] == ["alice", "alice", None, "alice", "bob", None, "bob", None]
 
 
@@ -148,8 +193,10 @@ def test_the_jvm_encryption_gives_tinks_python_ciphertext_byte_for_byte(spark):
     assert register_jvm(spark)
     keysets = [crypto.new_keyset(), _two_key_keyset()]
     values = ["17850", "", "Zoë 東京 🙂", "a" * 300, None]
-    rows = [(i, v, bytearray(ks), None if v is None else [v, "x"]) for i, (v, ks) in
-            enumerate((v, ks) for ks in keysets for v in values)]
+    rows = [
+        (i, v, bytearray(ks), None if v is None else [v, "x"])
+        for i, (v, ks) in enumerate((v, ks) for ks in keysets for v in values)
+    ]
     df = spark.createDataFrame(rows, "i int, v string, __keyset binary, vs array<string>")
     got = tf.with_encrypted_columns(df, {"v": "c", "vs": "cs"}, engine="jvm").orderBy("i").collect()
     for (_, v, ks, vs), r in zip(rows, got, strict=True):
@@ -180,18 +227,29 @@ def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
     for ks in (old, rotated):
         for v in ("17850", "", "Zoë 東京 🙂", "a" * 300):
             rows.append((crypto.encrypt_text(crypto.primitive(ks), v), ks, v, v))
-    rows.append((crypto.encrypt_text(crypto.primitive(old), "older-key"), rotated, "older-key", None))
+    rows.append(
+        (crypto.encrypt_text(crypto.primitive(old), "older-key"), rotated, "older-key", None)
+    )
     rows.append((crypto.encrypt_text(crypto.primitive(old), "wrong-key"), new, None, None))
     malformed = b"\x00S\x01\x01\x00\x00\x00\x01\x00\x40" + b"\x07" * 10  # cut short
     for bad in (b"not a keyset", malformed):
         rows.append((crypto.encrypt_text(crypto.primitive(old), "bad-keyset"), bad, None, None))
-    df = spark.createDataFrame([(i, ct, bytearray(ks), v) for i, (ct, ks, _, v) in enumerate(rows)],
-                               "i int, ct string, ks binary, v string").coalesce(1)
+    df = spark.createDataFrame(
+        [(i, ct, bytearray(ks), v) for i, (ct, ks, _, v) in enumerate(rows)],
+        "i int, ct string, ks binary, v string",
+    ).coalesce(1)
     compact = F.call_function("strm_keyset_compact_jvm", F.col("ks"))
-    got = df.select("i", F.length(compact).alias("size"),
-                    F.call_function("strm_decrypt_jvm", F.col("ct"), compact).alias("plain"),
-                    F.call_function("strm_decrypt_jvm", F.col("ct"), F.col("ks")).alias("from_json"),
-                    F.call_function("strm_encrypt_jvm", F.col("v"), compact).alias("ct")).orderBy("i").collect()
+    got = (
+        df.select(
+            "i",
+            F.length(compact).alias("size"),
+            F.call_function("strm_decrypt_jvm", F.col("ct"), compact).alias("plain"),
+            F.call_function("strm_decrypt_jvm", F.col("ct"), F.col("ks")).alias("from_json"),
+            F.call_function("strm_encrypt_jvm", F.col("v"), compact).alias("ct"),
+        )
+        .orderBy("i")
+        .collect()
+    )
     assert [r["plain"] for r in got] == [expected for _, _, expected, _ in rows]
     assert [r["from_json"] for r in got] == [expected for _, _, expected, _ in rows]
     # AES-SIV is deterministic: encrypting with the compact form gives Tink's ciphertext.
@@ -206,14 +264,17 @@ def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
         assert "invalid Tink keyset" in str(info.value) and "bad-keyset" not in str(info.value)
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT * FROM range(3)",
-    "WITH a AS (SELECT * FROM range(3)) INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT * FROM a",
-    "FROM range(3) INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT id",
-    "/* hello */ CREATE TABLE leak USING delta LOCATION '{out}' AS SELECT 1 AS x",
-    "  -- note\n  insert into range_copy select * from range(3)",
-    "SET spark.databricks.delta.retentionDurationCheck.enabled=false",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT * FROM range(3)",
+        "WITH a AS (SELECT * FROM range(3)) INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT * FROM a",
+        "FROM range(3) INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT id",
+        "/* hello */ CREATE TABLE leak USING delta LOCATION '{out}' AS SELECT 1 AS x",
+        "  -- note\n  insert into range_copy select * from range(3)",
+        "SET spark.databricks.delta.retentionDurationCheck.enabled=false",
+    ],
+)
 def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
     from strm_spark.errors import ReadOnlyError
     from strm_spark.sql import check_read_only
@@ -230,8 +291,14 @@ def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views
     from strm_spark.sql import check_read_only
 
     config, _ = views
-    for query in ("SELECT 1", "  with a as (select 1 as x) select * from a", "(SELECT 2)", "SHOW TABLES",
-                  "EXPLAIN SELECT 1", "VALUES (1)"):
+    for query in (
+        "SELECT 1",
+        "  with a as (select 1 as x) select * from a",
+        "(SELECT 2)",
+        "SHOW TABLES",
+        "EXPLAIN SELECT 1",
+        "VALUES (1)",
+    ):
         check_read_only(spark, query)
     out = tmp_path / "leak"
     write = f"INSERT OVERWRITE DIRECTORY '{out}' USING csv SELECT 1 AS x"
@@ -255,7 +322,9 @@ def test_views_equal_the_derived_tables_after_forget_and_purge_expired(spark, tm
     from strm_spark.subjects import forget, purge_expired
 
     shutil.copytree(REPO / "conf", tmp_path / "conf")
-    generate(str(tmp_path / "out/demo/input/clickstream.csv"), rows=400, seed=11, invalid_fraction=0.0)
+    generate(
+        str(tmp_path / "out/demo/input/clickstream.csv"), rows=400, seed=11, invalid_fraction=0.0
+    )
     new_secret_file(tmp_path / "out/demo/secrets/mask-seed")
     config = load_job_config(tmp_path / "conf" / "demo.yaml")
     run_job(spark, config)
@@ -274,11 +343,20 @@ def test_views_equal_the_derived_tables_after_forget_and_purge_expired(spark, tm
 
     before = check("before")
     subjects = spark.read.format("delta").load(config.data_subjects.path)
-    busiest = subjects.groupBy("dataSubject").count().orderBy(F.desc("count"), "dataSubject").first()[0]
+    busiest = (
+        subjects.groupBy("dataSubject").count().orderBy(F.desc("count"), "dataSubject").first()[0]
+    )
     assert forget(spark, config, [busiest]).derived_total > 0
     after_forget = check("forgot")
-    expiries = sorted(r[0] for r in spark.read.format("delta").load(f"{config.key_store}/keys")
-                      .where("kind = 'row'").select("expiresAt").distinct().collect())
+    expiries = sorted(
+        r[0]
+        for r in spark.read.format("delta")
+        .load(f"{config.key_store}/keys")
+        .where("kind = 'row'")
+        .select("expiresAt")
+        .distinct()
+        .collect()
+    )
     assert purge_expired(spark, config, now=expiries[len(expiries) // 2]).derived_total > 0
     after_purge = check("purged")
     assert before > after_forget > after_purge > 0

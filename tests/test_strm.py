@@ -34,8 +34,12 @@ def blogpost(spark, tmp_path_factory):
     require_shared()
     bucket = tmp_path_factory.mktemp("s3-batch-demo")
     shutil.copy(BLOGPOST / "uci_online_retail.csv", bucket / "uci_online_retail.csv")
-    config = load_strm_job(BLOGPOST / "batch-job-config.json", BLOGPOST / "online-retail-contract.json",
-                           BLOGPOST / "online-retail.json", {"s3-batch-demo": str(bucket)})
+    config = load_strm_job(
+        BLOGPOST / "batch-job-config.json",
+        BLOGPOST / "online-retail-contract.json",
+        BLOGPOST / "online-retail.json",
+        {"s3-batch-demo": str(bucket)},
+    )
     summary = run_job(spark, config)
     return bucket / "uci_online_retail", summary
 
@@ -67,7 +71,10 @@ def test_rows_are_grouped_into_key_links_exactly_as_strm_did(blogpost):
 def test_encrypted_csv_decrypts_with_the_reference_snippet_and_keys_csv(blogpost):
     out, _ = blogpost
     daead.register()
-    keys = {r["keyLink"]: r for r in csv.DictReader(open(out / "keys.csv", newline="", encoding="utf-8"))}
+    keys = {
+        r["keyLink"]: r
+        for r in csv.DictReader(open(out / "keys.csv", newline="", encoding="utf-8"))
+    }
     assert len(keys) == 655 and all(r["expiresAt"].endswith("T00:00:00Z") for r in keys.values())
     enc = _rows(out / "encrypted.csv")
     src = _rows(BLOGPOST / "uci_online_retail.csv")
@@ -76,13 +83,15 @@ def test_encrypted_csv_decrypts_with_the_reference_snippet_and_keys_csv(blogpost
     c, k = header.index("CustomerID"), header.index("strmMeta.keyLink")
     primitives = {}
     for row, original in zip(enc[1:], src[1:], strict=True):
-        assert row[:c] + row[c + 1:8] == original[:c] + original[c + 1:]
+        assert row[:c] + row[c + 1 : 8] == original[:c] + original[c + 1 :]
         if not original[c]:
             assert row[c] == ""
             continue
         assert row[c] != original[c]
         if row[k] not in primitives:
-            handle = cleartext_keyset_handle.read(tink.JsonKeysetReader(keys[row[k]]["encryptionKey"]))
+            handle = cleartext_keyset_handle.read(
+                tink.JsonKeysetReader(keys[row[k]]["encryptionKey"])
+            )
             primitives[row[k]] = handle.primitive(daead.DeterministicAead)
         plain = primitives[row[k]].decrypt_deterministically(base64.b64decode(row[c]), b"")
         assert plain.decode() == original[c]
@@ -100,14 +109,19 @@ def test_key_store_and_data_subjects_are_delta_tables(spark, blogpost):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("unique-5", "1083e8169d7138e990cc30095578452"), ("session-273", "7cc66d130664caa9efacda1026c1c44"),
-     ("sensitive-0", "e49bd309eed4a5094437a71ac2bc1cad"), ("not-sensitive-6", "538ad30b2aa2781e855c4eb059cf68a3")],
+    [
+        ("unique-5", "1083e8169d7138e990cc30095578452"),
+        ("session-273", "7cc66d130664caa9efacda1026c1c44"),
+        ("sensitive-0", "e49bd309eed4a5094437a71ac2bc1cad"),
+        ("not-sensitive-6", "538ad30b2aa2781e855c4eb059cf68a3"),
+    ],
 )
 def test_murmur3_vectors(value, expected):
     assert strm_murmur3_hex("hi-there", value) == expected
 
 
 # ---- config parsing and errors (no Spark) ----
+
 
 def _write(tmp_path: Path, name: str, doc) -> Path:
     path = tmp_path / name
@@ -124,9 +138,13 @@ def _docs():
 
 
 def _load(tmp_path, config, contract, schema, connectors=None, **kwargs):
-    return load_strm_job(_write(tmp_path, "job.json", config), _write(tmp_path, "contract.json", contract),
-                         _write(tmp_path, "schema.json", schema), connectors or {"s3-batch-demo": str(tmp_path)},
-                         **kwargs)
+    return load_strm_job(
+        _write(tmp_path, "job.json", config),
+        _write(tmp_path, "contract.json", contract),
+        _write(tmp_path, "schema.json", schema),
+        connectors or {"s3-batch-demo": str(tmp_path)},
+        **kwargs,
+    )
 
 
 def _camel(value):
@@ -135,7 +153,11 @@ def _camel(value):
         for key, item in value.items():
             parts = key.split("_")
             camel = parts[0] + "".join(p.title() for p in parts[1:])
-            out[camel] = item if key == "field_patterns" and not isinstance(item, list) and False else _camel(item)
+            out[camel] = (
+                item
+                if key == "field_patterns" and not isinstance(item, list) and False
+                else _camel(item)
+            )
         return out
     if isinstance(value, list):
         return [_camel(v) for v in value]
@@ -145,16 +167,22 @@ def _camel(value):
 def test_camel_case_and_enum_numbers_load_the_same_job(tmp_path):
     config, contract, schema = _docs()
     config["derived_data"][0]["masked_fields"] = {
-        "hash_type": "", "seed": "s", "field_patterns": {"strmprivacy/online-retail/1.0.0": {"field_patterns": ["Country"]}}}
+        "hash_type": "",
+        "seed": "s",
+        "field_patterns": {"strmprivacy/online-retail/1.0.0": {"field_patterns": ["Country"]}},
+    }
     snake = _load(tmp_path, config, contract, schema)
     camel_doc = _camel(config)
     camel_doc["derivedData"][0]["consentLevelType"] = 1
     camel = _load(tmp_path, camel_doc, contract, schema)
     assert camel == snake
-    assert camel.derived[0].masked_fields == ("Country",) and camel.derived[0].hash_type == "MURMUR3"
+    assert (
+        camel.derived[0].masked_fields == ("Country",) and camel.derived[0].hash_type == "MURMUR3"
+    )
     assert "seed" not in repr(camel.derived[0])
     assert normalize_keys({"fieldPatterns": {"someValue": {"consentLevels": [1]}}}) == {
-        "field_patterns": {"someValue": {"consent_levels": [1]}}}
+        "field_patterns": {"someValue": {"consent_levels": [1]}}
+    }
 
 
 def test_absent_group_id_means_one_default_group(tmp_path):
@@ -178,38 +206,100 @@ def test_field_metadata_wins_over_pii_fields(tmp_path):
     ("mutate", "path", "expected"),
     [
         (lambda c, k, s: c.update(extra=1), "extra", "unknown field"),
-        (lambda c, k, s: c["source_data"]["data_connector_ref"].update(name="other-bucket"),
-         "source_data.data_connector_ref.name", "--connector other-bucket=BASE_URI"),
-        (lambda c, k, s: c["source_data"]["data_type"].update(csv={"charset": "KLINGON-8"}),
-         "source_data.data_type.csv.charset", "unknown charset"),
-        (lambda c, k, s: c["source_data"].update(data_type={"database": {"table": "t"}}),
-         "source_data.data_type", "only CSV"),
-        (lambda c, k, s: c["encryption"]["timestamp_config"]["default_time_zone"].update(id="Europe/Atlantis"),
-         "encryption.timestamp_config.default_time_zone.id", "unknown time zone"),
-        (lambda c, k, s: c["encryption"]["timestamp_config"].update(format="yyyy-MM-dd bb"),
-         "encryption.timestamp_config.format", "unknown pattern letter"),
-        (lambda c, k, s: c["encryption"]["timestamp_config"].update(field="Nope"),
-         "encryption.timestamp_config.field", "not a field of the schema"),
-        (lambda c, k, s: c["event_contract_ref"].update(version="1.0"), "event_contract_ref.version", "semantic version"),
-        (lambda c, k, s: c["derived_data"][0].update(consent_level_type="SOMETIMES"),
-         "derived_data[0].consent_level_type", "CUMULATIVE, GRANULAR"),
-        (lambda c, k, s: c["derived_data"][0].update(consent_level_type=7),
-         "derived_data[0].consent_level_type", "expected 1 (CUMULATIVE) or 2 (GRANULAR)"),
-        (lambda c, k, s: c["derived_data"][0].update(consent_levels=[1, 2]),
-         "derived_data[0].consent_levels", "exactly one level"),
-        (lambda c, k, s: c["derived_data"][0].update(masked_fields={"hash_type": "MD5"}),
-         "derived_data[0].masked_fields.hash_type", "MURMUR3"),
-        (lambda c, k, s: c["derived_data"][0].update(masked_fields={"field_patterns": {
-            "strmprivacy/online-retail/1.0.0": {"field_patterns": ["Email"]}}}),
-         "derived_data[0].masked_fields.field_patterns.strmprivacy/online-retail/1.0.0.field_patterns[0]",
-         "not a field"),
-        (lambda c, k, s: c["derived_data"][0].update(masked_fields={"field_patterns": {
-            "other/contract/1.0.0": {"field_patterns": ["Country"]}}}),
-         "derived_data[0].masked_fields.field_patterns.other/contract/1.0.0", "this job uses"),
-        (lambda c, k, s: c["encrypted_data"]["target"].update(file_name="uci_online_retail/keys.csv"),
-         "encryption_keys_data.target", "same or nested location as encrypted_data.target"),
-        (lambda c, k, s: k.update(piiFields={"Quantity": 1}), "piiFields.Quantity", "must be STRING"),
-        (lambda c, k, s: s["nodes"].append({"type": "DATE", "name": "x"}), "nodes[8].type", "expected one of"),
+        (
+            lambda c, k, s: c["source_data"]["data_connector_ref"].update(name="other-bucket"),
+            "source_data.data_connector_ref.name",
+            "--connector other-bucket=BASE_URI",
+        ),
+        (
+            lambda c, k, s: c["source_data"]["data_type"].update(csv={"charset": "KLINGON-8"}),
+            "source_data.data_type.csv.charset",
+            "unknown charset",
+        ),
+        (
+            lambda c, k, s: c["source_data"].update(data_type={"database": {"table": "t"}}),
+            "source_data.data_type",
+            "only CSV",
+        ),
+        (
+            lambda c, k, s: c["encryption"]["timestamp_config"]["default_time_zone"].update(
+                id="Europe/Atlantis"
+            ),
+            "encryption.timestamp_config.default_time_zone.id",
+            "unknown time zone",
+        ),
+        (
+            lambda c, k, s: c["encryption"]["timestamp_config"].update(format="yyyy-MM-dd bb"),
+            "encryption.timestamp_config.format",
+            "unknown pattern letter",
+        ),
+        (
+            lambda c, k, s: c["encryption"]["timestamp_config"].update(field="Nope"),
+            "encryption.timestamp_config.field",
+            "not a field of the schema",
+        ),
+        (
+            lambda c, k, s: c["event_contract_ref"].update(version="1.0"),
+            "event_contract_ref.version",
+            "semantic version",
+        ),
+        (
+            lambda c, k, s: c["derived_data"][0].update(consent_level_type="SOMETIMES"),
+            "derived_data[0].consent_level_type",
+            "CUMULATIVE, GRANULAR",
+        ),
+        (
+            lambda c, k, s: c["derived_data"][0].update(consent_level_type=7),
+            "derived_data[0].consent_level_type",
+            "expected 1 (CUMULATIVE) or 2 (GRANULAR)",
+        ),
+        (
+            lambda c, k, s: c["derived_data"][0].update(consent_levels=[1, 2]),
+            "derived_data[0].consent_levels",
+            "exactly one level",
+        ),
+        (
+            lambda c, k, s: c["derived_data"][0].update(masked_fields={"hash_type": "MD5"}),
+            "derived_data[0].masked_fields.hash_type",
+            "MURMUR3",
+        ),
+        (
+            lambda c, k, s: c["derived_data"][0].update(
+                masked_fields={
+                    "field_patterns": {
+                        "strmprivacy/online-retail/1.0.0": {"field_patterns": ["Email"]}
+                    }
+                }
+            ),
+            "derived_data[0].masked_fields.field_patterns.strmprivacy/online-retail/1.0.0.field_patterns[0]",
+            "not a field",
+        ),
+        (
+            lambda c, k, s: c["derived_data"][0].update(
+                masked_fields={
+                    "field_patterns": {"other/contract/1.0.0": {"field_patterns": ["Country"]}}
+                }
+            ),
+            "derived_data[0].masked_fields.field_patterns.other/contract/1.0.0",
+            "this job uses",
+        ),
+        (
+            lambda c, k, s: c["encrypted_data"]["target"].update(
+                file_name="uci_online_retail/keys.csv"
+            ),
+            "encryption_keys_data.target",
+            "same or nested location as encrypted_data.target",
+        ),
+        (
+            lambda c, k, s: k.update(piiFields={"Quantity": 1}),
+            "piiFields.Quantity",
+            "must be STRING",
+        ),
+        (
+            lambda c, k, s: s["nodes"].append({"type": "DATE", "name": "x"}),
+            "nodes[8].type",
+            "expected one of",
+        ),
     ],
 )
 def test_config_errors_name_the_strm_field(tmp_path, mutate, path, expected):
@@ -224,7 +314,10 @@ def test_config_errors_name_the_strm_field(tmp_path, mutate, path, expected):
 def test_bad_connector_argument():
     from strm_spark.strm import parse_connectors
 
-    assert parse_connectors(["a=s3a://bucket/x", "b=/data"]) == {"a": "s3a://bucket/x", "b": "/data"}
+    assert parse_connectors(["a=s3a://bucket/x", "b=/data"]) == {
+        "a": "s3a://bucket/x",
+        "b": "/data",
+    }
     with pytest.raises(ConfigError, match="NAME=BASE_URI"):
         parse_connectors(["just-a-name"])
     with pytest.raises(ConfigError, match="given twice"):
@@ -232,6 +325,7 @@ def test_bad_connector_argument():
 
 
 # ---- a STRM-configured job with consent extraction, GRANULAR output and masking ----
+
 
 def _granular_job(tmp_path, **kwargs):
     """A small STRM job: two PII fields, a GRANULAR derived output masked with MurmurHash3."""
@@ -245,22 +339,49 @@ def _granular_job(tmp_path, **kwargs):
     ]
     with open(src / "in.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["Session", "Email", "Phone", "Plane", "Ts"], *rows])
-    schema = {"name": "demo", "nodes": [{"type": "STRING", "name": n} for n in ("Session", "Email", "Phone", "Plane", "Ts")]}
-    contract = {"keyField": "Session", "piiFields": {"Email": 1, "Phone": 2}, "dataSubjectField": "Email"}
+    schema = {
+        "name": "demo",
+        "nodes": [
+            {"type": "STRING", "name": n} for n in ("Session", "Email", "Phone", "Plane", "Ts")
+        ],
+    }
+    contract = {
+        "keyField": "Session",
+        "piiFields": {"Email": 1, "Phone": 2},
+        "dataSubjectField": "Email",
+    }
     ref = {"handle": "h", "name": "demo", "version": "1.0.0"}
     target = {"dataConnectorRef": {"name": "bkt"}, "dataType": {"csv": {"charset": "UTF-8"}}}
     config = {
         "sourceData": {**target, "fileName": "in.csv"},
-        "consent": {"defaultConsentLevels": [0], "consentLevelExtractor": {
-            "field": "Plane", "fieldPatterns": {"analytics": {"consentLevels": [1]}}}},
-        "encryption": {"timestampConfig": {"field": "Ts", "format": "yyyy-MM-dd HH:mm:ss",
-                                           "defaultTimeZone": {"id": "Europe/Amsterdam"}}},
+        "consent": {
+            "defaultConsentLevels": [0],
+            "consentLevelExtractor": {
+                "field": "Plane",
+                "fieldPatterns": {"analytics": {"consentLevels": [1]}},
+            },
+        },
+        "encryption": {
+            "timestampConfig": {
+                "field": "Ts",
+                "format": "yyyy-MM-dd HH:mm:ss",
+                "defaultTimeZone": {"id": "Europe/Amsterdam"},
+            }
+        },
         "eventContractRef": ref,
         "encryptedData": {"target": {**target, "fileName": "out/encrypted.csv"}},
         "encryptionKeysData": {"target": {**target, "fileName": "out/keys.csv"}},
-        "derivedData": [{"target": {**target, "fileName": "out/granular.csv"}, "consentLevels": [2],
-                         "consentLevelType": "GRANULAR",
-                         "maskedFields": {"seed": "hi-there", "fieldPatterns": {"h/demo/1.0.0": {"fieldPatterns": ["Session"]}}}}],
+        "derivedData": [
+            {
+                "target": {**target, "fileName": "out/granular.csv"},
+                "consentLevels": [2],
+                "consentLevelType": "GRANULAR",
+                "maskedFields": {
+                    "seed": "hi-there",
+                    "fieldPatterns": {"h/demo/1.0.0": {"fieldPatterns": ["Session"]}},
+                },
+            }
+        ],
     }
     return src, _load(tmp_path, config, contract, schema, {"bkt": str(src)}, **kwargs)
 
@@ -273,14 +394,21 @@ def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, 
     assert out[0] == enc[0]
     # Consent: "2" -> [2]; "analytics" -> [1] (mapping); "[1,2]" -> [1,2]; "" -> default [0].
     assert [r[-1] for r in enc[1:]] == ["[2]", "[1]", "[1,2]", "[0]"]
-    assert [r[2] for r in out[1:]] == ["+31 6 1", "+31 6 2"]           # purpose 2: decrypted
-    assert [r[1] for r in out[1:]] == [enc[1][1], enc[3][1]]            # purpose 1: still ciphertext
-    assert [r[0] for r in out[1:]] == [strm_murmur3_hex("hi-there", "s1"), strm_murmur3_hex("hi-there", "s2")]
+    assert [r[2] for r in out[1:]] == ["+31 6 1", "+31 6 2"]  # purpose 2: decrypted
+    assert [r[1] for r in out[1:]] == [enc[1][1], enc[3][1]]  # purpose 1: still ciphertext
+    assert [r[0] for r in out[1:]] == [
+        strm_murmur3_hex("hi-there", "s1"),
+        strm_murmur3_hex("hi-there", "s2"),
+    ]
     # s2 at 23:30 Amsterdam is 22:30Z on Feb 6; s3 at 01:00 on Feb 7 is 00:00Z Feb 7: own days.
     assert summary.keys_needed == 3
     assert any("not a cryptographic hash" in n for n in summary.notes)
     # STRM's bytes are kept ("+31 6 1" is not guarded), and the summary warns about them.
-    assert [n for n in summary.notes if n.startswith("derived granular: 2 rows hold a cell starting with")]
+    assert [
+        n
+        for n in summary.notes
+        if n.startswith("derived granular: 2 rows hold a cell starting with")
+    ]
 
 
 def test_master_key_wraps_the_key_store_and_keys_csv_stays_strm_compatible(spark, tmp_path):
@@ -295,7 +423,10 @@ def test_master_key_wraps_the_key_store_and_keys_csv_stays_strm_compatible(spark
     assert stored and all(masterkey.is_wrapped(bytes(k["keyset"])) for k in stored)
     # keys.csv holds cleartext Tink JSON, as STRM's decryption snippet expects.
     daead.register()
-    keys = {r["keyLink"]: r["encryptionKey"] for r in csv.DictReader(open(src / "out" / "keys.csv", newline=""))}
+    keys = {
+        r["keyLink"]: r["encryptionKey"]
+        for r in csv.DictReader(open(src / "out" / "keys.csv", newline=""))
+    }
     enc = _rows(src / "out" / "encrypted.csv")
     link = enc[0].index("strmMeta.keyLink")
     handle = cleartext_keyset_handle.read(tink.JsonKeysetReader(keys[enc[1][link]]))
@@ -310,13 +441,20 @@ def test_files_with_keys_secrets_or_plaintext_are_owner_only(blogpost):
     import stat
 
     out, _ = blogpost
-    paths = [out / "keys.csv", out / "decrypted-0.csv", out / "strm-spark" / "keystore", out / "strm-spark" / "data_subjects"]
+    paths = [
+        out / "keys.csv",
+        out / "decrypted-0.csv",
+        out / "strm-spark" / "keystore",
+        out / "strm-spark" / "data_subjects",
+    ]
     checked = 0
     for top in paths:
         assert top.exists(), top.name
         for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
             mode = stat.S_IMODE(path.stat().st_mode)
-            assert mode == (0o700 if path.is_dir() else 0o600), f"{path.relative_to(out)}: {oct(mode)}"
+            assert mode == (0o700 if path.is_dir() else 0o600), (
+                f"{path.relative_to(out)}: {oct(mode)}"
+            )
             checked += 1
     names = {p.name for p in (out / "strm-spark" / "keystore").iterdir()}
     assert {"keys", "hash_keys"} <= names and checked > 20

@@ -40,8 +40,12 @@ def base_run(spark, tmp_path_factory):
 
 def _roots(config) -> list[Path]:
     """Everything forget must clean: key store, derived, rejected, data subjects."""
-    return [Path(config.key_store), *[Path(d.path) for d in config.derived], Path(config.rejected.path),
-            Path(config.data_subjects.path)]
+    return [
+        Path(config.key_store),
+        *[Path(d.path) for d in config.derived],
+        Path(config.rejected.path),
+        Path(config.data_subjects.path),
+    ]
 
 
 def _needles(spark, config) -> dict[str, bytes]:
@@ -49,7 +53,11 @@ def _needles(spark, config) -> dict[str, bytes]:
     keyset, the key material and the key hash. (Non-PII columns such as `note` may keep Delta
     statistics by design, and stay in the encrypted table.)"""
     needles = {"subject id": sd.FORGET.encode(), "name": sd.FORGET_NAME.encode()}
-    ds = spark.read.format("delta").load(config.data_subjects.path).where(F.col("dataSubject") == sd.FORGET)
+    ds = (
+        spark.read.format("delta")
+        .load(config.data_subjects.path)
+        .where(F.col("dataSubject") == sd.FORGET)
+    )
     keys = KeyStore(spark, config.key_store).keys().join(ds.select("keyLink"), "keyLink").collect()
     assert len(keys) == len(sd.FORGET_DAYS)
     for k in keys:
@@ -67,7 +75,13 @@ def _decrypted(spark, config, email: str) -> list[dict]:
     for r in enc.join(keys, enc["strmMeta.keyLink"] == keys["keyLink"]).collect():
         value = crypto.decrypt(bytes(r["keyset"]), r["email"])
         if value == email:
-            out.append({"event_id": r["event_id"], "email": value, "name": crypto.decrypt(bytes(r["keyset"]), r["name"])})
+            out.append(
+                {
+                    "event_id": r["event_id"],
+                    "email": value,
+                    "name": crypto.decrypt(bytes(r["keyset"]), r["name"]),
+                }
+            )
     return out
 
 
@@ -106,13 +120,21 @@ def test_forget_survives_crashes_and_leaves_no_byte_of_the_subject(spark, base_r
     assert second.subject_entries_removed == len(sd.FORGET_DAYS)
     assert derived.where(F.col("email") == sd.FORGET).count() == 0
     left, _ = _scan(config, needles)
-    assert left.get("subject id") and left.get("name")  # deleted, but still in files until the purge
+    assert left.get("subject id") and left.get(
+        "name"
+    )  # deleted, but still in files until the purge
 
     third = forget(spark, config, [sd.FORGET])
     assert third.completed and third.subjects_found == 0 and third.keys_removed == 0
     assert third.files_rewritten > 0, "deletion vectors were on: REORG must have rewritten files"
     assert third.files_removed > 0
-    assert set(third.tables_purged) == {"keys", "derived all", "derived min", "rejected", "data subjects"}
+    assert set(third.tables_purged) == {
+        "keys",
+        "derived all",
+        "derived min",
+        "rejected",
+        "data subjects",
+    }
 
     after, files = _scan(config, needles)
     assert files > 40
@@ -120,9 +142,13 @@ def test_forget_survives_crashes_and_leaves_no_byte_of_the_subject(spark, base_r
     # The encrypted table is untouched (its rows of the subject can no longer be decrypted) ...
     assert spark.read.format("delta").load(config.encrypted.path).count() == enc_rows
     # ... and everyone else's data still decrypts.
-    assert sorted(r["event_id"] for r in _decrypted(spark, config, sd.KEEP)) == sorted(r["event_id"] for r in keep_before)
+    assert sorted(r["event_id"] for r in _decrypted(spark, config, sd.KEEP)) == sorted(
+        r["event_id"] for r in keep_before
+    )
     assert len(keep_before) == 2 * len(sd.KEEP_DAYS)
-    assert spark.read.format("delta").load(config.rejected.path).count() == 1  # the keeper's quarantined row
+    assert (
+        spark.read.format("delta").load(config.rejected.path).count() == 1
+    )  # the keeper's quarantined row
 
     # The audit names the subject by keyed hash only; the crashed attempts show as started.
     records = audit.read(spark, config.audit).orderBy("at").collect()
@@ -146,14 +172,18 @@ def test_forget_survives_crashes_and_leaves_no_byte_of_the_subject(spark, base_r
     assert run_record(spark, rerun.outputs["run summary"], rerun.run_id)["rows_tombstoned"] == 15
     assert key_links(spark, config, [sd.FORGET])[sd.FORGET] == []
     for d in config.derived:
-        assert spark.read.format("delta").load(d.path).where(F.col("email") == sd.FORGET).count() == 0
+        assert (
+            spark.read.format("delta").load(d.path).where(F.col("email") == sd.FORGET).count() == 0
+        )
     again, _ = _scan(config, {k: v for k, v in needles.items() if k in ("subject id", "name")})
     assert not again, f"came back: {again}"
     # Events after the forget are new data, processed as usual.
     with open(Path(config.source.path), "a", encoding="utf-8") as fh:
         fh.write(f"ev-new,{sd.FORGET},{sd.FORGET_NAME},later,5,2099-01-05 10:00:00\n")
     later = run_job(spark, config)
-    assert later.rows_tombstoned == 15 and len(key_links(spark, config, [sd.FORGET])[sd.FORGET]) == 1
+    assert (
+        later.rows_tombstoned == 15 and len(key_links(spark, config, [sd.FORGET])[sd.FORGET]) == 1
+    )
 
 
 def _scan(config, needles):
@@ -163,9 +193,15 @@ def _scan(config, needles):
 def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     config = sd.clone(base_run[0], tmp_path / "run")
     # Copy-on-write this time: no deletion vectors on the tables purge-expired deletes from.
-    for path in [config.data_subjects.path, config.rejected.path, f"{config.key_store}/keys",
-                 *[d.path for d in config.derived]]:
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')")
+    for path in [
+        config.data_subjects.path,
+        config.rejected.path,
+        f"{config.key_store}/keys",
+        *[d.path for d in config.derived],
+    ]:
+        spark.sql(
+            f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'false')"
+        )
     now = datetime(2024, 2, 5, 12, tzinfo=UTC)  # keys of days up to Jan 5 expire (day + 1 + 30)
     cutoff_day = date(2024, 1, 5)
     assert sd.expires(cutoff_day) <= now < sd.expires(date(2024, 1, 6))
@@ -186,17 +222,24 @@ def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     assert report.keys_removed == len(expired) == report.key_links
     assert report.derived_rows_removed["all"] == len(gone_ids)
     remaining = store.keys().collect()
-    assert {k["keyLink"] for k in remaining} == {k["keyLink"] for k in keys_before} - {k["keyLink"] for k in expired}
+    assert {k["keyLink"] for k in remaining} == {k["keyLink"] for k in keys_before} - {
+        k["keyLink"] for k in expired
+    }
     assert all(k["expiresAt"].replace(tzinfo=UTC) > now for k in remaining)
-    assert {r["event_id"] for r in spark.read.format("delta").load(config.derived[0].path).collect()} == kept_ids
+    assert {
+        r["event_id"] for r in spark.read.format("delta").load(config.derived[0].path).collect()
+    } == kept_ids
     ds = spark.read.format("delta").load(config.data_subjects.path).collect()
     assert ds and all(r["expiresAt"].replace(tzinfo=UTC) > now for r in ds)
     assert report.subject_entries_removed == len(expired_entries) > 0
     assert report.subjects_found == len({r["dataSubject"] for r in expired_entries})
     # The expired rows are physically gone from the derived tables' data files. (event_id is not
     # PII, so Delta keeps min/max statistics of it in _delta_log, by design.)
-    found, _ = sd.scan([Path(d.path) for d in config.derived],
-                       {i: i.encode() for i in sorted(gone_ids)[:10] + sorted(kept_ids)[:3]}, data_files_only=True)
+    found, _ = sd.scan(
+        [Path(d.path) for d in config.derived],
+        {i: i.encode() for i in sorted(gone_ids)[:10] + sorted(kept_ids)[:3]},
+        data_files_only=True,
+    )
     assert set(found) == set(sorted(kept_ids)[:3])
     last = audit.read(spark, config.audit).where("status = 'completed'").first()
     assert last["action"] == "purge-expired" and last["keysRemoved"] == len(expired)
@@ -205,7 +248,9 @@ def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):
     assert report.files_rewritten == 0 and report.files_removed > 0
 
     again = purge_expired(spark, config, now, stop_after_step=2)
-    assert again.keys_removed == 0 and again.derived_total == 0 and again.subject_entries_removed == 0
+    assert (
+        again.keys_removed == 0 and again.derived_total == 0 and again.subject_entries_removed == 0
+    )
 
 
 def test_export_of_a_subject(spark, base_run, tmp_path):
@@ -215,11 +260,19 @@ def test_export_of_a_subject(spark, base_run, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     lines = [json.loads(x) for x in (out / "encrypted.jsonl").read_text().splitlines()]
     expected = [r for r in sd.rows()[0] if r["email"] == sd.KEEP]
-    assert sorted((r["event_id"], r["email"], r["name"], r["note"], r["amount"], r["ts"]) for r in lines) == sorted(
-        (r["event_id"], r["email"], r["name"], r["note"], int(r["amount"]), r["ts"]) for r in expected)
+    assert sorted(
+        (r["event_id"], r["email"], r["name"], r["note"], r["amount"], r["ts"]) for r in lines
+    ) == sorted(
+        (r["event_id"], r["email"], r["name"], r["note"], int(r["amount"]), r["ts"])
+        for r in expected
+    )
     assert manifest["data_subject_id"] == sd.KEEP
     enc_table = next(t for t in manifest["tables"] if t["table"] == "encrypted")
-    assert enc_table["partitions_read"] == [d.isoformat() for d in sd.KEEP_DAYS] == result.partitions_read
+    assert (
+        enc_table["partitions_read"]
+        == [d.isoformat() for d in sd.KEEP_DAYS]
+        == result.partitions_read
+    )
     assert enc_table["rows"] == len(expected) == manifest["files"]["encrypted.jsonl"]["rows"]
     stamps = sorted(f"{r['ts'].replace(' ', 'T')}Z" for r in expected)
     assert manifest["time_range"] == {"from": stamps[0], "to": stamps[-1]}
@@ -235,15 +288,20 @@ def test_export_of_a_subject(spark, base_run, tmp_path):
     assert len(rows) == 12 and {r["name"] for r in rows} == {sd.FORGET_NAME}
     assert {"strmMeta.keyLink", "strmMeta.timestamp", "strmDay"} <= set(rows[0])
     rejected = sd.csv_rows((tmp_path / "forget" / "rejected.csv").read_text())
-    assert sorted(r["rejectReasons"] for r in rejected) == sorted([
-        '["field \'amount\' is not a valid INTEGER"]',
-        '["timestamp field \'ts\' does not match pattern \'yyyy-MM-dd HH:mm:ss\'"]',
-        '["malformed record (wrong number of fields or bad quoting)"]'])
+    assert sorted(r["rejectReasons"] for r in rejected) == sorted(
+        [
+            "[\"field 'amount' is not a valid INTEGER\"]",
+            "[\"timestamp field 'ts' does not match pattern 'yyyy-MM-dd HH:mm:ss'\"]",
+            '["malformed record (wrong number of fields or bad quoting)"]',
+        ]
+    )
     assert any(sd.FORGET in r["rawRecord"] for r in rejected)  # the decrypted raw record
 
     # An unknown subject: an empty export, not an error; an existing folder is refused.
     empty = export_subject(spark, config, "nobody@example.org", tmp_path / "nobody")
-    assert empty.files == {"encrypted.jsonl": 0, "rejected.jsonl": 0} and empty.partitions_read == []
+    assert (
+        empty.files == {"encrypted.jsonl": 0, "rejected.jsonl": 0} and empty.partitions_read == []
+    )
     with pytest.raises(SubjectsError, match="not empty"):
         export_subject(spark, config, sd.KEEP, tmp_path / "keep")
 
@@ -272,7 +330,9 @@ def test_list_pages_and_key_links(spark, base_run):
     assert links["nobody@example.org"] == []
     mine = links[sd.FORGET]
     assert [k.day for k in mine] == sd.FORGET_DAYS
-    assert [k.expires_at.replace(tzinfo=UTC) for k in mine] == [sd.expires(d) for d in sd.FORGET_DAYS]
+    assert [k.expires_at.replace(tzinfo=UTC) for k in mine] == [
+        sd.expires(d) for d in sd.FORGET_DAYS
+    ]
     assert all(k.key_present for k in mine) and len({k.key_link for k in mine}) == 4
 
 
@@ -301,9 +361,19 @@ def test_cli_list_keylinks_export_and_forget(spark, base_run, tmp_path, capsys, 
     # list: pages of 4 with a token, then the same as JSON in one page.
     seen, token = [], None
     while True:
-        assert main(["subjects", "list", job, "--page-size", "4"] + (["--page-token", token] if token else [])) == 0
+        assert (
+            main(
+                ["subjects", "list", job, "--page-size", "4"]
+                + (["--page-token", token] if token else [])
+            )
+            == 0
+        )
         lines = capsys.readouterr().out.splitlines()
-        token = lines[-1].split(": ", 1)[1] if lines and lines[-1].startswith("next-page-token: ") else None
+        token = (
+            lines[-1].split(": ", 1)[1]
+            if lines and lines[-1].startswith("next-page-token: ")
+            else None
+        )
         seen += [x for x in lines if not x.startswith("next-page-token: ")]
         if token is None:
             break
@@ -319,12 +389,17 @@ def test_cli_list_keylinks_export_and_forget(spark, base_run, tmp_path, capsys, 
     doc = json.loads(capsys.readouterr().out)
     assert [d["data_subject_id"] for d in doc] == [sd.FORGET, sd.KEEP, "nobody@example.org"]
     assert [k["expiry_time"] for k in doc[0]["key_links"]] == [
-        sd.expires(d).isoformat().replace("+00:00", "Z") for d in sd.FORGET_DAYS]
+        sd.expires(d).isoformat().replace("+00:00", "Z") for d in sd.FORGET_DAYS
+    ]
     assert [k["day"] for k in doc[1]["key_links"]] == [d.isoformat() for d in sd.KEEP_DAYS]
     assert doc[2]["key_links"] == []
     assert main(["subjects", "keylinks", job, sd.KEEP]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("data subject") and len(table) == 1 + len(sd.KEEP_DAYS) and "stored" in table[1]
+    assert (
+        table[0].startswith("data subject")
+        and len(table) == 1 + len(sd.KEEP_DAYS)
+        and "stored" in table[1]
+    )
 
     # export: the files and the manifest.
     out = tmp_path / "export"
@@ -340,13 +415,18 @@ def test_cli_list_keylinks_export_and_forget(spark, base_run, tmp_path, capsys, 
     # forget of a subject that does not exist: reports 0, exits 0, never echoes the id.
     assert main(["subjects", "forget", job, "nobody.at.all@example.org"]) == 0
     printed = capsys.readouterr().out
-    assert "1 subject(s) requested, 0 found" in printed and "keys deleted                  0" in printed
+    assert (
+        "1 subject(s) requested, 0 found" in printed
+        and "keys deleted                  0" in printed
+    )
     assert "nobody.at.all" not in printed
     monkeypatch.setattr("sys.stdin", io.StringIO("missing.person@example.org\n"))
     assert main(["subjects", "forget", job, "--from-file", "-", "--json"]) == 0
     printed = capsys.readouterr().out
     report = json.loads(printed)
-    assert report["completed"] and report["subjects_requested"] == 1 and report["subjects_found"] == 0
+    assert (
+        report["completed"] and report["subjects_requested"] == 1 and report["subjects_found"] == 0
+    )
     assert "missing.person" not in printed
     assert main(["subjects", "forget", job]) == 2
     assert "no subject ids" in capsys.readouterr().err

@@ -70,8 +70,10 @@ def test_supported_patterns(pattern, has_zone, native):
         ("yyyy-MM-dd ppp", "pad modifier 'p' at position 11 must be followed by a pattern letter"),
         ("yyyy-MM-dd HH A SSS", "'A' at position 14 cannot be combined with 'S', 'n' or 'N'"),
         # Fields java.time can never resolve into a date: a config error, not null for every row.
-        ("YYYY-MM-dd", "week-based year 'Y' at position 0 needs 'w' and a day of week .*did "
-                       "you mean year 'y'"),
+        (
+            "YYYY-MM-dd",
+            "week-based year 'Y' at position 0 needs 'w' and a day of week .*did you mean year 'y'",
+        ),
         ("YYYY-ww", "week-based year 'Y' .* needs 'w' and a day of week"),
         ("yyyy-ww-e", "'w' at position 5 needs 'Y' and a day of week"),
         ("yyyy-MM W", "'W' at position 8 needs year, month and a day of week"),
@@ -119,8 +121,11 @@ def _collect_millis(spark, cases):
 
 def _check(spark, vectors, codegen=False):
     got = _millis(spark, [(p, z, v) for p, z, v, _ in vectors], codegen)
-    wrong = {(p, v): (got[(p, z, v)], want) for p, z, v, want in vectors
-             if got[(p, z, v)] != (want, want)}
+    wrong = {
+        (p, v): (got[(p, z, v)], want)
+        for p, z, v, want in vectors
+        if got[(p, z, v)] != (want, want)
+    }
     assert not wrong, wrong
 
 
@@ -178,21 +183,32 @@ OFFSETS_AND_ZONES = [  # the text's offset or zone wins over the default zone
     ("yyyy-MM-dd HH:mm:ss VV", UTC, "2022-02-06 06:43:12 +01:00", 1644126192000),
     ("yyyy-MM-dd HH:mm:ss VV", UTC, "2022-02-06 06:43:12 Mars/Olympus", None),
     ("EEE MMM dd HH:mm:ss zzz yyyy", UTC, "Sun Feb 06 06:43:12 CET 2022", 1644126192000),
-    ("EEE MMM dd HH:mm:ss zzzz yyyy", UTC, "Sun Feb 06 06:43:12 Pacific Standard Time 2022",
-     1644158592000),
+    (
+        "EEE MMM dd HH:mm:ss zzzz yyyy",
+        UTC,
+        "Sun Feb 06 06:43:12 Pacific Standard Time 2022",
+        1644158592000,
+    ),
     ("yyyy-MM-dd HH:mm vvvv", UTC, "2022-07-06 06:43 Pacific Time", 1657114980000),
     ("yyyy-MM-dd HH:mm v", UTC, "2022-07-06 06:43 PT", 1657114980000),
     # Offset and zone id: the offset wins (also over the zone's own offset at that time).
-    ("yyyy-MM-dd'T'HH:mm:ssXXX'['VV']'", UTC, "2022-10-30T02:30:00+02:00[Europe/Amsterdam]",
-     1667089800000),
-    ("yyyy-MM-dd'T'HH:mm:ssXXX'['VV']'", UTC, "2022-10-30T02:30:00+05:00[Europe/Amsterdam]",
-     1667079000000),
+    (
+        "yyyy-MM-dd'T'HH:mm:ssXXX'['VV']'",
+        UTC,
+        "2022-10-30T02:30:00+02:00[Europe/Amsterdam]",
+        1667089800000,
+    ),
+    (
+        "yyyy-MM-dd'T'HH:mm:ssXXX'['VV']'",
+        UTC,
+        "2022-10-30T02:30:00+05:00[Europe/Amsterdam]",
+        1667079000000,
+    ),
     # Optional offset / zone: the default zone only when the text has neither.
     ("yyyy-MM-dd'T'HH:mm:ss[XXX][ VV]", AMS, "2022-10-30T02:30:00", 1667089800000),
     ("yyyy-MM-dd'T'HH:mm:ss[XXX][ VV]", AMS, "2022-10-30T02:30:00+01:00", 1667093400000),
     ("yyyy-MM-dd'T'HH:mm:ss[XXX][ VV]", AMS, "2022-10-30T02:30:00 Asia/Tokyo", 1667064600000),
-    ("yyyy-MM-dd'T'HH:mm:ss[XXX][ VV]", AMS, "2022-10-30T02:30:00-03:00 Asia/Tokyo",
-     1667107800000),
+    ("yyyy-MM-dd'T'HH:mm:ss[XXX][ VV]", AMS, "2022-10-30T02:30:00-03:00 Asia/Tokyo", 1667107800000),
     ("yyyy-MM-dd HH:mm:ss[ z]", "Asia/Tokyo", "2022-02-06 06:43:12", 1644097392000),
     ("yyyy-MM-dd HH:mm:ss[ z]", "Asia/Tokyo", "2022-02-06 06:43:12 CET", 1644126192000),
 ]
@@ -268,10 +284,24 @@ ADJACENT_VALUES = [  # Java's adjacent value parsing: fixed widths after a varia
 
 @pytest.mark.parametrize(
     "vectors",
-    [NANO_OF_SECOND, LITERALS_AND_OPTIONAL, OFFSETS_AND_ZONES, DEFAULT_ZONE_DST, NEW_LETTERS,
-     WEEK_FIELDS, ADJACENT_VALUES],
-    ids=["nano-of-second", "literals-and-optional", "offsets-and-zones", "default-zone-dst",
-         "new-letters", "week-fields", "adjacent-values"],
+    [
+        NANO_OF_SECOND,
+        LITERALS_AND_OPTIONAL,
+        OFFSETS_AND_ZONES,
+        DEFAULT_ZONE_DST,
+        NEW_LETTERS,
+        WEEK_FIELDS,
+        ADJACENT_VALUES,
+    ],
+    ids=[
+        "nano-of-second",
+        "literals-and-optional",
+        "offsets-and-zones",
+        "default-zone-dst",
+        "new-letters",
+        "week-fields",
+        "adjacent-values",
+    ],
 )
 def test_matches_java(spark, vectors):
     _check(spark, vectors)
@@ -281,18 +311,27 @@ def test_week_fields_around_new_year(spark):
     # Text formatted by Java (Locale.US) with "yyyy-MM-dd YYYY ww W e EEE QQQ g": every field
     # agrees with the date; changing any one of them must reject the row (as Java does).
     texts = [
-        "2016-12-31 2016 53 5 7 Sat Q4 57753", "2017-01-01 2017 01 1 1 Sun Q1 57754",
-        "2020-12-26 2020 52 4 7 Sat Q4 59209", "2020-12-27 2021 01 5 1 Sun Q4 59210",
-        "2021-01-02 2021 01 1 7 Sat Q1 59216", "2021-01-03 2021 02 2 1 Sun Q1 59217",
-        "2022-12-31 2022 53 5 7 Sat Q4 59944", "2026-12-31 2027 01 5 5 Thu Q4 61405",
+        "2016-12-31 2016 53 5 7 Sat Q4 57753",
+        "2017-01-01 2017 01 1 1 Sun Q1 57754",
+        "2020-12-26 2020 52 4 7 Sat Q4 59209",
+        "2020-12-27 2021 01 5 1 Sun Q4 59210",
+        "2021-01-02 2021 01 1 7 Sat Q1 59216",
+        "2021-01-03 2021 02 2 1 Sun Q1 59217",
+        "2022-12-31 2022 53 5 7 Sat Q4 59944",
+        "2026-12-31 2027 01 5 5 Thu Q4 61405",
     ]
     days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
     def bump(text: str, k: int) -> str:  # change field k (1: YYYY ... 7: g) to a wrong value
         parts = text.split(" ")
         x = parts[k]
-        parts[k] = (days[(days.index(x) + 1) % 7] if x in days else f"Q{int(x[1]) % 4 + 1}"
-                    if x.startswith("Q") else f"{int(x) + 1:0{len(x)}d}")
+        parts[k] = (
+            days[(days.index(x) + 1) % 7]
+            if x in days
+            else f"Q{int(x[1]) % 4 + 1}"
+            if x.startswith("Q")
+            else f"{int(x) + 1:0{len(x)}d}"
+        )
         return " ".join(parts)
 
     pattern = "yyyy-MM-dd YYYY ww W e EEE QQQ g"
@@ -310,13 +349,31 @@ def test_week_fields_around_new_year(spark):
 
 def test_unparseable_values_give_null_without_raising(spark):
     # ANSI mode is on: nothing here may raise (casts, overflow, regex, separators in the text).
-    patterns = ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
-                "yyyy-MM-dd HH.mm.ss.nnnnnn:Z", "yyyy-MM-dd N", "g HH:mm", "YYYY-'W'ww-e",
-                "EEE, dd MMM yyyy HH:mm:ss Z", "yyyy-MM-dd ppH:mm", "yyyy-MM-dd'T'HH:mm[XXX]"]
-    values = ["", " ", "not a date", "2022-02-06 06:43:12\n", "2022-02-06 06:43:12 ",
-              "99999999999999999999999 06:43", "2022-02-06 99999999999999999999",
-              "9999999999999999999-W99-9", "2022-02-06 06.43.12.99999999999999999999:+0100",
-              "2022-02-06 06:43:12\u0001UTC", "\u0001\u00022022-02-06 06:43:12", None]
+    patterns = [
+        "yyyy-MM-dd HH:mm:ss",
+        "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
+        "yyyy-MM-dd HH.mm.ss.nnnnnn:Z",
+        "yyyy-MM-dd N",
+        "g HH:mm",
+        "YYYY-'W'ww-e",
+        "EEE, dd MMM yyyy HH:mm:ss Z",
+        "yyyy-MM-dd ppH:mm",
+        "yyyy-MM-dd'T'HH:mm[XXX]",
+    ]
+    values = [
+        "",
+        " ",
+        "not a date",
+        "2022-02-06 06:43:12\n",
+        "2022-02-06 06:43:12 ",
+        "99999999999999999999999 06:43",
+        "2022-02-06 99999999999999999999",
+        "9999999999999999999-W99-9",
+        "2022-02-06 06.43.12.99999999999999999999:+0100",
+        "2022-02-06 06:43:12\u0001UTC",
+        "\u0001\u00022022-02-06 06:43:12",
+        None,
+    ]
     got = _millis(spark, [(p, AMS, v) for p in patterns for v in values], codegen=True)
     assert {k: v for k, v in got.items() if v != (None, None)} == {}
 
@@ -324,8 +381,13 @@ def test_unparseable_values_give_null_without_raising(spark):
 def test_strict_resolution_where_java_is_smart(spark):
     # Java's default SMART resolver gives 2022-02-28 (1646030592000) and the next midnight
     # (1644192000000); like Spark's own parser we reject impossible dates and times.
-    got = _millis(spark, [("yyyy-MM-dd HH:mm:ss", UTC, "2022-02-30 06:43:12"),
-                          ("yyyy-MM-dd HH:mm:ss", UTC, "2022-02-06 24:00:00")])
+    got = _millis(
+        spark,
+        [
+            ("yyyy-MM-dd HH:mm:ss", UTC, "2022-02-30 06:43:12"),
+            ("yyyy-MM-dd HH:mm:ss", UTC, "2022-02-06 24:00:00"),
+        ],
+    )
     assert set(got.values()) == {(None, None)}
     # Missing fields default as in Spark (Java could not make an instant from these).
     got = _millis(spark, [("yyyy-MM", UTC, "2022-03"), ("HH:mm", AMS, "06:43")])
@@ -341,9 +403,16 @@ def _parse(spark, values, pattern, zone):
 
 
 def test_default_zone_applies_without_offset(spark):
-    got = _parse(spark, ["2010-12-01 08:26:00", "2010-07-01 08:26:00", "not a date", None],
-                 "yyyy-MM-dd HH:mm:ss", "Europe/Amsterdam")
-    assert got["2010-12-01 08:26:00"] == (1291188360000, "2010-12-01")  # CET, +01:00 (reference page)
+    got = _parse(
+        spark,
+        ["2010-12-01 08:26:00", "2010-07-01 08:26:00", "not a date", None],
+        "yyyy-MM-dd HH:mm:ss",
+        "Europe/Amsterdam",
+    )
+    assert got["2010-12-01 08:26:00"] == (
+        1291188360000,
+        "2010-12-01",
+    )  # CET, +01:00 (reference page)
     assert got["2010-07-01 08:26:00"][0] == 1277965560000  # CEST, +02:00
     assert got["not a date"] == (None, None)
     assert got[None] == (None, None)
@@ -362,8 +431,12 @@ def test_utc_day_across_midnight_depends_on_zone(spark):
 
 def test_offset_in_text_wins_over_default_zone(spark):
     pattern = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
-    got = _parse(spark, ["2022-02-07T00:30:00.999+01:00", "2022-02-06T23:30:00.999Z", "2022-02-07T00:30:00.999"],
-                 pattern, "America/New_York")
+    got = _parse(
+        spark,
+        ["2022-02-07T00:30:00.999+01:00", "2022-02-06T23:30:00.999Z", "2022-02-07T00:30:00.999"],
+        pattern,
+        "America/New_York",
+    )
     assert got["2022-02-07T00:30:00.999+01:00"] == (1644190200999, "2022-02-06")
     assert got["2022-02-06T23:30:00.999Z"] == (1644190200999, "2022-02-06")
     assert got["2022-02-07T00:30:00.999"] == (None, None)  # the pattern demands an offset

@@ -14,5 +14,15 @@ from .tables import (
     write_table,
 )
 
-__all__ = ["create_table", "delta_properties", "is_conflict", "is_delta", "merge", "retry_on_conflict",
-           "sql_path", "sql_string", "temp_view", "write_table"]
+__all__ = [
+    "create_table",
+    "delta_properties",
+    "is_conflict",
+    "is_delta",
+    "merge",
+    "retry_on_conflict",
+    "sql_path",
+    "sql_string",
+    "temp_view",
+    "write_table",
+]

@@ -24,14 +24,26 @@ _VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 _LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 
-__all__ = ["PurgeCounts", "delete_where", "in_parallel", "is_delta", "merge_delete", "needs_purge", "purge",
-           "version"]
+__all__ = [
+    "PurgeCounts",
+    "delete_where",
+    "in_parallel",
+    "is_delta",
+    "merge_delete",
+    "needs_purge",
+    "purge",
+    "version",
+]
 
 
-def _history(spark: SparkSession, path: str, limit: int | None = None, since: int | None = None) -> list[Row]:
+def _history(
+    spark: SparkSession, path: str, limit: int | None = None, since: int | None = None
+) -> list[Row]:
     """The table's commits (`DESCRIBE HISTORY`), the newest `limit`, or those after `since`."""
     statement = f"DESCRIBE HISTORY {sql_path(path)}" + (f" LIMIT {int(limit)}" if limit else "")
-    history = spark.sql(statement).select("version", "operation", "operationParameters", "operationMetrics")
+    history = spark.sql(statement).select(
+        "version", "operation", "operationParameters", "operationMetrics"
+    )
     return (history if since is None else history.where(f"version > {int(since)}")).collect()
 
 
@@ -39,9 +51,15 @@ def version(spark: SparkSession, path: str) -> int:
     return int(_history(spark, path, 1)[0]["version"])
 
 
-def _metric_since(spark: SparkSession, path: str, since: int, operations: set[str], metric: str) -> int:
+def _metric_since(
+    spark: SparkSession, path: str, since: int, operations: set[str], metric: str
+) -> int:
     rows = _history(spark, path, since=since)
-    return sum(int((r["operationMetrics"] or {}).get(metric, 0)) for r in rows if r["operation"] in operations)
+    return sum(
+        int((r["operationMetrics"] or {}).get(metric, 0))
+        for r in rows
+        if r["operation"] in operations
+    )
 
 
 def merge_delete(spark: SparkSession, path: str, source: DataFrame, condition: str) -> int:
@@ -54,8 +72,10 @@ def merge_delete(spark: SparkSession, path: str, source: DataFrame, condition: s
 def delete_where(spark: SparkSession, path: str, condition: str) -> int:
     """Delete rows matching a SQL predicate that holds no personal data (e.g. a group id and a
     cut-off time): Delta keeps it in `commitInfo`."""
-    row = retry_on_conflict(lambda: spark.sql(f"DELETE FROM {sql_path(path)} WHERE {condition}").first(),
-                            f"delete from {path}")
+    row = retry_on_conflict(
+        lambda: spark.sql(f"DELETE FROM {sql_path(path)} WHERE {condition}").first(),
+        f"delete from {path}",
+    )
     return int(row["num_affected_rows"] or 0) if row is not None else 0
 
 
@@ -71,12 +91,16 @@ def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
     with zero retention. Older versions of these tables become unreadable; do not run this
     while a job writes to the same tables."""
     conf = spark.conf
-    saved = {k: conf.get(k, None) for k in (_RETENTION_CHECK, _VACUUM_LOGGING, _LISTING_PARALLELISM)}
+    saved = {
+        k: conf.get(k, None) for k in (_RETENTION_CHECK, _VACUUM_LOGGING, _LISTING_PARALLELISM)
+    }
     conf.set(_RETENTION_CHECK, "false")
     conf.set(_VACUUM_LOGGING, "true")
     # VACUUM lists the table's folders with this many tasks (default 10,000: minutes of task
     # overhead on a small cluster for a table of a few hundred folders).
-    conf.set(_LISTING_PARALLELISM, str(max(4, 2 * int(conf.get("spark.sql.shuffle.partitions", "8")))))
+    conf.set(
+        _LISTING_PARALLELISM, str(max(4, 2 * int(conf.get("spark.sql.shuffle.partitions", "8"))))
+    )
     try:
         results = in_parallel([lambda p=p: _purge_one(spark, p) for p in paths])
     finally:
@@ -91,10 +115,14 @@ def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
 def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
     counts = PurgeCounts()
     before = version(spark, path)
-    features = spark.sql(f"DESCRIBE DETAIL {sql_path(path)}").select("tableFeatures").first()[0] or []
+    features = (
+        spark.sql(f"DESCRIBE DETAIL {sql_path(path)}").select("tableFeatures").first()[0] or []
+    )
     if "deletionVectors" in features:
         spark.sql(f"REORG TABLE {sql_path(path)} APPLY (PURGE)")
-        counts.files_rewritten = _metric_since(spark, path, before, {"REORG", "OPTIMIZE"}, "numRemovedFiles")
+        counts.files_rewritten = _metric_since(
+            spark, path, before, {"REORG", "OPTIMIZE"}, "numRemovedFiles"
+        )
     mark = version(spark, path)
     spark.sql(f"VACUUM {sql_path(path)} RETAIN 0 HOURS")
     counts.files_removed = _metric_since(spark, path, mark, {"VACUUM END"}, "numDeletedFiles")
@@ -102,11 +130,24 @@ def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
 
 
 # Metrics through which a commit says it removed files or marked rows deleted.
-_REMOVALS = ("numRemovedFiles", "numTargetFilesRemoved", "numDeletionVectorsAdded", "numDeletionVectorsUpdated",
-             "numTargetDeletionVectorsAdded", "numTargetDeletionVectorsUpdated")
+_REMOVALS = (
+    "numRemovedFiles",
+    "numTargetFilesRemoved",
+    "numDeletionVectorsAdded",
+    "numDeletionVectorsUpdated",
+    "numTargetDeletionVectorsAdded",
+    "numTargetDeletionVectorsUpdated",
+)
 # Operations that add no data file and remove none.
-_NO_FILES = {"CREATE TABLE", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS", "CHANGE COLUMN",
-             "UPGRADE PROTOCOL", "VACUUM START"}
+_NO_FILES = {
+    "CREATE TABLE",
+    "SET TBLPROPERTIES",
+    "UNSET TBLPROPERTIES",
+    "ADD COLUMNS",
+    "CHANGE COLUMN",
+    "UPGRADE PROTOCOL",
+    "VACUUM START",
+}
 _APPENDS = {"WRITE", "MERGE", "STREAMING UPDATE"}
 
 
@@ -134,6 +175,8 @@ def in_parallel(tasks: list[Callable[[], T]], max_workers: int = 4) -> list[T]:
     results in task order, the first failure re-raised."""
     if len(tasks) <= 1:
         return [t() for t in tasks]
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(tasks)), thread_name_prefix="strm-erase") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(max_workers, len(tasks)), thread_name_prefix="strm-erase"
+    ) as pool:
         futures = [pool.submit(t) for t in tasks]
         return [f.result() for f in futures]

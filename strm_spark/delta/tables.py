@@ -19,11 +19,23 @@ log = logging.getLogger("strm_spark")
 R = TypeVar("R")
 
 # Delta's optimistic-concurrency errors: another writer committed first.
-_CONFLICTS = ("Concurrent", "MetadataChanged", "ProtocolChanged", "DELTA_CONCURRENT", "DELTA_METADATA_CHANGED",
-              "DELTA_PROTOCOL_CHANGED", "TableAlreadyExists", "DELTA_TABLE_ALREADY_EXISTS")
+_CONFLICTS = (
+    "Concurrent",
+    "MetadataChanged",
+    "ProtocolChanged",
+    "DELTA_CONCURRENT",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+    "TableAlreadyExists",
+    "DELTA_TABLE_ALREADY_EXISTS",
+)
 # What Delta says while another process is between making a table's log folder and committing.
-_CREATING_ELSEWHERE = ("NON_EMPTY_LOCATION", "DELTA_TABLE_NOT_FOUND", "DELTA_MISSING_DELTA_TABLE",
-                       "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
+_CREATING_ELSEWHERE = (
+    "NON_EMPTY_LOCATION",
+    "DELTA_TABLE_NOT_FOUND",
+    "DELTA_MISSING_DELTA_TABLE",
+    "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
+)
 _CREATE_ATTEMPTS = 10
 
 
@@ -38,7 +50,11 @@ def _quote(name: str) -> str:
 
 def _sql_type(kind: T.DataType) -> str:
     if isinstance(kind, T.StructType):
-        return "STRUCT<" + ", ".join(f"{_quote(f.name)}: {_sql_type(f.dataType)}" for f in kind.fields) + ">"
+        return (
+            "STRUCT<"
+            + ", ".join(f"{_quote(f.name)}: {_sql_type(f.dataType)}" for f in kind.fields)
+            + ">"
+        )
     if isinstance(kind, T.ArrayType):
         return f"ARRAY<{_sql_type(kind.elementType)}>"
     if isinstance(kind, T.MapType):
@@ -48,8 +64,10 @@ def _sql_type(kind: T.DataType) -> str:
 
 def columns_ddl(schema: T.StructType) -> str:
     """A schema as the column list of CREATE TABLE (top-level nullability kept)."""
-    return ", ".join(f"{_quote(f.name)} {_sql_type(f.dataType)}{'' if f.nullable else ' NOT NULL'}"
-                     for f in schema.fields)
+    return ", ".join(
+        f"{_quote(f.name)} {_sql_type(f.dataType)}{'' if f.nullable else ' NOT NULL'}"
+        for f in schema.fields
+    )
 
 
 def sql_string(value: str) -> str:
@@ -64,7 +82,11 @@ def delta_properties(stats_columns: Sequence[str] | str | None) -> dict[str, str
     props = {"delta.enableChangeDataFeed": "false"}
     if stats_columns is None:
         return props
-    cols = stats_columns if isinstance(stats_columns, str) else ",".join(f"`{c}`" if "." not in c else c for c in stats_columns)
+    cols = (
+        stats_columns
+        if isinstance(stats_columns, str)
+        else ",".join(f"`{c}`" if "." not in c else c for c in stats_columns)
+    )
     if cols:
         props["delta.dataSkippingStatsColumns"] = cols
     else:
@@ -87,7 +109,9 @@ def retry_on_conflict(action: Callable[[], R], what: str, attempts: int = 10) ->
         except Exception as exc:
             if attempt == attempts - 1 or not is_conflict(exc):
                 raise
-            log.info("%s: a concurrent commit won; retrying (%d/%d)", what, attempt + 1, attempts - 1)
+            log.info(
+                "%s: a concurrent commit won; retrying (%d/%d)", what, attempt + 1, attempts - 1
+            )
             time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))
     raise AssertionError("unreachable")
 
@@ -99,8 +123,15 @@ def is_delta(spark: SparkSession, path: str) -> bool:
     except AnalysisException:
         return False
     except Exception as exc:  # Spark Connect reports analysis errors as its own exception types
-        if any(m in str(exc)[:400] for m in ("DELTA_MISSING_DELTA_TABLE", "PATH_NOT_FOUND", "not a Delta table",
-                                               "DELTA_TABLE_NOT_FOUND")):
+        if any(
+            m in str(exc)[:400]
+            for m in (
+                "DELTA_MISSING_DELTA_TABLE",
+                "PATH_NOT_FOUND",
+                "not a Delta table",
+                "DELTA_TABLE_NOT_FOUND",
+            )
+        ):
             return False
         raise
     return True
@@ -118,14 +149,18 @@ def create_table(
     that exists keeps its layout. Another process may be creating the same table: its log folder
     exists but holds no commit yet, which Delta reports as a non-empty or non-Delta location, so
     this waits for the other commit."""
-    props = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in delta_properties(stats_columns).items())
+    props = ", ".join(
+        f"{sql_string(k)} = {sql_string(v)}" for k, v in delta_properties(stats_columns).items()
+    )
     layout = ""
     if partition_by:
         layout = f" PARTITIONED BY ({', '.join(_quote(c) for c in partition_by)})"
     elif cluster_by:
         layout = f" CLUSTER BY ({', '.join(_quote(c) for c in cluster_by)})"
-    statement = (f"CREATE TABLE IF NOT EXISTS {sql_path(path)} ({columns_ddl(schema)}) USING delta"
-                 f"{layout} TBLPROPERTIES ({props})")
+    statement = (
+        f"CREATE TABLE IF NOT EXISTS {sql_path(path)} ({columns_ddl(schema)}) USING delta"
+        f"{layout} TBLPROPERTIES ({props})"
+    )
     for attempt in range(_CREATE_ATTEMPTS):
         try:
             retry_on_conflict(lambda: spark.sql(statement), f"create {path}")
@@ -139,11 +174,17 @@ def create_table(
             if not any(m in str(exc)[:400] for m in _CREATING_ELSEWHERE):
                 raise
         if attempt < _CREATE_ATTEMPTS - 1:
-            log.info("create %s: another writer is creating it; waiting (%d/%d)", path, attempt + 1,
-                     _CREATE_ATTEMPTS - 1)
+            log.info(
+                "create %s: another writer is creating it; waiting (%d/%d)",
+                path,
+                attempt + 1,
+                _CREATE_ATTEMPTS - 1,
+            )
             time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError(f"{path}: a Delta log folder exists but no table appeared in it; another process "
-                       "may have died while creating it: if no job is running, remove the folder and rerun")
+    raise RuntimeError(
+        f"{path}: a Delta log folder exists but no table appeared in it; another process "
+        "may have died while creating it: if no job is running, remove the folder and rerun"
+    )
 
 
 @contextlib.contextmanager
@@ -157,7 +198,9 @@ def temp_view(df: DataFrame, prefix: str = "strm_src") -> Iterator[str]:
         df.sparkSession.catalog.dropTempView(name)
 
 
-def merge(source: DataFrame, path: str, condition: str, clauses: str, what: str | None = None) -> Row | None:
+def merge(
+    source: DataFrame, path: str, condition: str, clauses: str, what: str | None = None
+) -> Row | None:
     """`MERGE INTO delta.`path` t USING <source> s ON condition <clauses>` as SQL over a temp
     view; returns Delta's metrics row (num_inserted_rows, num_deleted_rows, ...), retried when a
     concurrent writer committed first. Keep values of people out of `condition`: Delta writes it

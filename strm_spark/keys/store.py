@@ -27,24 +27,28 @@ from ..delta import create_table, is_delta, merge, sql_string
 from ..errors import KeyStoreError
 from ..masterkey import MasterKey, open_keyset, unwrap, wrap
 
-KEYS_SCHEMA = T.StructType([
-    T.StructField("keyLink", T.StringType(), False),
-    T.StructField("keyset", T.BinaryType(), False),
-    T.StructField("groupId", T.StringType(), False),
-    T.StructField("keyHash", T.StringType(), True),
-    T.StructField("day", T.DateType(), True),
-    T.StructField("kind", T.StringType(), False),
-    T.StructField("expiresAt", T.TimestampType(), False),
-    T.StructField("createdAt", T.TimestampType(), False),
-    T.StructField("runId", T.StringType(), False),
-    T.StructField("wrappedBy", T.StringType(), True),
-])
+KEYS_SCHEMA = T.StructType(
+    [
+        T.StructField("keyLink", T.StringType(), False),
+        T.StructField("keyset", T.BinaryType(), False),
+        T.StructField("groupId", T.StringType(), False),
+        T.StructField("keyHash", T.StringType(), True),
+        T.StructField("day", T.DateType(), True),
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("expiresAt", T.TimestampType(), False),
+        T.StructField("createdAt", T.TimestampType(), False),
+        T.StructField("runId", T.StringType(), False),
+        T.StructField("wrappedBy", T.StringType(), True),
+    ]
+)
 
-HASH_KEYS_SCHEMA = T.StructType([
-    T.StructField("groupId", T.StringType(), False),
-    T.StructField("hashKey", T.BinaryType(), False),
-    T.StructField("createdAt", T.TimestampType(), False),
-])
+HASH_KEYS_SCHEMA = T.StructType(
+    [
+        T.StructField("groupId", T.StringType(), False),
+        T.StructField("hashKey", T.BinaryType(), False),
+        T.StructField("createdAt", T.TimestampType(), False),
+    ]
+)
 
 # Statistics only on non-secret columns; keysets are BINARY, which Delta never indexes. Not on
 # keyHash either: min/max statistics stay in _delta_log after a forget, and a key hash lets whoever
@@ -52,15 +56,19 @@ HASH_KEYS_SCHEMA = T.StructType([
 # runId lets a run find its own quarantine key without reading every other run's.
 _KEYS_STATS = "keyLink,groupId,day,kind,expiresAt,createdAt,runId,wrappedBy"
 
-_NEW_KEY_SCHEMA = T.StructType([
-    T.StructField("keyHash", T.StringType(), True),
-    T.StructField("day", T.DateType(), True),
-    T.StructField("keyLink", T.StringType(), False),
-    T.StructField("keyset", T.BinaryType(), False),
-])
+_NEW_KEY_SCHEMA = T.StructType(
+    [
+        T.StructField("keyHash", T.StringType(), True),
+        T.StructField("day", T.DateType(), True),
+        T.StructField("keyLink", T.StringType(), False),
+        T.StructField("keyset", T.BinaryType(), False),
+    ]
+)
 
 
-def _key_generator(master: MasterKey | None) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def _key_generator(
+    master: MasterKey | None,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """A mapInPandas function creating one keyset per row (on the workers), wrapped with the
     master key and its new key link when one is configured."""
 
@@ -71,19 +79,23 @@ def _key_generator(master: MasterKey | None) -> Callable[[Iterator[pd.DataFrame]
             keysets = [crypto.new_keyset() for _ in range(n)]
             if master is not None:
                 keysets = [wrap(ks, link, master) for ks, link in zip(keysets, links)]
-            yield pd.DataFrame({
-                "keyHash": pdf["keyHash"],
-                "day": pdf["day"],
-                "keyLink": links,
-                "keyset": keysets,
-            })
+            yield pd.DataFrame(
+                {
+                    "keyHash": pdf["keyHash"],
+                    "day": pdf["day"],
+                    "keyLink": links,
+                    "keyset": keysets,
+                }
+            )
 
     return generate
 
 
 def expires_at(day: F.Column, retention_days: int) -> F.Column:
     """00:00Z of the day after `day`, plus the retention period (time-zone independent)."""
-    return F.timestamp_seconds((F.unix_date(day) + F.lit(1 + retention_days)).cast("long") * F.lit(86_400))
+    return F.timestamp_seconds(
+        (F.unix_date(day) + F.lit(1 + retention_days)).cast("long") * F.lit(86_400)
+    )
 
 
 @dataclass
@@ -113,7 +125,9 @@ class KeyStore:
     def ensure(self) -> None:
         """Create the tables if needed (driver-side commands only; no Spark job)."""
         create_table(self.spark, self.keys_path, KEYS_SCHEMA, stats_columns=_KEYS_STATS)
-        create_table(self.spark, self.hash_keys_path, HASH_KEYS_SCHEMA, stats_columns="groupId,createdAt")
+        create_table(
+            self.spark, self.hash_keys_path, HASH_KEYS_SCHEMA, stats_columns="groupId,createdAt"
+        )
 
     def keys(self, group_id: str | None = None) -> DataFrame:
         df = self.spark.read.format("delta").load(self.keys_path)
@@ -124,8 +138,14 @@ class KeyStore:
         master key (lazily, on the workers) for the code paths that encrypt or decrypt."""
         return self.opened(self.keys(group_id))
 
-    def opened(self, df: DataFrame, keyset: str = "keyset", link: str = "keyLink",
-               wrapped_by: str = "wrappedBy", strict: bool = True) -> DataFrame:
+    def opened(
+        self,
+        df: DataFrame,
+        keyset: str = "keyset",
+        link: str = "keyLink",
+        wrapped_by: str = "wrappedBy",
+        strict: bool = True,
+    ) -> DataFrame:
         """`df` with its `keyset` column opened with the master key where `wrapped_by` says it
         is wrapped (lazily, on the workers). Not `strict`: a keyset the master key cannot open
         becomes null (for callers that count such keysets and report them)."""
@@ -147,14 +167,22 @@ class KeyStore:
         def opened(stored: pd.Series, links: pd.Series) -> pd.Series:
             return pd.Series([open_one(k, link) for k, link in zip(stored, links)], dtype=object)
 
-        return df.withColumn(keyset, F.when(F.col(wrapped_by).isNull(), F.col(keyset))
-                             .otherwise(opened(F.col(keyset), F.col(link))))
+        return df.withColumn(
+            keyset,
+            F.when(F.col(wrapped_by).isNull(), F.col(keyset)).otherwise(
+                opened(F.col(keyset), F.col(link))
+            ),
+        )
 
-    def keys_for_days(self, group_id: str, first: date | None, last: date | None, run_id: str) -> DataFrame:
+    def keys_for_days(
+        self, group_id: str, first: date | None, last: date | None, run_id: str
+    ) -> DataFrame:
         """The group's keys of the days `first`..`last` and this run's quarantine key: a read
         that Delta's statistics on `day` (and `runId`) bound to the batch's days, whatever the
         store's history holds. The condition names only the batch's day range."""
-        in_range = F.col("day").between(F.lit(first), F.lit(last)) if first is not None else F.lit(False)
+        in_range = (
+            F.col("day").between(F.lit(first), F.lit(last)) if first is not None else F.lit(False)
+        )
         quarantine = F.col("day").isNull() & (F.col("runId") == F.lit(run_id))
         return self.keys(group_id).where(in_range | quarantine)
 
@@ -165,7 +193,9 @@ class KeyStore:
     def audit_key(self, group_id: str) -> bytes:
         """The group's HMAC secret naming subjects in audit records; created on first use and
         never deleted, so an auditor can later check whether a given id was forgotten."""
-        create_table(self.spark, self.audit_keys_path, HASH_KEYS_SCHEMA, stats_columns="groupId,createdAt")
+        create_table(
+            self.spark, self.audit_keys_path, HASH_KEYS_SCHEMA, stats_columns="groupId,createdAt"
+        )
         return self._group_secret(self.audit_keys_path, group_id)
 
     def _group_secret(self, path: str, group_id: str) -> bytes:
@@ -176,16 +206,28 @@ class KeyStore:
             [(group_id, bytearray(secrets.token_bytes(32)))], "groupId string, hashKey binary"
         ).withColumn("createdAt", F.current_timestamp())
         # Insert-only, so concurrent first runs of a group agree on one secret.
-        merge(candidate, path, "t.groupId = s.groupId", "WHEN NOT MATCHED THEN INSERT *",
-              f"key store {self.location}: group secret")
+        merge(
+            candidate,
+            path,
+            "t.groupId = s.groupId",
+            "WHEN NOT MATCHED THEN INSERT *",
+            f"key store {self.location}: group secret",
+        )
         found = self._read_secret(path, group_id)
         if found is None:
-            raise KeyStoreError(f"key store {self.location}: no secret for group {group_id!r} in {path}")
+            raise KeyStoreError(
+                f"key store {self.location}: no secret for group {group_id!r} in {path}"
+            )
         return found
 
     def _read_secret(self, path: str, group_id: str) -> bytes | None:
-        rows = (self.spark.read.format("delta").load(path).where(F.col("groupId") == F.lit(group_id))
-                .select("hashKey", "createdAt").collect())  # one row per group (insert-only MERGE)
+        rows = (
+            self.spark.read.format("delta")
+            .load(path)
+            .where(F.col("groupId") == F.lit(group_id))
+            .select("hashKey", "createdAt")
+            .collect()
+        )  # one row per group (insert-only MERGE)
         return bytes(min(rows, key=lambda r: r["createdAt"])["hashKey"]) if rows else None
 
     def check_master_key(self, keys: DataFrame | None = None) -> int:
@@ -199,13 +241,18 @@ class KeyStore:
             if not self.exists():
                 return 0
             keys = self.keys()
-        if self.master is None and not keys.where(F.col("wrappedBy").isNotNull()).limit(1).collect():
+        if (
+            self.master is None
+            and not keys.where(F.col("wrappedBy").isNotNull()).limit(1).collect()
+        ):
             # The common case, kept cheap: statistics on wrappedBy skip every file, and the
             # count is answered from the Delta log.
             return keys.count()
-        rows = (keys.groupBy("wrappedBy")
-                .agg(F.count("*").alias("n"), F.first(F.struct("keyLink", "keyset")).alias("sample"))
-                .collect())
+        rows = (
+            keys.groupBy("wrappedBy")
+            .agg(F.count("*").alias("n"), F.first(F.struct("keyLink", "keyset")).alias("sample"))
+            .collect()
+        )
         return self.check_wrapping({r["wrappedBy"]: (r["n"], r["sample"]) for r in rows})
 
     def check_wrapping(self, found: dict[str | None, tuple[int, object]]) -> int:
@@ -216,13 +263,15 @@ class KeyStore:
         if counts and self.master is None:
             raise KeyStoreError(
                 f"key store {self.location}: {sum(counts.values()):,} keysets are encrypted with a master key "
-                f"({', '.join(sorted(counts))}) but none is configured; set keys.master_key")
+                f"({', '.join(sorted(counts))}) but none is configured; set keys.master_key"
+            )
         if self.master is not None:
             others = sorted(w for w in counts if w != self.master.id)
             if others:
                 raise KeyStoreError(
                     f"key store {self.location}: keysets are encrypted with master key {', '.join(others)}, "
-                    f"not with the configured {self.master.id}; wrong keys.master_key?")
+                    f"not with the configured {self.master.id}; wrong keys.master_key?"
+                )
             sample = found.get(self.master.id, (0, None))[1]
             if sample is not None:
                 try:
@@ -230,38 +279,60 @@ class KeyStore:
                 except ValueError:
                     raise KeyStoreError(
                         f"key store {self.location}: the configured master key ({self.master.id}) cannot "
-                        "decrypt the stored keysets; wrong keys.master_key?") from None
+                        "decrypt the stored keysets; wrong keys.master_key?"
+                    ) from None
         return cleartext
 
-    def insert_new_keys(self, group_id: str, missing: DataFrame, retention_days: int, run_id: str,
-                        first: date | None, last: date | None) -> int:
+    def insert_new_keys(
+        self,
+        group_id: str,
+        missing: DataFrame,
+        retention_days: int,
+        run_id: str,
+        first: date | None,
+        last: date | None,
+    ) -> int:
         """New keys for the (keyHash, day) pairs of `missing`; returns how many were inserted.
         An insert-only MERGE bounded to the batch's days `first`..`last` (and quarantine keys):
         a key another run created in the meantime wins, and this run then looks up and uses
         that one. A conflicting concurrent commit is retried. `day` may be null (quarantine)."""
         new = self._new_keys(group_id, missing, retention_days, run_id)
-        days = (f"(t.day BETWEEN DATE'{first.isoformat()}' AND DATE'{last.isoformat()}' OR t.day IS NULL)"
-                if first is not None else "t.day IS NULL")
+        days = (
+            f"(t.day BETWEEN DATE'{first.isoformat()}' AND DATE'{last.isoformat()}' OR t.day IS NULL)"
+            if first is not None
+            else "t.day IS NULL"
+        )
         group = sql_string(group_id)
-        metrics = merge(new, self.keys_path,
-                        f"t.groupId = {group} AND {days} AND t.keyHash = s.keyHash AND t.day <=> s.day",
-                        "WHEN NOT MATCHED THEN INSERT *", f"key store {self.location}: new keys")
+        metrics = merge(
+            new,
+            self.keys_path,
+            f"t.groupId = {group} AND {days} AND t.keyHash = s.keyHash AND t.day <=> s.day",
+            "WHEN NOT MATCHED THEN INSERT *",
+            f"key store {self.location}: new keys",
+        )
         return int(metrics["num_inserted_rows"] or 0) if metrics is not None else 0
 
-    def _new_keys(self, group_id: str, missing: DataFrame, retention_days: int, run_id: str) -> DataFrame:
+    def _new_keys(
+        self, group_id: str, missing: DataFrame, retention_days: int, run_id: str
+    ) -> DataFrame:
         """Rows of the keys table for the (keyHash, day) pairs of `missing`: a new keyset each
         (made on the workers; not deterministic, so evaluate it once)."""
-        return (missing.mapInPandas(_key_generator(self.master), _NEW_KEY_SCHEMA)
-                .withColumn("groupId", F.lit(group_id))
-                .withColumn("kind", F.when(F.col("day").isNull(), "quarantine").otherwise("row"))
-                .withColumn("expiresAt", expires_at(F.coalesce(F.col("day"), F.current_date()), retention_days))
-                .withColumn("createdAt", F.current_timestamp())
-                .withColumn("runId", F.lit(run_id))
-                .withColumn("wrappedBy", F.lit(self.master.id if self.master else None).cast("string"))
-                .select(*KEYS_SCHEMA.fieldNames()))
+        return (
+            missing.mapInPandas(_key_generator(self.master), _NEW_KEY_SCHEMA)
+            .withColumn("groupId", F.lit(group_id))
+            .withColumn("kind", F.when(F.col("day").isNull(), "quarantine").otherwise("row"))
+            .withColumn(
+                "expiresAt", expires_at(F.coalesce(F.col("day"), F.current_date()), retention_days)
+            )
+            .withColumn("createdAt", F.current_timestamp())
+            .withColumn("runId", F.lit(run_id))
+            .withColumn("wrappedBy", F.lit(self.master.id if self.master else None).cast("string"))
+            .select(*KEYS_SCHEMA.fieldNames())
+        )
 
-    def append_quarantine_key(self, group_id: str, missing: DataFrame, retention_days: int,
-                              run_id: str) -> tuple[DataFrame, datetime]:
+    def append_quarantine_key(
+        self, group_id: str, missing: DataFrame, retention_days: int, run_id: str
+    ) -> tuple[DataFrame, datetime]:
         """Commit this run's quarantine key (`missing`: its one (keyHash, null day) pair) with a
         plain append: no MERGE and no read of the store, since no other run can hold a key for
         this run id and a resumed run finds the one it committed. The row is made once and
@@ -269,7 +340,9 @@ class KeyStore:
         schema) and its expiry time."""
         rows = self._new_keys(group_id, missing, retention_days, run_id).collect()
         if len(rows) != 1:
-            raise KeyStoreError(f"key store {self.location}: expected one quarantine key, made {len(rows)}")
+            raise KeyStoreError(
+                f"key store {self.location}: expected one quarantine key, made {len(rows)}"
+            )
         key = self.spark.createDataFrame(rows, KEYS_SCHEMA)
         key.write.format("delta").mode("append").save(self.keys_path)
         return key, rows[0]["expiresAt"]
@@ -282,16 +355,18 @@ class KeyStore:
         first = used.groupBy("__keyLink").agg(F.min(F.struct(*order)).alias("__first"))
         keys = self.opened(keys) if keys is not None else self.cleartext_keys()
         utc = F.to_utc_timestamp(F.col("expiresAt"), F.current_timezone())
-        return (first.join(keys, first["__keyLink"] == keys["keyLink"])
-                .select(F.col("keyLink"), F.col("keyset").cast("string").alias("encryptionKey"),
-                        F.lit(None).cast("string").alias("policyId"),
-                        F.date_format(utc, "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("expiresAt"),
-                        *[F.col(f"__first.{c}").alias(c) for c in order]))
+        return first.join(keys, first["__keyLink"] == keys["keyLink"]).select(
+            F.col("keyLink"),
+            F.col("keyset").cast("string").alias("encryptionKey"),
+            F.lit(None).cast("string").alias("policyId"),
+            F.date_format(utc, "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("expiresAt"),
+            *[F.col(f"__first.{c}").alias(c) for c in order],
+        )
 
     def keysets(self, links: DataFrame, cleartext: bool = False) -> DataFrame:
         """keyLink, keyset, day, kind, expiresAt of the keys whose link is in `links` (a
         DataFrame with a keyLink column); keysets as stored (maybe wrapped), or opened."""
         keys = (self.cleartext_keys() if cleartext else self.keys()).select(
-            "keyLink", "keyset", "day", "kind", "expiresAt")
+            "keyLink", "keyset", "day", "kind", "expiresAt"
+        )
         return keys.join(F.broadcast(links.select("keyLink").distinct()), "keyLink", "inner")
-

@@ -17,28 +17,39 @@ from pyspark.sql import types as T
 
 from ..delta import create_table, is_delta, merge
 
-TOMBSTONES_SCHEMA = T.StructType([
-    T.StructField("groupId", T.StringType(), False),
-    T.StructField("subjectHash", T.StringType(), False),
-    T.StructField("forgottenAt", T.TimestampType(), False),
-])
+TOMBSTONES_SCHEMA = T.StructType(
+    [
+        T.StructField("groupId", T.StringType(), False),
+        T.StructField("subjectHash", T.StringType(), False),
+        T.StructField("forgottenAt", T.TimestampType(), False),
+    ]
+)
 
 
 def tombstones_path(store_location: str) -> str:
     return f"{store_location}/tombstones"
 
 
-def add(spark: SparkSession, store_location: str, group_id: str, hashes: Sequence[str], at: datetime) -> int:
+def add(
+    spark: SparkSession, store_location: str, group_id: str, hashes: Sequence[str], at: datetime
+) -> int:
     """A tombstone per subject hash, at `at`; a later forget of the same subject moves its
     time forward (events between the two forgets go too). Returns how many were written."""
     path = tombstones_path(store_location)
     create_table(spark, path, TOMBSTONES_SCHEMA, stats_columns="groupId,forgottenAt")
     if not hashes:
         return 0
-    source = spark.createDataFrame([(group_id, h, at) for h in sorted(set(hashes))], TOMBSTONES_SCHEMA)
-    metrics = merge(source, path, "t.groupId = s.groupId AND t.subjectHash = s.subjectHash",
-                    "WHEN MATCHED AND s.forgottenAt > t.forgottenAt THEN UPDATE SET t.forgottenAt = s.forgottenAt "
-                    "WHEN NOT MATCHED THEN INSERT *", f"tombstones {path}")
+    source = spark.createDataFrame(
+        [(group_id, h, at) for h in sorted(set(hashes))], TOMBSTONES_SCHEMA
+    )
+    metrics = merge(
+        source,
+        path,
+        "t.groupId = s.groupId AND t.subjectHash = s.subjectHash",
+        "WHEN MATCHED AND s.forgottenAt > t.forgottenAt THEN UPDATE SET t.forgottenAt = s.forgottenAt "
+        "WHEN NOT MATCHED THEN INSERT *",
+        f"tombstones {path}",
+    )
     if metrics is None:
         return len(set(hashes))
     return int(metrics["num_inserted_rows"] or 0) + int(metrics["num_updated_rows"] or 0)
@@ -49,6 +60,10 @@ def read(spark: SparkSession, store_location: str, group_id: str) -> DataFrame |
     path = tombstones_path(store_location)
     if not is_delta(spark, path):
         return None
-    found = (spark.read.format("delta").load(path).where(F.col("groupId") == F.lit(group_id))
-             .select("subjectHash", "forgottenAt"))
+    found = (
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("groupId") == F.lit(group_id))
+        .select("subjectHash", "forgottenAt")
+    )
     return found if found.limit(1).count() else None

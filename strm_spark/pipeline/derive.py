@@ -18,7 +18,8 @@ def with_keys(rows: DataFrame, keymap: DataFrame) -> DataFrame:
     """Each row with its key link, keyset and expiry, from the (value, day) -> key map."""
     return rows.join(
         keymap,
-        rows[tf.KEY_VALUE].eqNullSafe(keymap["__jk_value"]) & rows[tf.DAY].eqNullSafe(keymap["__jk_day"]),
+        rows[tf.KEY_VALUE].eqNullSafe(keymap["__jk_value"])
+        & rows[tf.DAY].eqNullSafe(keymap["__jk_day"]),
         "left",
     ).drop("__jk_value", "__jk_day")
 
@@ -28,8 +29,11 @@ def _row_numbers(src: DataFrame) -> DataFrame:
 
     Rows of one file split are read in order by one task, so their monotonically increasing
     ids are consecutive; the offsets of earlier splits come from a small aggregate."""
-    blocks = (src.groupBy(FILE, BLOCK).agg(F.min(ROW_ID).alias("first_id"), F.count("*").alias("n"))
-              .collect())
+    blocks = (
+        src.groupBy(FILE, BLOCK)
+        .agg(F.min(ROW_ID).alias("first_id"), F.count("*").alias("n"))
+        .collect()
+    )
     offsets = []
     for file in {b[FILE] for b in blocks}:
         before = 0
@@ -47,9 +51,11 @@ def with_row_numbers(df: DataFrame, rows: DataFrame, any_rejected: bool) -> Data
     if not any_rejected:
         return df.withColumn("rowNumber", F.lit(None).cast("long"))
     numbers = _row_numbers(rows)
-    return (df.join(F.broadcast(numbers), [FILE, BLOCK], "left")
-            .withColumn("rowNumber", F.col(ROW_ID) - F.col("first_id") + F.col("before") + 1)
-            .drop("first_id", "before"))
+    return (
+        df.join(F.broadcast(numbers), [FILE, BLOCK], "left")
+        .withColumn("rowNumber", F.col(ROW_ID) - F.col("first_id") + F.col("before") + 1)
+        .drop("first_id", "before")
+    )
 
 
 def _pii_targets(config: JobConfig) -> dict[str, str]:
@@ -65,26 +71,51 @@ def encrypted_rows(valid: DataFrame, config: JobConfig, carry: tuple[str, ...] =
     return tf.encrypted_rows(valid, config.contract, config.event_contract_ref, carry)
 
 
-def derived_rows(valid: DataFrame, config: JobConfig, d: DerivedConfig, mask_seed: bytes | None,
-                 carry: tuple[str, ...] = ()) -> DataFrame:
+def derived_rows(
+    valid: DataFrame,
+    config: JobConfig,
+    d: DerivedConfig,
+    mask_seed: bytes | None,
+    carry: tuple[str, ...] = (),
+) -> DataFrame:
     masks = {name: masker_for(d.hash_type, d.inline_seed, mask_seed) for name in d.masked_fields}
-    return tf.derived_rows(valid, config.contract, config.event_contract_ref, d.consent_type, d.consent_levels,
-                           masks, carry)
+    return tf.derived_rows(
+        valid,
+        config.contract,
+        config.event_contract_ref,
+        d.consent_type,
+        d.consent_levels,
+        masks,
+        carry,
+    )
 
 
-def rejected_rows(matched: DataFrame, config: JobConfig, encryptor: Encryptor, run_id: str) -> DataFrame:
+def rejected_rows(
+    matched: DataFrame, config: JobConfig, encryptor: Encryptor, run_id: str
+) -> DataFrame:
     """Rows with a reject reason: PII and a malformed record's raw text encrypted (on these
     rows alone), with where they came from and why."""
-    rejected = encryptor.encrypt(matched.where(F.size(tf.REASONS) > 0),
-                                 {**_pii_targets(config), CORRUPT: tf.ENC_CORRUPT})
+    rejected = encryptor.encrypt(
+        matched.where(F.size(tf.REASONS) > 0), {**_pii_targets(config), CORRUPT: tf.ENC_CORRUPT}
+    )
     return tf.rejected_rows(rejected, config.contract, config.event_contract_ref, run_id)
 
 
 def data_subject_links(matched: DataFrame, group_id: str) -> DataFrame:
     """Distinct (data subject, key link) entries of the rows that name a subject."""
-    return (matched.where(F.col(tf.SUBJECT).isNotNull() & F.col(tf.DAY).isNotNull() & F.col(tf.KEY_LINK).isNotNull())
-            .select(F.col(tf.SUBJECT).alias("dataSubject"), F.col(tf.KEY_LINK).alias("keyLink"),
-                    F.col(tf.EXPIRES_AT).alias("expiresAt")).distinct()
-            .withColumn("groupId", F.lit(group_id))
-            .withColumn("createdAt", F.current_timestamp())
-            .select("dataSubject", "keyLink", "groupId", "expiresAt", "createdAt"))
+    return (
+        matched.where(
+            F.col(tf.SUBJECT).isNotNull()
+            & F.col(tf.DAY).isNotNull()
+            & F.col(tf.KEY_LINK).isNotNull()
+        )
+        .select(
+            F.col(tf.SUBJECT).alias("dataSubject"),
+            F.col(tf.KEY_LINK).alias("keyLink"),
+            F.col(tf.EXPIRES_AT).alias("expiresAt"),
+        )
+        .distinct()
+        .withColumn("groupId", F.lit(group_id))
+        .withColumn("createdAt", F.current_timestamp())
+        .select("dataSubject", "keyLink", "groupId", "expiresAt", "createdAt")
+    )

@@ -25,8 +25,12 @@ class Encryptor:
         engine = resolve_engine(spark, wanted)
         if wanted != "auto":
             return cls(engine, f"{engine} engine requested")
-        return cls(engine, "JVM UDF on the class path" if engine == "jvm"
-                   else "JVM UDF not on the class path: Python engine")
+        return cls(
+            engine,
+            "JVM UDF on the class path"
+            if engine == "jvm"
+            else "JVM UDF not on the class path: Python engine",
+        )
 
     def keyset_column(self, keyset: Column) -> Column:
         """The form a cleartext keyset takes in the key map (converted once per key)."""

@@ -23,17 +23,19 @@ from pyspark.sql import types as T
 from ..delta import create_table, is_conflict, merge, sql_path, sql_string
 from ..errors import DataError, StrmSparkError
 
-FILES_SCHEMA = T.StructType([
-    T.StructField("jobName", T.StringType(), False),
-    T.StructField("batchId", T.LongType(), False),
-    T.StructField("path", T.StringType(), False),
-    T.StructField("size", T.LongType(), True),
-    T.StructField("modifiedAt", T.LongType(), True),  # epoch milliseconds
-    T.StructField("runId", T.StringType(), False),
-    T.StructField("mode", T.StringType(), False),  # append, or overwrite for --reprocess
-    T.StructField("state", T.StringType(), False),  # claimed, then done
-    T.StructField("at", T.TimestampType(), False),
-])
+FILES_SCHEMA = T.StructType(
+    [
+        T.StructField("jobName", T.StringType(), False),
+        T.StructField("batchId", T.LongType(), False),
+        T.StructField("path", T.StringType(), False),
+        T.StructField("size", T.LongType(), True),
+        T.StructField("modifiedAt", T.LongType(), True),  # epoch milliseconds
+        T.StructField("runId", T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),  # append, or overwrite for --reprocess
+        T.StructField("state", T.StringType(), False),  # claimed, then done
+        T.StructField("at", T.TimestampType(), False),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,21 @@ def list_source_files(spark: SparkSession, location: str) -> list[SourceFile]:
     names starting with `_` or `.` (markers, checksums, hidden files) are skipped. Listed by
     Spark's own file index (the `binaryFile` source, contents not read)."""
     try:
-        listed = (spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(location)
-                  .select("path", "length", (F.unix_millis(F.col("modificationTime"))).alias("modified"))
-                  .collect())
+        listed = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .load(location)
+            .select("path", "length", (F.unix_millis(F.col("modificationTime"))).alias("modified"))
+            .collect()
+        )
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc.getCondition() or exc):
             raise DataError(f"source {location} does not exist") from None
         raise
-    return sorted((SourceFile(r["path"], int(r["length"]), int(r["modified"])) for r in listed),
-                  key=lambda f: f.path)
+    return sorted(
+        (SourceFile(r["path"], int(r["length"]), int(r["modified"])) for r in listed),
+        key=lambda f: f.path,
+    )
 
 
 class FileLog:
@@ -80,7 +88,11 @@ class FileLog:
 
     def _rows(self):
         create_table(self.spark, self.path, FILES_SCHEMA, stats_columns="jobName,batchId,state,at")
-        return self.spark.read.format("delta").load(self.path).where(F.col("jobName") == F.lit(self.job))
+        return (
+            self.spark.read.format("delta")
+            .load(self.path)
+            .where(F.col("jobName") == F.lit(self.job))
+        )
 
     def next_batch(self, listed: list[SourceFile], reprocess: bool = False) -> Batch | None:
         """The batch this run processes: an unfinished one (resumed as it was), else the listed
@@ -91,40 +103,75 @@ class FileLog:
         if open_batches:
             batch_id = open_batches[0]
             mine = [r for r in rows if r["batchId"] == batch_id]
-            files = tuple(SourceFile(r["path"], r["size"], r["modifiedAt"]) for r in sorted(mine, key=lambda r: r["path"]))
+            files = tuple(
+                SourceFile(r["path"], r["size"], r["modifiedAt"])
+                for r in sorted(mine, key=lambda r: r["path"])
+            )
             return Batch(batch_id, mine[0]["runId"], mine[0]["mode"], files, resumed=True)
         seen = {r["path"] for r in rows}
         new = listed if reprocess else [f for f in listed if f.path not in seen]
         if not new:
             return None
         next_id = max((r["batchId"] for r in rows), default=-1) + 1
-        return Batch(next_id, uuid.uuid4().hex[:12], "overwrite" if reprocess else "append", tuple(new), resumed=False)
+        return Batch(
+            next_id,
+            uuid.uuid4().hex[:12],
+            "overwrite" if reprocess else "append",
+            tuple(new),
+            resumed=False,
+        )
 
     def claim(self, batch: Batch) -> None:
         """Record the batch's files before anything is committed. An insert-only MERGE, so that
         two runs of the job claiming at once conflict instead of both going ahead."""
         if batch.resumed:
             return
-        rows = [(self.job, batch.batch_id, f.path, f.size, f.modified_at, batch.run_id, batch.mode, "claimed")
-                for f in batch.files]
+        rows = [
+            (
+                self.job,
+                batch.batch_id,
+                f.path,
+                f.size,
+                f.modified_at,
+                batch.run_id,
+                batch.mode,
+                "claimed",
+            )
+            for f in batch.files
+        ]
         schema = T.StructType(FILES_SCHEMA.fields[:-1])
         new = self.spark.createDataFrame(rows, schema).withColumn("at", F.current_timestamp())
         try:
-            merge(new, self.path, "t.jobName = s.jobName AND t.batchId = s.batchId",
-                  "WHEN NOT MATCHED THEN INSERT *", f"claim batch {batch.batch_id}")
+            merge(
+                new,
+                self.path,
+                "t.jobName = s.jobName AND t.batchId = s.batchId",
+                "WHEN NOT MATCHED THEN INSERT *",
+                f"claim batch {batch.batch_id}",
+            )
         except Exception as exc:
             if is_conflict(exc):
-                raise StrmSparkError(f"another run of job {self.job} claimed batch {batch.batch_id} at the same "
-                                     "time; run one job at a time, then rerun") from None
+                raise StrmSparkError(
+                    f"another run of job {self.job} claimed batch {batch.batch_id} at the same "
+                    "time; run one job at a time, then rerun"
+                ) from None
             raise
-        claimed = self._rows().where((F.col("batchId") == batch.batch_id) & (F.col("runId") != batch.run_id)).count()
+        claimed = (
+            self._rows()
+            .where((F.col("batchId") == batch.batch_id) & (F.col("runId") != batch.run_id))
+            .count()
+        )
         if claimed:
-            raise StrmSparkError(f"another run of job {self.job} claimed batch {batch.batch_id} first; rerun")
+            raise StrmSparkError(
+                f"another run of job {self.job} claimed batch {batch.batch_id} first; rerun"
+            )
 
     def finish(self, batch: Batch) -> None:
         """Mark the batch done; with `overwrite` (reprocess), earlier batches are superseded."""
-        self.spark.sql(f"UPDATE {sql_path(self.path)} SET state = 'done', at = current_timestamp() "
-                       f"WHERE jobName = {sql_string(self.job)} AND batchId = {int(batch.batch_id)}")
+        self.spark.sql(
+            f"UPDATE {sql_path(self.path)} SET state = 'done', at = current_timestamp() "
+            f"WHERE jobName = {sql_string(self.job)} AND batchId = {int(batch.batch_id)}"
+        )
 
     def txn(self, batch: Batch) -> tuple[str, int]:
         """Delta's idempotent-write options for the batch's output writes."""

@@ -42,12 +42,21 @@ def with_pairs(rows: DataFrame, config: JobConfig, hash_key: bytes, run_id: str)
     """The batch's (key value, day) pairs, each with its key hash (rows whose day is unknown
     share the run's quarantine pair) and its row, reject and derived-output counts."""
     valid = F.size(tf.REASONS) == 0
-    derived = [F.count_if(valid & consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels))
-               .alias(f"__d{i}") for i, d in enumerate(config.derived)]
+    derived = [
+        F.count_if(
+            valid & consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels)
+        ).alias(f"__d{i}")
+        for i, d in enumerate(config.derived)
+    ]
     pairs = rows.groupBy(tf.KEY_VALUE, tf.DAY).agg(
-        F.count("*").alias("n"), F.count_if(~valid).alias("rejected"), *derived)
-    return pairs.withColumn("keyHash", F.when(F.col(tf.DAY).isNull(), F.lit(f"quarantine:{run_id}"))
-                            .otherwise(hmac_column(F.col(tf.KEY_VALUE), hash_key)))
+        F.count("*").alias("n"), F.count_if(~valid).alias("rejected"), *derived
+    )
+    return pairs.withColumn(
+        "keyHash",
+        F.when(F.col(tf.DAY).isNull(), F.lit(f"quarantine:{run_id}")).otherwise(
+            hmac_column(F.col(tf.KEY_VALUE), hash_key)
+        ),
+    )
 
 
 def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
@@ -58,23 +67,49 @@ def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
         F.coalesce(F.sum("rejected"), F.lit(0)).alias("rejected"),
         F.count("*").alias("pairs"),
         F.count_if(F.col(tf.DAY).isNull()).alias("quarantine"),
-        F.min(tf.DAY).alias("first"), F.max(tf.DAY).alias("last"),
-        *[F.coalesce(F.sum(f"__d{i}"), F.lit(0)).alias(f"__d{i}") for i in range(len(config.derived))],
+        F.min(tf.DAY).alias("first"),
+        F.max(tf.DAY).alias("last"),
+        *[
+            F.coalesce(F.sum(f"__d{i}"), F.lit(0)).alias(f"__d{i}")
+            for i in range(len(config.derived))
+        ],
     ).first()
     reasons = {}
     if t["rejected"]:
-        reasons = {r["r"]: r["count"] for r in rows.where(F.size(tf.REASONS) > 0)
-                   .select(F.explode(tf.REASONS).alias("r")).groupBy("r").count().collect()}
-    return Totals(t["rows"], t["rejected"], t["pairs"], t["quarantine"], t["first"], t["last"],
-                  {d.name: t[f"__d{i}"] for i, d in enumerate(config.derived)}, reasons)
+        reasons = {
+            r["r"]: r["count"]
+            for r in rows.where(F.size(tf.REASONS) > 0)
+            .select(F.explode(tf.REASONS).alias("r"))
+            .groupBy("r")
+            .count()
+            .collect()
+        }
+    return Totals(
+        t["rows"],
+        t["rejected"],
+        t["pairs"],
+        t["quarantine"],
+        t["first"],
+        t["last"],
+        {d.name: t[f"__d{i}"] for i, d in enumerate(config.derived)},
+        reasons,
+    )
 
 
 class BatchKeys:
     """The keys of one batch: looked up (`look_up`), created where missing (`create_missing`),
     then a cached (value, day) -> key map (`key_map`). `release()` frees every cache."""
 
-    def __init__(self, store: KeyStore, config: JobConfig, pairs: DataFrame, counts: Totals, run_id: str) -> None:
-        self.store, self.config, self.pairs, self.counts, self.run_id = store, config, pairs, counts, run_id
+    def __init__(
+        self, store: KeyStore, config: JobConfig, pairs: DataFrame, counts: Totals, run_id: str
+    ) -> None:
+        self.store, self.config, self.pairs, self.counts, self.run_id = (
+            store,
+            config,
+            pairs,
+            counts,
+            run_id,
+        )
         self._caches: list[DataFrame] = []
         self.missing = self.missing_quarantine = 0
         self.cleartext = 0
@@ -83,15 +118,23 @@ class BatchKeys:
         self._expiry: tuple[datetime | None, datetime | None] = (None, None)
 
     def _stored(self) -> DataFrame:
-        keys = self.store.keys_for_days(self.config.group_id, self.counts.first_day, self.counts.last_day,
-                                        self.run_id)
-        return keys.select(F.col("keyHash").alias("__k_hash"), F.col("day").alias("__k_day"),
-                           F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET),
-                           F.col("expiresAt").alias(tf.EXPIRES_AT), "wrappedBy")
+        keys = self.store.keys_for_days(
+            self.config.group_id, self.counts.first_day, self.counts.last_day, self.run_id
+        )
+        return keys.select(
+            F.col("keyHash").alias("__k_hash"),
+            F.col("day").alias("__k_day"),
+            F.col("keyLink").alias(tf.KEY_LINK),
+            F.col("keyset").alias(tf.KEYSET),
+            F.col("expiresAt").alias(tf.EXPIRES_AT),
+            "wrappedBy",
+        )
 
     def _join(self, how: str) -> DataFrame:
         stored, pairs = self._stored(), self.pairs
-        cond = (pairs["keyHash"] == stored["__k_hash"]) & pairs[tf.DAY].eqNullSafe(stored["__k_day"])
+        cond = (pairs["keyHash"] == stored["__k_hash"]) & pairs[tf.DAY].eqNullSafe(
+            stored["__k_day"]
+        )
         return pairs.join(stored, cond, how).drop("__k_hash", "__k_day")
 
     def _cache(self, df: DataFrame, level: StorageLevel) -> DataFrame:
@@ -104,22 +147,41 @@ class BatchKeys:
         and in the encryptor's form."""
         opened = self.store.opened(found, tf.KEYSET, tf.KEY_LINK, strict=False)
         return opened.select(
-            F.col(tf.KEY_VALUE).alias("__jk_value"), F.col(tf.DAY).alias("__jk_day"), "keyHash",
-            tf.KEY_LINK, encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET), tf.EXPIRES_AT, "wrappedBy")
+            F.col(tf.KEY_VALUE).alias("__jk_value"),
+            F.col(tf.DAY).alias("__jk_day"),
+            "keyHash",
+            tf.KEY_LINK,
+            encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET),
+            tf.EXPIRES_AT,
+            "wrappedBy",
+        )
 
     def _widen_expiry(self, lo: datetime | None, hi: datetime | None) -> None:
-        self._expiry = (min(filter(None, [self._expiry[0], lo]), default=None),
-                        max(filter(None, [self._expiry[1], hi]), default=None))
+        self._expiry = (
+            min(filter(None, [self._expiry[0], lo]), default=None),
+            max(filter(None, [self._expiry[1], hi]), default=None),
+        )
 
     def look_up(self, encryptor: Encryptor) -> None:
         """Find the batch's stored keys, open them, and check the master key against them: one
         cached join and one aggregate; nothing is written."""
-        self._found = self._cache(self._with_keysets(self._join("left"), encryptor), StorageLevel.MEMORY_ONLY)
-        groups = (self._found.groupBy(F.col(tf.KEY_LINK).isNull().alias("missing"), "wrappedBy",
-                                      F.col("__jk_day").isNull().alias("quarantine"),
-                                      (F.col(tf.KEY_LINK).isNotNull() & F.col(tf.KEYSET).isNull()).alias("unopened"))
-                  .agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"), F.max(tf.EXPIRES_AT).alias("hi"))
-                  .collect())
+        self._found = self._cache(
+            self._with_keysets(self._join("left"), encryptor), StorageLevel.MEMORY_ONLY
+        )
+        groups = (
+            self._found.groupBy(
+                F.col(tf.KEY_LINK).isNull().alias("missing"),
+                "wrappedBy",
+                F.col("__jk_day").isNull().alias("quarantine"),
+                (F.col(tf.KEY_LINK).isNotNull() & F.col(tf.KEYSET).isNull()).alias("unopened"),
+            )
+            .agg(
+                F.count("*").alias("n"),
+                F.min(tf.EXPIRES_AT).alias("lo"),
+                F.max(tf.EXPIRES_AT).alias("hi"),
+            )
+            .collect()
+        )
         stored: dict[str | None, tuple[int, object]] = {}
         unopened = 0
         for g in groups:
@@ -132,24 +194,36 @@ class BatchKeys:
             self._widen_expiry(g["lo"], g["hi"])
         self.cleartext = self.store.check_wrapping(stored)
         if unopened:
-            raise KeyStoreError(f"key store {self.store.location}: the configured master key "
-                                f"({self.store.master.id}) cannot decrypt {unopened:,} stored keysets; "
-                                "wrong keys.master_key?")
+            raise KeyStoreError(
+                f"key store {self.store.location}: the configured master key "
+                f"({self.store.master.id}) cannot decrypt {unopened:,} stored keysets; "
+                "wrong keys.master_key?"
+            )
 
     def create_missing(self) -> int:
         """Commit keys for the pairs the store lacks; returns how many of the batch's row keys
         this run created (the quarantine key not counted)."""
         if not self.missing:
             return 0
-        missing = (self._found.where(F.col(tf.KEY_LINK).isNull())
-                   .select("keyHash", F.col("__jk_day").alias("day")).distinct())
+        missing = (
+            self._found.where(F.col(tf.KEY_LINK).isNull())
+            .select("keyHash", F.col("__jk_day").alias("day"))
+            .distinct()
+        )
         if self.missing == self.missing_quarantine:  # only the run's own quarantine key is new
             self._quarantine, expires = self.store.append_quarantine_key(
-                self.config.group_id, missing, self.config.retention_days, self.run_id)
+                self.config.group_id, missing, self.config.retention_days, self.run_id
+            )
             self._widen_expiry(expires, expires)
             return 0
-        inserted = self.store.insert_new_keys(self.config.group_id, missing, self.config.retention_days,
-                                              self.run_id, self.counts.first_day, self.counts.last_day)
+        inserted = self.store.insert_new_keys(
+            self.config.group_id,
+            missing,
+            self.config.retention_days,
+            self.run_id,
+            self.counts.first_day,
+            self.counts.last_day,
+        )
         return max(0, inserted - self.missing_quarantine)
 
     def key_map(self, encryptor: Encryptor) -> tuple[DataFrame, datetime | None, datetime | None]:
@@ -157,21 +231,42 @@ class BatchKeys:
         broadcast when small, and the range of its expiry times. Read again from the store
         only when this run created row keys (a new quarantine key alone is added as committed)."""
         keymap = self._found
-        if self._quarantine is not None:  # the stored keys found, plus the quarantine key just committed
-            key = self._with_keysets(self._quarantine.select(
-                F.lit(None).cast("string").alias(tf.KEY_VALUE), F.col("day").alias(tf.DAY), "keyHash",
-                F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET),
-                F.col("expiresAt").alias(tf.EXPIRES_AT), "wrappedBy"), encryptor).drop("__jk_value", "__jk_day")
+        if (
+            self._quarantine is not None
+        ):  # the stored keys found, plus the quarantine key just committed
+            key = self._with_keysets(
+                self._quarantine.select(
+                    F.lit(None).cast("string").alias(tf.KEY_VALUE),
+                    F.col("day").alias(tf.DAY),
+                    "keyHash",
+                    F.col("keyLink").alias(tf.KEY_LINK),
+                    F.col("keyset").alias(tf.KEYSET),
+                    F.col("expiresAt").alias(tf.EXPIRES_AT),
+                    "wrappedBy",
+                ),
+                encryptor,
+            ).drop("__jk_value", "__jk_day")
             # every quarantine pair (rows of unknown day, any key value) shares that one key
-            pairs = self._found.where(F.col(tf.KEY_LINK).isNull()).select("__jk_value", "__jk_day", "keyHash")
-            keymap = self._found.where(F.col(tf.KEY_LINK).isNotNull()).unionByName(pairs.join(key, "keyHash"))
+            pairs = self._found.where(F.col(tf.KEY_LINK).isNull()).select(
+                "__jk_value", "__jk_day", "keyHash"
+            )
+            keymap = self._found.where(F.col(tf.KEY_LINK).isNotNull()).unionByName(
+                pairs.join(key, "keyHash")
+            )
         elif self.missing:
-            keymap = self._cache(self._with_keysets(self._join("inner"), encryptor), StorageLevel.MEMORY_ONLY)
-            seen = keymap.agg(F.count("*").alias("n"), F.min(tf.EXPIRES_AT).alias("lo"),
-                              F.max(tf.EXPIRES_AT).alias("hi")).first()
+            keymap = self._cache(
+                self._with_keysets(self._join("inner"), encryptor), StorageLevel.MEMORY_ONLY
+            )
+            seen = keymap.agg(
+                F.count("*").alias("n"),
+                F.min(tf.EXPIRES_AT).alias("lo"),
+                F.max(tf.EXPIRES_AT).alias("hi"),
+            ).first()
             if seen["n"] != self.counts.pairs:
-                raise KeyStoreError(f"key store {self.store.location}: {self.counts.pairs - seen['n']:,} of the "
-                                    "batch's keys are missing after they were created; rerun the job")
+                raise KeyStoreError(
+                    f"key store {self.store.location}: {self.counts.pairs - seen['n']:,} of the "
+                    "batch's keys are missing after they were created; rerun the job"
+                )
             self._expiry = (seen["lo"], seen["hi"])
             self._found.unpersist()  # the new map holds what the run needs
         keymap = keymap.drop("keyHash", "wrappedBy")

@@ -27,14 +27,15 @@ ORDER_COLUMNS = (FILE, BLOCK, ROW_ID)
 _FORCED = {"mode", "columnNameOfCorruptRecord", "enforceSchema"}
 
 
-
 def source_delimiter(source: SourceConfig) -> str:
     """The field delimiter of a CSV source (Spark's `sep` or `delimiter` option)."""
     options = dict(source.options)
     return str(options.get("sep", options.get("delimiter", ",")))
 
 
-def raw_record_values(raw: str | None, source_format: str, subject_field: str, delimiter: str) -> list[str] | None:
+def raw_record_values(
+    raw: str | None, source_format: str, subject_field: str, delimiter: str
+) -> list[str] | None:
     """The values a malformed record's raw text may name its subject by: every CSV field, or a
     JSON record's subject field. None when a JSON record does not parse (callers that know the
     ids in clear may still search its text)."""
@@ -53,16 +54,20 @@ def raw_record_values(raw: str | None, source_format: str, subject_field: str, d
         fields = raw.split(delimiter)
     return [f.strip() for f in fields if f.strip()]
 
+
 def _reader_options(source: SourceConfig) -> dict[str, str]:
     opts = {k: v for k, v in source.options}
     bad = _FORCED & set(opts)
     if bad:
-        raise DataError(f"source option(s) {', '.join(sorted(bad))} are set by strm-spark and cannot be changed")
+        raise DataError(
+            f"source option(s) {', '.join(sorted(bad))} are set by strm-spark and cannot be changed"
+        )
     return opts
 
 
-def read_source(spark: SparkSession, source: SourceConfig, contract: Contract,
-                paths: list[str] | None = None) -> DataFrame:
+def read_source(
+    spark: SparkSession, source: SourceConfig, contract: Contract, paths: list[str] | None = None
+) -> DataFrame:
     """The source as a DataFrame of the contract's fields plus bookkeeping columns.
 
     CSV fields are read as text (typed later, so a bad value rejects one row, not the file);
@@ -71,30 +76,45 @@ def read_source(spark: SparkSession, source: SourceConfig, contract: Contract,
     location = paths if paths is not None else source.path
     opts = _reader_options(source)
     if source.format == "csv":
-        schema = T.StructType([T.StructField(n, T.StringType(), True) for n in contract.field_names])
+        schema = T.StructType(
+            [T.StructField(n, T.StringType(), True) for n in contract.field_names]
+        )
         schema = schema.add(CORRUPT, T.StringType(), True)
-        reader = (spark.read.format("csv").schema(schema)
-                  # RFC 4180 by default: quotes inside quoted fields are doubled ("").
-                  .option("header", "true").option("escape", '"').options(**opts)
-                  .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-                  .option("enforceSchema", "false"))
+        reader = (
+            spark.read.format("csv")
+            .schema(schema)
+            # RFC 4180 by default: quotes inside quoted fields are doubled ("").
+            .option("header", "true")
+            .option("escape", '"')
+            .options(**opts)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .option("enforceSchema", "false")
+        )
         df = reader.load(location)
     elif source.format == "json":
         schema = contract.spark_schema().add(CORRUPT, T.StringType(), True)
-        df = (spark.read.format("json").schema(schema).options(**opts)
-              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-              .load(location))
+        df = (
+            spark.read.format("json")
+            .schema(schema)
+            .options(**opts)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .load(location)
+        )
     else:
         try:
             df = spark.read.format(source.format).options(**opts).load(location)
         except AnalysisException as exc:
-            raise DataError(f"cannot read {source.format} source {source.path}: {exc.getCondition() or 'error'}") from None
+            raise DataError(
+                f"cannot read {source.format} source {source.path}: {exc.getCondition() or 'error'}"
+            ) from None
         missing = [n for n in contract.field_names if n not in df.columns]
         if missing:
-            raise DataError(
-                f"source {source.path} lacks contract field(s): {', '.join(missing)}"
-            )
-        df = df.select(*[F.col(f"`{n}`") for n in contract.field_names]).withColumn(CORRUPT, F.lit(None).cast("string"))
+            raise DataError(f"source {source.path} lacks contract field(s): {', '.join(missing)}")
+        df = df.select(*[F.col(f"`{n}`") for n in contract.field_names]).withColumn(
+            CORRUPT, F.lit(None).cast("string")
+        )
     return df.select(
         "*",
         F.col("_metadata.file_path").alias(FILE),
@@ -103,11 +123,15 @@ def read_source(spark: SparkSession, source: SourceConfig, contract: Contract,
     )
 
 
-_HEADER = re.compile(r"CSV header does not conform to the schema\.\s*Header: (?P<header>.*?)\s*Schema: "
-                     r"(?P<schema>.*?)\s*Expected: (?P<expected>.*?) but found: (?P<found>.*?)\s*CSV file: (?P<file>\S+)",
-                     re.S)
-_HEADER_LENGTH = re.compile(r"Number of column in CSV header is not equal to number of fields in the schema:"
-                            r"\s*Header length: (?P<header>\d+), schema size: (?P<schema>\d+)\s*CSV file: (?P<file>\S+)")
+_HEADER = re.compile(
+    r"CSV header does not conform to the schema\.\s*Header: (?P<header>.*?)\s*Schema: "
+    r"(?P<schema>.*?)\s*Expected: (?P<expected>.*?) but found: (?P<found>.*?)\s*CSV file: (?P<file>\S+)",
+    re.S,
+)
+_HEADER_LENGTH = re.compile(
+    r"Number of column in CSV header is not equal to number of fields in the schema:"
+    r"\s*Header length: (?P<header>\d+), schema size: (?P<schema>\d+)\s*CSV file: (?P<file>\S+)"
+)
 
 
 def as_data_error(exc: Exception) -> DataError | None:

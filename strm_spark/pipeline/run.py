@@ -29,8 +29,14 @@ from .validate import with_validation
 _CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
 
 
-def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None,
-            reprocess: bool = False, engine: str = "auto") -> summary.RunSummary:
+def run_job(
+    spark: SparkSession,
+    config: JobConfig,
+    *,
+    run_id: str | None = None,
+    reprocess: bool = False,
+    engine: str = "auto",
+) -> summary.RunSummary:
     """Run the batch job described by `config` on `spark`. With `source.incremental`, only
     files no earlier run processed (all of them with `reprocess`, outputs overwritten).
     `engine`: where cells are encrypted: 'jvm' (strm-spark's UDF jar), 'python' (Arrow UDFs),
@@ -53,21 +59,34 @@ def run_job(spark: SparkSession, config: JobConfig, *, run_id: str | None = None
         private.seal(outputs)  # and so is every file written, also by a failed run
 
 
-def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool,
-         engine: str) -> summary.RunSummary:
+def _run(
+    spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool, engine: str
+) -> summary.RunSummary:
     started = time.monotonic()
-    files = FileLog(spark, f"{config.summary_dir}/files", config.name) if config.source.incremental else None
-    batch: Batch | None = files.next_batch(list_source_files(spark, config.source.path), reprocess) if files else None
+    files = (
+        FileLog(spark, f"{config.summary_dir}/files", config.name)
+        if config.source.incremental
+        else None
+    )
+    batch: Batch | None = (
+        files.next_batch(list_source_files(spark, config.source.path), reprocess) if files else None
+    )
     run_id = batch.run_id if batch else run_id or uuid.uuid4().hex[:12]
     mode = batch.mode if batch else config.write_mode
     txn = files.txn(batch) if batch else None
-    out = summary.RunSummary(config.name, run_id, datetime.now(UTC).isoformat(timespec="seconds"),
-                             config.source.path)
+    out = summary.RunSummary(
+        config.name, run_id, datetime.now(UTC).isoformat(timespec="seconds"), config.source.path
+    )
     if files and batch is None:
         out.notes.append("no new files in the source: nothing to do")
         return summary.finish(spark, config, out, started)
     if batch is not None:
-        out.batch = {"id": batch.batch_id, "files": len(batch.files), "resumed": batch.resumed, "mode": mode}
+        out.batch = {
+            "id": batch.batch_id,
+            "files": len(batch.files),
+            "resumed": batch.resumed,
+            "mode": mode,
+        }
         if batch.resumed and reprocess:
             out.notes.append("an unfinished batch was completed first; run again with --reprocess")
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
@@ -82,9 +101,17 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         # The CSV reader only flags malformed records reliably when it parses every column.
         saved = spark.conf.get(_CSV_PRUNING, None)
         spark.conf.set(_CSV_PRUNING, "false")
-        release.callback(lambda: spark.conf.unset(_CSV_PRUNING) if saved is None else spark.conf.set(_CSV_PRUNING, saved))
-        read = with_validation(read_source(spark, config.source, config.contract, batch.paths if batch else None),
-                               config)
+        release.callback(
+            lambda: (
+                spark.conf.unset(_CSV_PRUNING)
+                if saved is None
+                else spark.conf.set(_CSV_PRUNING, saved)
+            )
+        )
+        read = with_validation(
+            read_source(spark, config.source, config.contract, batch.paths if batch else None),
+            config,
+        )
         tombs = tombstone_table.read(spark, config.key_store, config.group_id)
         if tombs is not None:  # subjects forgotten earlier: their earlier rows are dropped
             read = with_tombstoned(read, tombs, store.audit_key(config.group_id), config)
@@ -101,12 +128,17 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         store.ensure()
         hash_key = store.hash_key(config.group_id)
         progress(2, "key store ready: %s", store.location)
-        pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(StorageLevel.MEMORY_AND_DISK)
+        pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         release.callback(pairs.unpersist)
         counts = keys.totals(rows, pairs, config)
         out.rows_read, out.rows_rejected = counts.rows + out.rows_tombstoned, counts.rejected
         out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
-        out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
+        out.quarantine_key, out.keys_needed = (
+            counts.quarantine > 0,
+            counts.pairs - counts.quarantine,
+        )
         progress(3, "validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
         summary.check_rejected_fraction(config, out)
 
@@ -119,18 +151,30 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
         out.keys_created = batch_keys.create_missing()
         out.keys_reused = out.keys_needed - out.keys_created
         keymap, expires_first, expires_last = batch_keys.key_map(encryptor)
-        progress(4, "keys: %s needed, %s created, %s reused", f"{out.keys_needed:,}", f"{out.keys_created:,}",
-                 f"{out.keys_reused:,}")
+        progress(
+            4,
+            "keys: %s needed, %s created, %s reused",
+            f"{out.keys_needed:,}",
+            f"{out.keys_created:,}",
+            f"{out.keys_reused:,}",
+        )
 
         # Row numbers count every record of a file, dropped ones too.
         matched = derive.with_row_numbers(derive.with_keys(rows, keymap), read, counts.rejected > 0)
         valid = derive.valid_rows(matched, config, encryptor)
-        _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts)
+        _write_outputs(
+            spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts
+        )
         progress(5, "encrypted, derived and rejected tables written")
 
         private.prepare([config.data_subjects.path])  # subject ids in clear
         out.data_subject_links_added = write.merge_data_subjects(
-            spark, derive.data_subject_links(matched, config.group_id), config, expires_first, expires_last)
+            spark,
+            derive.data_subject_links(matched, config.group_id),
+            config,
+            expires_first,
+            expires_last,
+        )
         out.outputs["data subjects"] = config.data_subjects.path
         progress(6, "data subjects updated")
         if batch is not None:
@@ -140,11 +184,15 @@ def _run(spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: 
 
 def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> None:
     if master is None:
-        out.notes.append("keysets in the key store are stored in cleartext; "
-                         "set keys.master_key to encrypt them at rest")
+        out.notes.append(
+            "keysets in the key store are stored in cleartext; "
+            "set keys.master_key to encrypt them at rest"
+        )
     elif cleartext:
-        out.notes.append(f"{cleartext:,} keysets of this batch's days were stored in cleartext before "
-                         f"keys.master_key was set; new keysets are encrypted with {master.id}")
+        out.notes.append(
+            f"{cleartext:,} keysets of this batch's days were stored in cleartext before "
+            f"keys.master_key was set; new keysets are encrypted with {master.id}"
+        )
 
 
 def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> None:
@@ -152,14 +200,18 @@ def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> Non
     how many rows hold a cell a spreadsheet would run as a formula (one count, STRM CSV only)."""
     if output.format != "strm-csv":
         return
-    texts = [F.col(f"`{f.name}`") for f in rows.schema.fields if f.dataType.simpleString() == "string"]
+    texts = [
+        F.col(f"`{f.name}`") for f in rows.schema.fields if f.dataType.simpleString() == "string"
+    ]
     if not texts:
         return
     risky = rows.where(F.exists(F.array(*texts), lambda c: c.rlike(FORMULA_START))).count()
     if risky:
-        out.notes.append(f"{name}: {risky:,} rows hold a cell starting with = + - @ tab or CR, written as STRM "
-                         "wrote it (STRM's CSV layout is kept byte for byte); open the file in a spreadsheet "
-                         "only with formulas off")
+        out.notes.append(
+            f"{name}: {risky:,} rows hold a cell starting with = + - @ tab or CR, written as STRM "
+            "wrote it (STRM's CSV layout is kept byte for byte); open the file in a spreadsheet "
+            "only with formulas off"
+        )
 
 
 def _rows_for(valid, config, out):
@@ -170,7 +222,9 @@ def _rows_for(valid, config, out):
     return valid, ()
 
 
-def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts) -> None:
+def _write_outputs(
+    spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts
+) -> None:
     stats = write.stats_columns(config)
     source, carry = _rows_for(valid, config, config.encrypted)
     encrypted = derive.encrypted_rows(source, config, carry)
@@ -179,16 +233,25 @@ def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, t
     out.outputs["encrypted"] = config.encrypted.path
     out.outputs["keys"] = store.keys_path
     if config.keys_export is not None:
-        bounded = store.keys_for_days(config.group_id, counts.first_day, counts.last_day, out.run_id)
+        bounded = store.keys_for_days(
+            config.group_id, counts.first_day, counts.last_day, out.run_id
+        )
         export = store.keys_export(valid.select(tf.KEY_LINK, *ORDER_COLUMNS), bounded)
-        write.write_strm_csv(export, config.keys_export.path, config.keys_export.charset, ORDER_COLUMNS)
+        write.write_strm_csv(
+            export, config.keys_export.path, config.keys_export.charset, ORDER_COLUMNS
+        )
         out.outputs["keys export"] = config.keys_export.path
         out.notes.append(f"{config.keys_export.path} holds cleartext keysets: protect or delete it")
     for d in config.derived:
         if d.masked_fields and d.hash_type == "MURMUR3":
-            out.notes.append(f"derived {d.name}: MurmurHash3 masking is not a cryptographic hash"
-                             + ("; the seed is empty, so masked values can be reversed by brute force"
-                                if not d.inline_seed else ""))
+            out.notes.append(
+                f"derived {d.name}: MurmurHash3 masking is not a cryptographic hash"
+                + (
+                    "; the seed is empty, so masked values can be reversed by brute force"
+                    if not d.inline_seed
+                    else ""
+                )
+            )
         source, carry = _rows_for(valid, config, d)
         private.prepare([d.path])  # plaintext PII: 0700 before the first file
         derived = derive.derived_rows(source, config, d, mask_seed, carry)
@@ -196,6 +259,12 @@ def _write_outputs(spark, config, out, store, matched, valid, encryptor, mode, t
         _warn_formula_cells(out, d, derived, f"derived {d.name}")
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path
-    write.write_rejected(spark, derive.rejected_rows(matched, config, encryptor, out.run_id), config, mode, txn,
-                         counts.rejected > 0)
+    write.write_rejected(
+        spark,
+        derive.rejected_rows(matched, config, encryptor, out.run_id),
+        config,
+        mode,
+        txn,
+        counts.rejected > 0,
+    )
     out.outputs["rejected"] = config.rejected.path

@@ -18,18 +18,20 @@ from ..errors import DataError
 
 log = logging.getLogger("strm_spark")
 
-RUNS_SCHEMA = T.StructType([
-    T.StructField("job", T.StringType(), False),
-    T.StructField("runId", T.StringType(), False),
-    T.StructField("startedAt", T.TimestampType(), False),
-    T.StructField("wallTimeS", T.DoubleType(), False),
-    T.StructField("rowsRead", T.LongType(), False),
-    T.StructField("rowsEncrypted", T.LongType(), False),
-    T.StructField("rowsRejected", T.LongType(), False),
-    T.StructField("keysCreated", T.LongType(), False),
-    T.StructField("keysReused", T.LongType(), False),
-    T.StructField("summary", T.StringType(), False),  # the whole RunSummary as JSON
-])
+RUNS_SCHEMA = T.StructType(
+    [
+        T.StructField("job", T.StringType(), False),
+        T.StructField("runId", T.StringType(), False),
+        T.StructField("startedAt", T.TimestampType(), False),
+        T.StructField("wallTimeS", T.DoubleType(), False),
+        T.StructField("rowsRead", T.LongType(), False),
+        T.StructField("rowsEncrypted", T.LongType(), False),
+        T.StructField("rowsRejected", T.LongType(), False),
+        T.StructField("keysCreated", T.LongType(), False),
+        T.StructField("keysReused", T.LongType(), False),
+        T.StructField("summary", T.StringType(), False),  # the whole RunSummary as JSON
+    ]
+)
 
 
 @dataclass
@@ -67,9 +69,15 @@ class RunSummary:
             f"  source            {self.source}",
         ]
         if self.batch is not None:
-            lines.append(f"  batch             {self.batch['id']}: {self.batch['files']:,} new file(s)"
-                         + (" (resumed after an unfinished run)" if self.batch["resumed"] else "")
-                         + (" (reprocessing every file, outputs overwritten)" if self.batch["mode"] == "overwrite" else ""))
+            lines.append(
+                f"  batch             {self.batch['id']}: {self.batch['files']:,} new file(s)"
+                + (" (resumed after an unfinished run)" if self.batch["resumed"] else "")
+                + (
+                    " (reprocessing every file, outputs overwritten)"
+                    if self.batch["mode"] == "overwrite"
+                    else ""
+                )
+            )
         lines += [
             f"  rows read         {self.rows_read:,}",
             f"  rows encrypted    {self.rows_encrypted:,}",
@@ -78,17 +86,22 @@ class RunSummary:
         for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"      {count:>9,}  {reason}")
         if self.rows_tombstoned:
-            lines.append(f"  rows dropped      {self.rows_tombstoned:,} (subjects forgotten after these events)")
+            lines.append(
+                f"  rows dropped      {self.rows_tombstoned:,} (subjects forgotten after these events)"
+            )
         lines += [
             f"  keys              {self.keys_needed:,} used: {self.keys_created:,} created, "
-            f"{self.keys_reused:,} reused" + (" (+1 quarantine key)" if self.quarantine_key else ""),
+            f"{self.keys_reused:,} reused"
+            + (" (+1 quarantine key)" if self.quarantine_key else ""),
             f"  data subject links added {self.data_subject_links_added:,}",
         ]
         for name, count in self.derived_rows.items():
             lines.append(f"  derived {name:<10} {count:,} rows")
         if self.engine:
             lines.append(f"  encryption        {self.engine}")
-        lines.append(f"  wall time         {self.wall_time_s:.1f} s ({self.rows_per_s:,.0f} rows/s)")
+        lines.append(
+            f"  wall time         {self.wall_time_s:.1f} s ({self.rows_per_s:,.0f} rows/s)"
+        )
         lines.append("  outputs:")
         for name, path in self.outputs.items():
             lines.append(f"    {name:<22} {path}")
@@ -114,16 +127,33 @@ def runs_path(config: JobConfig) -> str:
     return f"{config.summary_dir}/runs"
 
 
-def finish(spark: SparkSession, config: JobConfig, summary: RunSummary, started: float) -> RunSummary:
+def finish(
+    spark: SparkSession, config: JobConfig, summary: RunSummary, started: float
+) -> RunSummary:
     """Close the summary (wall time, rate) and append it to the job's table of runs."""
     summary.wall_time_s = round(time.monotonic() - started, 2)
-    summary.rows_per_s = round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0
+    summary.rows_per_s = (
+        round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0
+    )
     summary.outputs["run summary"] = runs_path(config)
-    row = (summary.job, summary.run_id, datetime.fromisoformat(summary.started_at).astimezone(UTC),
-           float(summary.wall_time_s), summary.rows_read, summary.rows_encrypted, summary.rows_rejected,
-           summary.keys_created, summary.keys_reused, summary.to_json())
-    write_table(spark.createDataFrame([row], RUNS_SCHEMA), runs_path(config), "append",
-                stats_columns="job,runId,startedAt")
+    row = (
+        summary.job,
+        summary.run_id,
+        datetime.fromisoformat(summary.started_at).astimezone(UTC),
+        float(summary.wall_time_s),
+        summary.rows_read,
+        summary.rows_encrypted,
+        summary.rows_rejected,
+        summary.keys_created,
+        summary.keys_reused,
+        summary.to_json(),
+    )
+    write_table(
+        spark.createDataFrame([row], RUNS_SCHEMA),
+        runs_path(config),
+        "append",
+        stats_columns="job,runId,startedAt",
+    )
     return summary
 
 
@@ -134,7 +164,12 @@ def check_rejected_fraction(config: JobConfig, summary: RunSummary) -> None:
         return
     fraction = summary.rows_rejected / summary.rows_read
     if fraction > limit:
-        reasons = "; ".join(f"{n:,} {r}" for r, n in sorted(summary.rejected_by_reason.items(), key=lambda kv: -kv[1])[:5])
-        raise DataError(f"{config.source.path}: {summary.rows_rejected:,} of {summary.rows_read:,} rows rejected "
-                        f"({fraction:.1%}), above max_rejected_fraction {limit:g}; nothing was written. "
-                        f"Reasons: {reasons}")
+        reasons = "; ".join(
+            f"{n:,} {r}"
+            for r, n in sorted(summary.rejected_by_reason.items(), key=lambda kv: -kv[1])[:5]
+        )
+        raise DataError(
+            f"{config.source.path}: {summary.rows_rejected:,} of {summary.rows_read:,} rows rejected "
+            f"({fraction:.1%}), above max_rejected_fraction {limit:g}; nothing was written. "
+            f"Reasons: {reasons}"
+        )

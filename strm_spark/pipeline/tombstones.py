@@ -17,35 +17,50 @@ from .read import CORRUPT, raw_record_values, source_delimiter
 TOMBSTONED = "__tombstoned"
 
 
-def with_tombstoned(rows: DataFrame, tombs: DataFrame, audit_key: bytes, config: JobConfig) -> DataFrame:
+def with_tombstoned(
+    rows: DataFrame, tombs: DataFrame, audit_key: bytes, config: JobConfig
+) -> DataFrame:
     """`rows` with a TOMBSTONED flag: the row's subject has a tombstone and the row's event
     time is before the forget, or unknown (no readable time, or a malformed record whose raw
     text names the subject). Only the batch's distinct subjects are hashed."""
     subjects = rows.where(F.col(tf.SUBJECT).isNotNull()).select(tf.SUBJECT).distinct()
-    hit = (subjects.withColumn("subjectHash", hmac_column(F.col(tf.SUBJECT), audit_key))
-           .join(tombs, "subjectHash").select(tf.SUBJECT, F.unix_millis("forgottenAt").alias("__forgotten_ms")))
+    hit = (
+        subjects.withColumn("subjectHash", hmac_column(F.col(tf.SUBJECT), audit_key))
+        .join(tombs, "subjectHash")
+        .select(tf.SUBJECT, F.unix_millis("forgottenAt").alias("__forgotten_ms"))
+    )
     flagged = rows.join(F.broadcast(hit), tf.SUBJECT, "left")
     before = F.col("__forgotten_ms").isNotNull() & (
-        F.col(tf.EPOCH_MS).isNull() | (F.col(tf.EPOCH_MS) < F.col("__forgotten_ms")))
+        F.col(tf.EPOCH_MS).isNull() | (F.col(tf.EPOCH_MS) < F.col("__forgotten_ms"))
+    )
     flag = F.coalesce(before, F.lit(False))
     subject_field = config.contract.data_subject_field
     if CORRUPT in rows.columns and subject_field:
         hashes = frozenset(r["subjectHash"] for r in tombs.select("subjectHash").collect())
-        named = _raw_record_flag(audit_key, hashes, config.source.format, subject_field,
-                                 source_delimiter(config.source))
+        named = _raw_record_flag(
+            audit_key, hashes, config.source.format, subject_field, source_delimiter(config.source)
+        )
         flag = flag | (F.col(CORRUPT).isNotNull() & F.coalesce(named(F.col(CORRUPT)), F.lit(False)))
     return flagged.withColumn(TOMBSTONED, flag).drop("__forgotten_ms")
 
 
-def _raw_record_flag(audit_key: bytes, hashes: frozenset[str], source_format: str, subject_field: str,
-                     delimiter: str) -> Callable[[Column], Column]:
+def _raw_record_flag(
+    audit_key: bytes, hashes: frozenset[str], source_format: str, subject_field: str, delimiter: str
+) -> Callable[[Column], Column]:
     """Whether a malformed record's raw text names a tombstoned subject: one of its values
     (`raw_record_values`) whose audit HMAC is a tombstone. A raw record has no readable event
     time, so it is never known to be newer than the forget."""
 
     def flag(raws: pd.Series) -> pd.Series:
-        return pd.Series([any(hmac_sha256_hex(audit_key, v) in hashes
-                              for v in raw_record_values(r, source_format, subject_field, delimiter) or [])
-                          for r in raws], dtype=bool)
+        return pd.Series(
+            [
+                any(
+                    hmac_sha256_hex(audit_key, v) in hashes
+                    for v in raw_record_values(r, source_format, subject_field, delimiter) or []
+                )
+                for r in raws
+            ],
+            dtype=bool,
+        )
 
     return F.pandas_udf(flag, "boolean")

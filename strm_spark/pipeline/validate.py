@@ -14,14 +14,26 @@ def with_validation(rows: DataFrame, config: JobConfig) -> DataFrame:
     the key value and a flat copy of each PII field."""
     contract, charset = config.contract, config.source.charset
     return (
-        rows
-        .transform(lambda df: tf.with_undecodable_text(df, contract, charset)
-                   if config.source.format == "csv" else df)
+        rows.transform(
+            lambda df: (
+                tf.with_undecodable_text(df, contract, charset)
+                if config.source.format == "csv"
+                else df
+            )
+        )
         .transform(tf.with_typed_fields, contract)
-        .transform(tf.with_event_time, config.timestamp.field, config.timestamp.pattern,
-                   config.timestamp.default_time_zone)
-        .transform(tf.with_consent, config.consent.default_levels, config.consent.extractor_field,
-                   config.consent.mapping)
+        .transform(
+            tf.with_event_time,
+            config.timestamp.field,
+            config.timestamp.pattern,
+            config.timestamp.default_time_zone,
+        )
+        .transform(
+            tf.with_consent,
+            config.consent.default_levels,
+            config.consent.extractor_field,
+            config.consent.mapping,
+        )
         .transform(tf.with_validations, contract)
         .transform(tf.with_malformed_records, charset)
         .transform(tf.with_subject, contract.data_subject_field)
