@@ -87,7 +87,7 @@ $(M2)/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/$(S3_ANALY
 	mvn -q dependency:get -Dtransitive=false -Dartifact=software.amazon.s3.analyticsaccelerator:analyticsaccelerator-s3:$(S3_ANALYTICS_VERSION)
 
 out/demo/input/clickstream.csv: | venv
-	$(BIN)/strm-spark generate --rows $(DEMO_ROWS) --out $@
+	$(BIN)/python -m demo.generate --rows $(DEMO_ROWS) --out $@
 
 out/demo/secrets/mask-seed: | venv
 	$(BIN)/strm-spark new-secret $@

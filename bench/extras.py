@@ -17,10 +17,10 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     by key link), and, when the UDF jar is loaded, with the JVM function (keysets by row)."""
     from pyspark.sql import functions as F
 
-    from strm_spark import crypto
-    from strm_spark import transformations as tf
-    from strm_spark.generate import generate
-    from strm_spark.sql import register_jvm
+    from demo.generate import generate
+    from strm_spark.crypto import cells as crypto
+    from strm_spark.pipeline import transforms as tf
+    from strm_spark.sql.functions import register_jvm
 
     src = work / f"webshop_{rows}.csv"
     if not src.exists():

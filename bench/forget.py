@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from tile import tile_uci  # noqa: E402
 
-from strm_spark.config import parse_job_config  # noqa: E402
+from strm_spark.config.load import parse_job_config  # noqa: E402
 
 UCI = REPO.parent / "shared" / "data" / "strm-blogpost" / "uci_online_retail.csv"
 SUBJECT = "99999"  # not a UCI customer id
@@ -86,9 +86,9 @@ def _config(work: Path, source: Path):
 
 
 def bench(rows: int, work_root: Path) -> dict:
-    from strm_spark.job import run_job
+    from strm_spark.pipeline.run import run_job
     from strm_spark.session import get_spark
-    from strm_spark.subjects import forget
+    from strm_spark.subjects.erasure import forget
 
     spark = get_spark("strm-spark bench forget", extra_conf={"spark.driver.memory": "4g"})
     work = work_root / f"rows-{rows}"

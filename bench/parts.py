@@ -245,7 +245,7 @@ def history(
     """The same 19,998-row batch, every key reused, against a store holding only its own keys
     (`base`, made anew) and against one with `extra` more keys and data-subject links of the
     group (`big`, built once and cached under `root`). Alternating, warm; medians."""
-    from strm_spark.job import run_job
+    from strm_spark.pipeline.run import run_job
 
     base_dir, big_dir = root / "base", root / f"big-{extra}"
     base_cfg, big_cfg = config_for(src, base_dir), config_for(src, big_dir)
@@ -382,7 +382,7 @@ def demo(work: Path, rows: int) -> dict:
     process against a new key store: the wall time in its run summary, and the process's."""
     import yaml
 
-    from strm_spark.generate import generate
+    from demo.generate import generate
 
     src = work.parent / "input" / f"demo_{rows}.csv"
     if not src.exists():

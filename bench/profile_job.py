@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # demo/ (the generator) is not in the wheel
 sys.path.insert(0, str(REPO / "bench"))
 
 from run import OUT, _config  # noqa: E402
@@ -29,7 +30,7 @@ def main() -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f ms %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    from strm_spark.job import run_job
+    from strm_spark.pipeline.run import run_job
     from strm_spark.session import get_spark
 
     spark = get_spark("strm-spark profile", master="local[2]", shuffle_partitions=4)

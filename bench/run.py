@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # demo/ (the generator) is not in the wheel
 sys.path.insert(0, str(REPO / "bench"))
 
 import parts  # noqa: E402
@@ -46,7 +47,7 @@ def _inputs(sizes: list[int]) -> dict[int, Path]:
         elif not path.exists():
             # Without ../shared, fall back to the project's generator (a different shape).
             print(f"note: {UCI} is absent; using the generated clickstream for {rows:,} rows")
-            from strm_spark.generate import generate
+            from demo.generate import generate
 
             generate(str(path), rows=rows)
         paths[rows] = path
@@ -54,12 +55,12 @@ def _inputs(sizes: list[int]) -> dict[int, Path]:
 
 
 def _config(src: Path, out: Path, derived: bool):
-    from strm_spark.config import load_job_config
+    from strm_spark.config.load import load_job_config
 
     cfg = load_job_config(REPO / "conf" / "online_retail.yaml")
     from dataclasses import replace
 
-    from strm_spark.config import OutputConfig
+    from strm_spark.config.load import OutputConfig
 
     cfg = replace(
         cfg,
@@ -92,7 +93,7 @@ def _floor_by_day(spark, src: Path, out: Path, cfg) -> None:
     as the job does, rows shuffled by day and written partitioned by day. No privacy work."""
     from pyspark.sql import functions as F
 
-    from strm_spark.timestamps import epoch_millis, parse_event_time, utc_day
+    from strm_spark.timestamps.parse import epoch_millis, parse_event_time, utc_day
 
     ts = cfg.timestamp
     df = spark.read.option("header", "true").option("escape", '"').csv(str(src))
@@ -160,7 +161,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     inputs = _inputs(sizes + ([args.decrypt_rows] if "decrypt" in parts_ else []))
 
-    from strm_spark.job import run_job
+    from strm_spark.pipeline.run import run_job
     from strm_spark.session import get_spark
 
     # The UI on (loopback, a free port) only for its REST API: Spark jobs per run.
@@ -311,9 +312,9 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     plaintext copy, in one run."""
     from pyspark.sql import functions as F
 
-    from strm_spark.job import run_job
-    from strm_spark.keystore import KeyStore
-    from strm_spark.sql import register_job_views, register_jvm
+    from strm_spark.keys.store import KeyStore
+    from strm_spark.pipeline.run import run_job
+    from strm_spark.sql.functions import register_job_views, register_jvm
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = _config(src, out, derived=True)
@@ -346,7 +347,7 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
         # compact keysets as they are), so only the per-row work is timed: consent filter,
         # join, decryption. A view may not do this: keys cached in a session would outlive a
         # forget.
-        from strm_spark.sql import compact_keyset_column, decrypting_view
+        from strm_spark.sql.functions import compact_keyset_column, decrypting_view
 
         d = cfg.derived[0]
         preloaded = keys.select(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .config import JobConfig, load_job_config, parse_job_config
-from .contract import Contract, load_contract, parse_contract
-from .errors import ConfigError, DataError, StrmSparkError
+from strm_spark.config.load import JobConfig, load_job_config, parse_job_config
+from strm_spark.contract.parse import Contract, load_contract, parse_contract
+from strm_spark.errors import ConfigError, DataError, StrmSparkError
 
 __all__ = [
     "ConfigError",
@@ -24,6 +24,6 @@ __version__ = "0.1.0"
 
 def run_job(spark, config):
     """Run a batch job; see strm_spark.job.run_job."""
-    from .job import run_job as _run_job
+    from strm_spark.pipeline.run import run_job as _run_job
 
     return _run_job(spark, config)

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import JobConfig
+from strm_spark.config.load import JobConfig
 
 FILE_MODE, DIR_MODE = 0o600, 0o700
 

@@ -58,10 +58,10 @@ def demo(spark, tmp_path_factory):
 
     from helpers import Secret, key_ring
 
-    from strm_spark.config import load_job_config
-    from strm_spark.generate import generate
-    from strm_spark.hashing import new_secret_file
-    from strm_spark.job import run_job
+    from demo.generate import generate
+    from strm_spark.config.load import load_job_config
+    from strm_spark.crypto.masking import new_secret_file
+    from strm_spark.pipeline.run import run_job
 
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "conf", root / "conf")

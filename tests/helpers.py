@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config import JobConfig, parse_job_config
+from strm_spark.config.load import JobConfig, parse_job_config
 
 UCI_CONTRACT_DOC: dict[str, Any] = {
     "schema": {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from strm_spark.config import JobConfig, parse_job_config
+from strm_spark.config.load import JobConfig, parse_job_config
 
 FORGET = "forget.me.7731@example.org"
 FORGET_NAME = "Zebulon Forgettable-Quixote"

@@ -59,7 +59,22 @@ def test_validate_and_generate_commands(tmp_path):
     assert proc.returncode == 0
     proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "source.path" in proc.stderr, proc.stderr[-2000:]
-    proc = _cli("generate", "--rows", "50", "--out", "out/demo/input/clickstream.csv", cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demo.generate",
+            "--rows",
+            "50",
+            "--out",
+            "out/demo/input/clickstream.csv",
+        ],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(repo)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0
     assert (tmp_path / "out/demo/input/clickstream.csv").read_text().count("\n") == 51
     proc = _cli("validate", "conf/demo.yaml", cwd=tmp_path)

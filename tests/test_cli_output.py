@@ -15,9 +15,9 @@ import yaml
 from conftest import UCI_CSV, require_shared
 from helpers import job_doc
 
-from strm_spark import cli
-from strm_spark.config import parse_job_config
-from strm_spark.job import run_job
+from strm_spark.cli import main as cli
+from strm_spark.config.load import parse_job_config
+from strm_spark.pipeline.run import run_job
 
 
 def _job(spark, tmp_path):

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from helpers import UCI_CONTRACT_DOC, job_doc
 
-from strm_spark.config import load_job_config, parse_job_config
-from strm_spark.contract import parse_contract
+from strm_spark.config.load import load_job_config, parse_job_config
+from strm_spark.contract.parse import parse_contract
+from strm_spark.crypto.envelope import load_master_key
 from strm_spark.errors import ConfigError, SecretError
-from strm_spark.masterkey import load_master_key
 
 REPO = Path(__file__).resolve().parents[1]
 

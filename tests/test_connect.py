@@ -23,9 +23,9 @@ from conftest import BLOGPOST, UCI_CSV, require_shared
 from connect_server import connect_server
 from helpers import job_doc
 
-from strm_spark.config import parse_job_config
-from strm_spark.job import run_job
-from strm_spark.strm import load_strm_job
+from strm_spark.compat.strm.config import load_strm_job
+from strm_spark.config.load import parse_job_config
+from strm_spark.pipeline.run import run_job
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -9,8 +9,8 @@ import pytest
 import tink
 from tink import cleartext_keyset_handle, daead
 
-from strm_spark import crypto
-from strm_spark.hashing import hmac_sha256_hex
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto.masking import hmac_sha256_hex
 
 
 def _reference_decrypt(keyset: bytes, ciphertext: str) -> str:

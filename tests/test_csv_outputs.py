@@ -8,8 +8,8 @@ import csv
 import pytest
 from helpers import job_doc
 
-from strm_spark.config import parse_job_config
-from strm_spark.job import run_job
+from strm_spark.config.load import parse_job_config
+from strm_spark.pipeline.run import run_job
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 ROWS = [

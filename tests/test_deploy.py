@@ -33,9 +33,12 @@ import yaml
 from conftest import REPO, UCI_CSV, require_shared
 from helpers import job_doc, key_ring
 
-from strm_spark import crypto, entrypoints, session, sql
-from strm_spark.cli import build_parser
+from strm_spark import session
+from strm_spark.cli import entrypoints
+from strm_spark.cli.main import build_parser
+from strm_spark.crypto import cells as crypto
 from strm_spark.session import delta_jars
+from strm_spark.sql import functions as sql
 
 SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent
 ENTRY_POINTS = {"batch_job": "run", "strm_job": "run-strm", "subjects": "subjects"}
@@ -165,7 +168,7 @@ def test_entry_points_forward_argv_to_the_cli(entry_point, monkeypatch):
         calls.append(list(argv))
         return 0
 
-    monkeypatch.setattr("strm_spark.cli.main", fake_main)
+    monkeypatch.setattr("strm_spark.cli.main.main", fake_main)
     monkeypatch.setattr(sys, "argv", ["python", "conf/job.yaml", "--flag", "x"])  # wheel task
     fn = getattr(entrypoints, f"{entry_point}_main")
     assert fn() == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from strm_spark.generate import COLUMNS, GenerateResult, generate
+from demo.generate import COLUMNS, GenerateResult, generate
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 EMAIL_RE = re.compile(r"^[a-z]+\.[a-z]+[0-9]+@example\.(com|org|net)$")

@@ -18,7 +18,7 @@ from helpers import job_config, job_doc, key_ring
 from pyspark.sql import functions as F
 
 from strm_spark.errors import ConfigError, DataError
-from strm_spark.job import run_job
+from strm_spark.pipeline.run import run_job
 
 
 def _uci_lines() -> list[str]:
@@ -41,7 +41,7 @@ def _incremental_doc(src: Path, out: Path, **overrides) -> dict:
 
 
 def _config(src: Path, out: Path, **overrides):
-    from strm_spark.config import parse_job_config
+    from strm_spark.config.load import parse_job_config
 
     return parse_job_config(_incremental_doc(src, out, **overrides), "test.yaml", out)
 
@@ -119,7 +119,7 @@ def test_max_rejected_fraction_fails_before_any_commit(spark, tmp_path):
 def test_incremental_config_errors(tmp_path):
     doc = _incremental_doc(tmp_path / "in", tmp_path / "out")
     doc["outputs"]["encrypted"] = {"path": str(tmp_path / "out" / "enc"), "format": "parquet"}
-    from strm_spark.config import parse_job_config
+    from strm_spark.config.load import parse_job_config
 
     with pytest.raises(
         ConfigError, match="source.incremental.*Delta tables only; outputs.encrypted is parquet"

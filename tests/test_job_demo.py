@@ -6,8 +6,8 @@ from pathlib import Path
 
 from conftest import DEMO_ROWS as ROWS
 
-from strm_spark import crypto
-from strm_spark.hashing import hmac_sha256_hex
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto.masking import hmac_sha256_hex
 
 MAPPING = {"all": [0, 1, 2, 3], "analytics": [0, 1], "marketing": [0, 2], "none": []}
 PII = ("customer_id", "ip_address", "email", "phone")

@@ -12,8 +12,8 @@ from conftest import UCI_CSV, require_shared
 from helpers import UCI_CONTRACT_DOC, job_config
 from pyspark.sql import functions as F
 
-from strm_spark import crypto
-from strm_spark.job import run_job
+from strm_spark.crypto import cells as crypto
+from strm_spark.pipeline.run import run_job
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 # (line, customer id, reason); customer ids are unique so leaks can be searched for.

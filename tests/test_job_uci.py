@@ -12,8 +12,8 @@ import pytest
 from conftest import BLOGPOST, UCI_CSV, require_shared
 from helpers import job_config
 
-from strm_spark import crypto
-from strm_spark.job import run_job
+from strm_spark.crypto import cells as crypto
+from strm_spark.pipeline.run import run_job
 
 FIELDS = [
     "InvoiceNo",

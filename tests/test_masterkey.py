@@ -10,13 +10,14 @@ import subjects_data as sd
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from strm_spark import crypto, masterkey
-from strm_spark.config import MasterKeyRef, parse_job_config
+from strm_spark.config.load import MasterKeyRef, parse_job_config
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto import envelope as masterkey
 from strm_spark.errors import ConfigError, KeyStoreError, SecretError
-from strm_spark.job import run_job
-from strm_spark.keystore import KeyStore
-from strm_spark.sql import register_job_views
-from strm_spark.subjects import export_subject
+from strm_spark.keys.store import KeyStore
+from strm_spark.pipeline.run import run_job
+from strm_spark.sql.functions import register_job_views
+from strm_spark.subjects.erasure import export_subject
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from helpers import job_config, job_doc
 
-from strm_spark.config import load_job_config, parse_job_config
+from strm_spark.config.load import load_job_config, parse_job_config
+from strm_spark.config.preflight import check_job, check_on_session
 from strm_spark.errors import ConfigError, DataError, StrmSparkError
-from strm_spark.job import run_job
-from strm_spark.preflight import check_job, check_on_session
+from strm_spark.pipeline.run import run_job
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 ROW = "536365,85123A,HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom"

@@ -11,7 +11,7 @@ from helpers import job_config
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from strm_spark.job import run_job
+from strm_spark.pipeline.run import run_job
 
 # Field text: commas, quotes, semicolons, non-ASCII; no line breaks (a quoted line break splits
 # a record unless the source sets multiLine).

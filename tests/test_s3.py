@@ -16,9 +16,10 @@ import pytest
 from conftest import UCI_CSV, require_shared
 from helpers import job_config, key_ring
 
-from strm_spark import crypto, session
+from strm_spark import session
+from strm_spark.crypto import cells as crypto
 from strm_spark.errors import ConfigError
-from strm_spark.job import run_job
+from strm_spark.pipeline.run import run_job
 from strm_spark.session import DELTA_PACKAGES, S3A_PACKAGES, jar_conf, s3a_jars
 
 ROWS = 300

@@ -8,9 +8,9 @@ import json
 import pytest
 from helpers import job_config, key_ring
 
-from strm_spark import crypto
+from strm_spark.crypto import cells as crypto
 from strm_spark.errors import DataError
-from strm_spark.job import run_job
+from strm_spark.pipeline.run import run_job
 
 ROWS = [
     {

@@ -9,9 +9,9 @@ from chispa import assert_df_equality
 from conftest import DEMO_ROWS
 from pyspark.sql import functions as F
 
-from strm_spark import crypto
-from strm_spark.hashing import hmac_sha256_hex
-from strm_spark.sql import decrypt_column, register, register_job_views, register_jvm
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto.masking import hmac_sha256_hex
+from strm_spark.sql.functions import decrypt_column, register, register_job_views, register_jvm
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +44,10 @@ def test_view_rows_equal_the_written_derived_table(spark, views, name, prefix):
 @pytest.mark.parametrize("engine", ["jvm", "python"])
 def test_a_view_over_string_keysets_equals_the_written_derived_table(spark, views, engine):
     # STRM's keys.csv holds keysets as text: decrypting_view takes them as STRING too.
-    from strm_spark.hashing import masker_for
-    from strm_spark.keystore import KeyStore
-    from strm_spark.masterkey import load_master_key
-    from strm_spark.sql import decrypting_view
+    from strm_spark.crypto.envelope import load_master_key
+    from strm_spark.crypto.masking import masker_for
+    from strm_spark.keys.store import KeyStore
+    from strm_spark.sql.functions import decrypting_view
 
     config, _ = views
     master = load_master_key(config.master_key) if config.master_key else None
@@ -188,7 +188,7 @@ def _two_key_keyset(old: bytes | None = None, new: bytes | None = None) -> bytes
 def test_the_jvm_encryption_gives_tinks_python_ciphertext_byte_for_byte(spark):
     # The batch job encrypts in the JVM when the UDF jar is loaded: its cells must be exactly
     # what Tink's Python DeterministicAead writes (and what STRM wrote), for every keyset shape.
-    from strm_spark import transformations as tf
+    from strm_spark.pipeline import transforms as tf
 
     assert register_jvm(spark)
     keysets = [crypto.new_keyset(), _two_key_keyset()]
@@ -277,7 +277,7 @@ def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
 )
 def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
     from strm_spark.errors import ReadOnlyError
-    from strm_spark.sql import check_read_only
+    from strm_spark.sql.functions import check_read_only
 
     out = tmp_path / "x"
     with pytest.raises(ReadOnlyError) as info:
@@ -287,8 +287,8 @@ def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
 
 
 def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views, tmp_path, capsys):
-    from strm_spark.cli import main
-    from strm_spark.sql import check_read_only
+    from strm_spark.cli.main import main
+    from strm_spark.sql.functions import check_read_only
 
     config, _ = views
     for query in (
@@ -315,11 +315,11 @@ def test_views_equal_the_derived_tables_after_forget_and_purge_expired(spark, tm
 
     from conftest import REPO
 
-    from strm_spark.config import load_job_config
-    from strm_spark.generate import generate
-    from strm_spark.hashing import new_secret_file
-    from strm_spark.job import run_job
-    from strm_spark.subjects import forget, purge_expired
+    from demo.generate import generate
+    from strm_spark.config.load import load_job_config
+    from strm_spark.crypto.masking import new_secret_file
+    from strm_spark.pipeline.run import run_job
+    from strm_spark.subjects.erasure import forget, purge_expired
 
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     generate(

@@ -15,10 +15,10 @@ import tink
 from conftest import BLOGPOST, require_shared
 from tink import cleartext_keyset_handle, daead
 
+from strm_spark.compat.strm.config import load_strm_job, normalize_keys
+from strm_spark.crypto.masking import strm_murmur3_hex
 from strm_spark.errors import ConfigError
-from strm_spark.hashing import strm_murmur3_hex
-from strm_spark.job import run_job
-from strm_spark.strm import load_strm_job, normalize_keys
+from strm_spark.pipeline.run import run_job
 
 UUID = re.compile(r'"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"')
 
@@ -312,7 +312,7 @@ def test_config_errors_name_the_strm_field(tmp_path, mutate, path, expected):
 
 
 def test_bad_connector_argument():
-    from strm_spark.strm import parse_connectors
+    from strm_spark.compat.strm.config import parse_connectors
 
     assert parse_connectors(["a=s3a://bucket/x", "b=/data"]) == {
         "a": "s3a://bucket/x",
@@ -412,8 +412,8 @@ def test_granular_output_keeps_other_pii_encrypted_and_masks_with_murmur(spark, 
 
 
 def test_master_key_wraps_the_key_store_and_keys_csv_stays_strm_compatible(spark, tmp_path):
-    from strm_spark import masterkey
-    from strm_spark.keystore import KeyStore
+    from strm_spark.crypto import envelope as masterkey
+    from strm_spark.keys.store import KeyStore
 
     masterkey.new_master_key_file(tmp_path / "master.json")
     src, job = _granular_job(tmp_path, master_key_file=str(tmp_path / "master.json"))

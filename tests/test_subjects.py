@@ -16,12 +16,19 @@ import subjects_data as sd
 from helpers import run_record
 from pyspark.sql import functions as F
 
-from strm_spark import audit, crypto
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto.masking import hmac_sha256_hex
 from strm_spark.errors import SubjectsError
-from strm_spark.hashing import hmac_sha256_hex
-from strm_spark.job import run_job
-from strm_spark.keystore import KeyStore
-from strm_spark.subjects import export_subject, forget, key_links, list_subjects, purge_expired
+from strm_spark.keys.store import KeyStore
+from strm_spark.pipeline.run import run_job
+from strm_spark.subjects.erasure import (
+    audit,
+    export_subject,
+    forget,
+    key_links,
+    list_subjects,
+    purge_expired,
+)
 
 DV_DEFAULT = "spark.databricks.delta.properties.defaults.enableDeletionVectors"
 
@@ -353,7 +360,7 @@ def test_forget_refuses_non_delta_outputs_before_changing_anything(spark, base_r
 
 
 def test_cli_list_keylinks_export_and_forget(spark, base_run, tmp_path, capsys, monkeypatch):
-    from strm_spark.cli import main
+    from strm_spark.cli.main import main
 
     config = sd.clone(base_run[0], tmp_path / "run")
     job = config.config_path

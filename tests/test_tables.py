@@ -9,7 +9,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import types as T
 
-from strm_spark import tables
+from strm_spark.delta import outputs as tables
 from strm_spark.delta import tables as delta_tables
 
 SCHEMA = T.StructType([T.StructField("a", T.StringType())])

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from strm_spark.timestamps import (
+from strm_spark.timestamps.parse import (
     PatternError,
     _parse_rewritten,
     _plan,

@@ -1,7 +1,7 @@
 """Delta tables through Spark's public API only (SQL and DataFrame readers/writers): creating
 tables with privacy-safe properties, MERGE as SQL over temp views, and conflict retries."""
 
-from .tables import (
+from strm_spark.delta.tables import (
     create_table,
     delta_properties,
     is_conflict,

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from pyspark.sql import DataFrame, Row, SparkSession
 
-from .tables import is_delta, merge, retry_on_conflict, sql_path
+from strm_spark.delta.tables import is_delta, merge, retry_on_conflict, sql_path
 
 T = TypeVar("T")
 

@@ -22,10 +22,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .. import crypto
-from ..delta import create_table, is_delta, merge, sql_string
-from ..errors import KeyStoreError
-from ..masterkey import MasterKey, open_keyset, unwrap, wrap
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto.envelope import MasterKey, open_keyset, unwrap, wrap
+from strm_spark.delta import create_table, is_delta, merge, sql_string
+from strm_spark.errors import KeyStoreError
 
 KEYS_SCHEMA = T.StructType(
     [

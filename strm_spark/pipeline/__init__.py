@@ -3,6 +3,6 @@ one module per stage, composed by `run.run_job`, with a summary of what the run 
 
 
 def run_job(spark, config, **kwargs):
-    from .run import run_job as run
+    from strm_spark.pipeline.run import run_job as run
 
     return run(spark, config, **kwargs)

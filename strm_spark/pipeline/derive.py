@@ -7,11 +7,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .. import transformations as tf
-from ..config import DerivedConfig, JobConfig
-from ..hashing import masker_for
-from .encrypt import Encryptor
-from .read import BLOCK, CORRUPT, FILE, ROW_ID
+from strm_spark.config.load import DerivedConfig, JobConfig
+from strm_spark.crypto.masking import masker_for
+from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.encrypt import Encryptor
+from strm_spark.pipeline.read import BLOCK, CORRUPT, FILE, ROW_ID
 
 
 def with_keys(rows: DataFrame, keymap: DataFrame) -> DataFrame:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from .. import transformations as tf
-from ..sql import compact_keyset_column, resolve_engine
+from strm_spark.pipeline import transforms as tf
+from strm_spark.sql.functions import compact_keyset_column, resolve_engine
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .. import consent as consent_rules
-from .. import transformations as tf
-from ..config import JobConfig
-from ..errors import KeyStoreError
-from ..hashing import hmac_column
-from ..keys import KeyStore
-from .encrypt import Encryptor
+from strm_spark import consent as consent_rules
+from strm_spark.config.load import JobConfig
+from strm_spark.crypto.masking import hmac_column
+from strm_spark.errors import KeyStoreError
+from strm_spark.keys import KeyStore
+from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.encrypt import Encryptor
 
 # Up to this many (key value, day) pairs per run, the key map is broadcast to the tasks.
 BROADCAST_KEYS = 200_000

@@ -12,9 +12,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..config import SourceConfig
-from ..contract import Contract
-from ..errors import DataError
+from strm_spark.config.load import SourceConfig
+from strm_spark.contract.parse import Contract
+from strm_spark.errors import DataError
 
 CORRUPT = "__corrupt"
 FILE = "__file"

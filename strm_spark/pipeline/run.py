@@ -11,20 +11,21 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .. import preflight, private
-from .. import transformations as tf
-from ..config import JobConfig
-from ..errors import StrmSparkError
-from ..keys import KeyStore
-from ..keys import tombstones as tombstone_table
-from ..masterkey import load_master_key
-from ..tables import FORMULA_START
-from . import derive, keys, summary, write
-from .encrypt import Encryptor
-from .incremental import Batch, FileLog, list_source_files
-from .read import ORDER_COLUMNS, as_data_error, read_source
-from .tombstones import TOMBSTONED, with_tombstoned
-from .validate import with_validation
+from strm_spark import private
+from strm_spark.config import preflight
+from strm_spark.config.load import JobConfig
+from strm_spark.crypto.envelope import load_master_key
+from strm_spark.delta.outputs import FORMULA_START
+from strm_spark.errors import StrmSparkError
+from strm_spark.keys import KeyStore
+from strm_spark.keys import tombstones as tombstone_table
+from strm_spark.pipeline import derive, keys, summary, write
+from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.encrypt import Encryptor
+from strm_spark.pipeline.incremental import Batch, FileLog, list_source_files
+from strm_spark.pipeline.read import ORDER_COLUMNS, as_data_error, read_source
+from strm_spark.pipeline.tombstones import TOMBSTONED, with_tombstoned
+from strm_spark.pipeline.validate import with_validation
 
 _CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
 

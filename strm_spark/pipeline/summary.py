@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from ..config import JobConfig
-from ..delta import write_table
-from ..errors import DataError
+from strm_spark.config.load import JobConfig
+from strm_spark.delta import write_table
+from strm_spark.errors import DataError
 
 log = logging.getLogger("strm_spark")
 

@@ -9,10 +9,10 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .. import transformations as tf
-from ..config import JobConfig
-from ..hashing import hmac_column, hmac_sha256_hex
-from .read import CORRUPT, raw_record_values, source_delimiter
+from strm_spark.config.load import JobConfig
+from strm_spark.crypto.masking import hmac_column, hmac_sha256_hex
+from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.read import CORRUPT, raw_record_values, source_delimiter
 
 TOMBSTONED = "__tombstoned"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from .. import transformations as tf
-from ..config import JobConfig
+from strm_spark.config.load import JobConfig
+from strm_spark.pipeline import transforms as tf
 
 
 def with_validation(rows: DataFrame, config: JobConfig) -> DataFrame:

@@ -10,10 +10,10 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from ..config import DerivedConfig, JobConfig, OutputConfig
-from ..delta import create_table, merge
-from ..tables import write_strm_csv, write_table
-from .read import ORDER_COLUMNS
+from strm_spark.config.load import DerivedConfig, JobConfig, OutputConfig
+from strm_spark.delta import create_table, merge
+from strm_spark.delta.outputs import write_strm_csv, write_table
+from strm_spark.pipeline.read import ORDER_COLUMNS
 
 DATA_SUBJECTS_SCHEMA = T.StructType(
     [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import ConfigError
+from strm_spark.errors import ConfigError
 
 _MISSING = object()
 

@@ -38,19 +38,20 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from . import audit, private
-from . import transformations as tf
-from .config import JobConfig
-from .contract import Contract, split_path
-from .delta import erase as ops
-from .delta import sql_string
-from .errors import SubjectsError
-from .keys import tombstones
-from .keystore import KeyStore
-from .masterkey import load_master_key
-from .pipeline.read import raw_record_values, source_delimiter
-from .sql import decrypt_column, with_decrypted_pii
-from .tables import path_exists, read_table
+from strm_spark import private
+from strm_spark.config.load import JobConfig
+from strm_spark.contract.parse import Contract, split_path
+from strm_spark.crypto.envelope import load_master_key
+from strm_spark.delta import erase as ops
+from strm_spark.delta import sql_string
+from strm_spark.delta.outputs import path_exists, read_table
+from strm_spark.errors import SubjectsError
+from strm_spark.keys import tombstones
+from strm_spark.keys.store import KeyStore
+from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.read import raw_record_values, source_delimiter
+from strm_spark.sql.functions import decrypt_column, with_decrypted_pii
+from strm_spark.subjects import audit
 
 log = logging.getLogger("strm_spark")
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._validate import Node
-from .config import (
+from strm_spark.config._document import Node
+from strm_spark.config.load import (
     DEFAULT_RETENTION_DAYS,
     ConsentConfig,
     DerivedConfig,
@@ -29,8 +29,8 @@ from .config import (
     is_uri,
     resolve_location,
 )
-from .contract import parse_contract, read_document
-from .errors import ConfigError
+from strm_spark.contract.parse import parse_contract, read_document
+from strm_spark.errors import ConfigError
 
 # Enum numbers of STRM's protobuf definitions (entities_v1.proto).
 _CONSENT_TYPES = {1: "CUMULATIVE", 2: "GRANULAR"}

@@ -10,10 +10,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from . import consent as consent_rules
-from .contract import Contract, split_path
-from .io import CORRUPT
-from .timestamps import epoch_millis, parse_event_time, utc_day
+from strm_spark import consent as consent_rules
+from strm_spark.contract.parse import Contract, split_path
+from strm_spark.pipeline.read import CORRUPT
+from strm_spark.timestamps.parse import epoch_millis, parse_event_time, utc_day
 
 REASONS = "__reasons"
 EPOCH_MS = "__epoch_ms"
@@ -349,7 +349,7 @@ def with_encrypted_columns(
                 target, F.transform(col(source), jvm) if array else jvm(col(source))
             )
         return out.drop(KEYSET) if key_col == KEYSET else out
-    from . import crypto
+    from strm_spark.crypto import cells as crypto
 
     def resolve(keys: pd.Series) -> list:
         if keysets is None:

@@ -18,7 +18,7 @@ import tink
 from tink import daead, secret_key_access
 
 if TYPE_CHECKING:
-    from .masterkey import MasterKey
+    from strm_spark.crypto.envelope import MasterKey
 
 daead.register()
 
@@ -37,7 +37,7 @@ class _PrimitiveCache:
     def get(
         self, keyset: bytes, key_link: str | None = None, master: MasterKey | None = None
     ) -> daead.DeterministicAead:
-        from . import masterkey
+        from strm_spark.crypto import envelope as masterkey
 
         wrapped = masterkey.is_wrapped(keyset)
         cache_key = (keyset, key_link, master.id if master else None) if wrapped else keyset

@@ -15,14 +15,14 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from . import consent as consent_rules
-from . import crypto
-from .config import JobConfig
-from .contract import Contract, split_path
-from .errors import ReadOnlyError
-from .hashing import hmac_sha256_hex, masker_for, strm_murmur3_hex
-from .keystore import KeyStore
-from .masterkey import load_master_key
+from strm_spark import consent as consent_rules
+from strm_spark.config.load import JobConfig
+from strm_spark.contract.parse import Contract, split_path
+from strm_spark.crypto import cells as crypto
+from strm_spark.crypto.envelope import load_master_key
+from strm_spark.crypto.masking import hmac_sha256_hex, masker_for, strm_murmur3_hex
+from strm_spark.errors import ReadOnlyError
+from strm_spark.keys.store import KeyStore
 
 
 def _is_null(value: object) -> bool:

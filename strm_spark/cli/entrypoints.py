@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from .session import launcher_session, on_databricks
+from strm_spark.session import launcher_session, on_databricks
 
 __all__ = ["batch_job_main", "strm_job_main", "subjects_main"]
 
@@ -46,7 +46,7 @@ def _run_command(command: str, argv: Sequence[str] | None) -> int:
 
 
 def _cli(args: list[str]) -> int:
-    from .cli import main
+    from strm_spark.cli.main import main
 
     try:
         return main(args)

@@ -14,9 +14,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .delta import create_table, delta_properties, is_conflict, retry_on_conflict  # noqa: F401
-from .delta import write_table as delta_write
-from .errors import UnsupportedError
+from strm_spark.delta import create_table
+from strm_spark.delta import write_table as delta_write
+from strm_spark.errors import UnsupportedError
 
 log = logging.getLogger("strm_spark")
 

@@ -1,4 +1,4 @@
-"""`strm-spark` command line: run, validate, generate, new-secret, subjects, keys."""
+"""`strm-spark` command line: run, run-strm, sql, validate, new-secret, subjects, keys."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import logging
 import os
 import sys
 
-from .errors import StrmSparkError
+from strm_spark.errors import StrmSparkError
 
 log = logging.getLogger("strm_spark.cli")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_job_config
+    from strm_spark.config.load import load_job_config
 
     config = load_job_config(args.config)  # validated before Spark starts
     if args.source:
         config = config.with_source_path(args.source)
-    from .job import run_job
-    from .session import get_spark
+    from strm_spark.pipeline.run import run_job
+    from strm_spark.session import get_spark
 
     spark = get_spark(f"strm-spark {config.name}", master=args.master, remote=args.remote)
     summary = run_job(spark, config, reprocess=args.reprocess)
@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_strm(args: argparse.Namespace) -> int:
-    from .strm import load_strm_job, parse_connectors
+    from strm_spark.compat.strm.config import load_strm_job, parse_connectors
 
     config = load_strm_job(
         args.config,
@@ -40,8 +40,8 @@ def _run_strm(args: argparse.Namespace) -> int:
         key_store=args.keys_store,
         master_key_file=args.master_key,
     )
-    from .job import run_job
-    from .session import get_spark
+    from strm_spark.pipeline.run import run_job
+    from strm_spark.session import get_spark
 
     spark = get_spark(f"strm-spark {config.name}", master=args.master, remote=args.remote)
     summary = run_job(spark, config)
@@ -50,11 +50,11 @@ def _run_strm(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from .config import load_job_config
+    from strm_spark.config.load import load_job_config
 
     config = load_job_config(args.config)
-    from .session import get_spark
-    from .sql import check_read_only, register_job_views
+    from strm_spark.session import get_spark
+    from strm_spark.sql.functions import check_read_only, register_job_views
 
     query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
     spark = get_spark(f"strm-spark sql {config.name}", master=args.master, remote=args.remote)
@@ -78,7 +78,7 @@ def _show(spark, query: str, limit: int, check=None) -> None:
     statement's own words and no row values (errors while rows are read are not shown)."""
     from pyspark.errors import AnalysisException
 
-    from .errors import QueryError
+    from strm_spark.errors import QueryError
 
     try:
         if check is not None:
@@ -92,10 +92,10 @@ def _show(spark, query: str, limit: int, check=None) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .config import load_job_config
+    from strm_spark.config.load import load_job_config
 
     config = load_job_config(args.config)
-    from .preflight import check_job
+    from strm_spark.config.preflight import check_job
 
     check_job(config)  # what the run would fail on: seed, source, outputs, Java regexes
     print(
@@ -105,20 +105,8 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from .generate import generate
-
-    result = generate(
-        args.out, rows=args.rows, seed=args.seed, invalid_fraction=args.invalid_fraction
-    )
-    print(
-        f"wrote {result.rows:,} rows ({result.invalid_rows:,} deliberately invalid) to {result.path}"
-    )
-    return 0
-
-
 def _new_secret(args: argparse.Namespace) -> int:
-    from .hashing import new_secret_file
+    from strm_spark.crypto.masking import new_secret_file
 
     if new_secret_file(args.path):
         print(f"created secret file {args.path} (mode 0600); keep it out of version control")
@@ -129,10 +117,10 @@ def _new_secret(args: argparse.Namespace) -> int:
 
 def _subjects_session(args: argparse.Namespace):
     """The job config (validated before Spark starts) and a Spark session for a subjects command."""
-    from .config import load_job_config
+    from strm_spark.config.load import load_job_config
 
     config = load_job_config(args.config)
-    from .session import get_spark
+    from strm_spark.session import get_spark
 
     return config, get_spark(
         f"strm-spark subjects {args.action}", master=args.master, remote=args.remote
@@ -140,7 +128,7 @@ def _subjects_session(args: argparse.Namespace):
 
 
 def _subjects_list(args: argparse.Namespace) -> int:
-    from .subjects import list_subjects
+    from strm_spark.subjects.erasure import list_subjects
 
     config, spark = _subjects_session(args)
     page = list_subjects(spark, config, page_size=args.page_size, page_token=args.page_token)
@@ -160,7 +148,7 @@ def _subjects_list(args: argparse.Namespace) -> int:
 
 
 def _subjects_keylinks(args: argparse.Namespace) -> int:
-    from .subjects import key_links, read_subject_ids
+    from strm_spark.subjects.erasure import key_links, read_subject_ids
 
     ids = read_subject_ids(args.subjects, args.from_file)
     config, spark = _subjects_session(args)
@@ -191,7 +179,7 @@ def _subjects_keylinks(args: argparse.Namespace) -> int:
 
 
 def _subjects_export(args: argparse.Namespace) -> int:
-    from .subjects import export_subject
+    from strm_spark.subjects.erasure import export_subject
 
     config, spark = _subjects_session(args)
     result = export_subject(spark, config, args.subject, args.out, fmt=args.format)
@@ -200,7 +188,7 @@ def _subjects_export(args: argparse.Namespace) -> int:
 
 
 def _subjects_forget(args: argparse.Namespace) -> int:
-    from .subjects import forget, read_subject_ids
+    from strm_spark.subjects.erasure import forget, read_subject_ids
 
     ids = read_subject_ids(args.subjects, args.from_file)
     config, spark = _subjects_session(args)
@@ -210,7 +198,7 @@ def _subjects_forget(args: argparse.Namespace) -> int:
 
 
 def _subjects_purge_expired(args: argparse.Namespace) -> int:
-    from .subjects import parse_timestamp, purge_expired
+    from strm_spark.subjects.erasure import parse_timestamp, purge_expired
 
     now = parse_timestamp(args.now) if args.now else None
     config, spark = _subjects_session(args)
@@ -220,7 +208,7 @@ def _subjects_purge_expired(args: argparse.Namespace) -> int:
 
 
 def _keys_new_master_key(args: argparse.Namespace) -> int:
-    from .masterkey import new_master_key_file
+    from strm_spark.crypto.envelope import new_master_key_file
 
     key_id = new_master_key_file(args.path)
     if key_id is None:
@@ -373,13 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")
     val.add_argument("config")
     val.set_defaults(func=_validate)
-
-    gen = sub.add_parser("generate", help="write the synthetic webshop clickstream demo CSV")
-    gen.add_argument("--out", required=True, help="CSV file to write")
-    gen.add_argument("--rows", type=int, default=100_000)
-    gen.add_argument("--seed", type=int, default=42)
-    gen.add_argument("--invalid-fraction", type=float, default=0.005)
-    gen.set_defaults(func=_generate)
 
     sec = sub.add_parser("new-secret", help="create a random secret file (e.g. a masking seed)")
     sec.add_argument("path")

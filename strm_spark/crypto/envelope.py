@@ -24,8 +24,8 @@ from threading import Lock
 import tink
 from tink import aead, secret_key_access
 
-from .config import MasterKeyRef
-from .errors import SecretError
+from strm_spark.config.load import MasterKeyRef
+from strm_spark.errors import SecretError
 
 aead.register()
 

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from .hashing import hmac_sha256_hex
-from .tables import create_delta_table
+from strm_spark.crypto.masking import hmac_sha256_hex
+from strm_spark.delta.outputs import create_delta_table
 
 AUDIT_SCHEMA = T.StructType(
     [

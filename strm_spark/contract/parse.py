@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from pyspark.sql import types as T
 
-from ._validate import Node
-from .errors import ConfigError
+from strm_spark.config._document import Node
+from strm_spark.errors import ConfigError
 
 SIMPLE_TYPES: dict[str, T.DataType] = {
     "STRING": T.StringType(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
@@ -533,3 +534,32 @@ def generate(
         raise
 
     return GenerateResult(path=out_path, rows=rows, invalid_rows=invalid_written)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m demo.generate --out FILE [--rows N] [--seed S]`: write the demo CSV."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m demo.generate", description="write the synthetic webshop clickstream CSV"
+    )
+    parser.add_argument("--out", required=True, help="CSV file to write")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--invalid-fraction", type=float, default=0.005)
+    args = parser.parse_args(argv)
+    try:
+        result = generate(
+            args.out, rows=args.rows, seed=args.seed, invalid_fraction=args.invalid_fraction
+        )
+    except ValueError as exc:
+        print(f"python -m demo.generate: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {result.rows:,} rows ({result.invalid_rows:,} deliberately invalid) to {result.path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._validate import Node
-from .contract import Contract, parse_contract, read_document
-from .errors import ConfigError, SecretError
-from .timestamps import PatternError, check_pattern
+from strm_spark.config._document import Node
+from strm_spark.contract.parse import Contract, parse_contract, read_document
+from strm_spark.errors import ConfigError, SecretError
+from strm_spark.timestamps.parse import PatternError, check_pattern
 
 SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
 OUTPUT_FORMATS = ("delta", "parquet", "csv")

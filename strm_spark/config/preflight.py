@@ -21,9 +21,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .config import JobConfig
-from .errors import ConfigError
-from .private import local_path
+from strm_spark.config.load import JobConfig
+from strm_spark.errors import ConfigError
+from strm_spark.private import local_path
 
 _GLOB = set("*?[{")
 

@@ -1,0 +1,1 @@
+"""The `strm-spark` command line (`main`) and the packaged jobs' entry points (`entrypoints`)."""

@@ -1,0 +1,6 @@
+"""Job configuration: the typed, frozen model of a job (`load`), the YAML/JSON cursor that
+reports errors by path (`_document`), and the checks a run would otherwise fail on (`preflight`)."""
+
+from strm_spark.config.load import JobConfig, load_job_config, parse_job_config
+
+__all__ = ["JobConfig", "load_job_config", "parse_job_config"]
