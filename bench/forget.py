@@ -88,7 +88,7 @@ def _config(work: Path, source: Path):
 def bench(rows: int, work_root: Path) -> dict:
     from strm_spark.pipeline.run import run_job
     from strm_spark.session import get_spark
-    from strm_spark.subjects.erasure import forget
+    from strm_spark.subjects import forget
 
     spark = get_spark("strm-spark bench forget", extra_conf={"spark.driver.memory": "4g"})
     work = work_root / f"rows-{rows}"

@@ -10,7 +10,7 @@ from helpers import job_config
 from pyspark.sql import functions as F
 
 from strm_spark.pipeline.run import run_job
-from strm_spark.subjects.erasure import forget, key_links, list_subjects
+from strm_spark.subjects import forget, key_links, list_subjects
 
 GONE, STAYS, ALSO = "gone.3391@example.org", "stays.5520@example.org", "also.7043@example.org"
 CONTRACT = {

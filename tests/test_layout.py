@@ -139,7 +139,7 @@ def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_p
     """Two runs of different days give unpartitioned tables of several files; the files of
     other days are deleted, and the export and the forget of a subject of the later run
     still succeed with all their rows: they never opened those files."""
-    from strm_spark.subjects.erasure import export_subject, forget
+    from strm_spark.subjects import export_subject, forget
 
     early = _uci_slice(tmp_path / "early.csv", 1, 3000)  # 2010-12-01, moved to November:
     early.write_text(

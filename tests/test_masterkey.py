@@ -17,7 +17,7 @@ from strm_spark.errors import ConfigError, KeyStoreError, SecretError
 from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline.run import run_job
 from strm_spark.sql.functions import register_job_views
-from strm_spark.subjects.erasure import export_subject
+from strm_spark.subjects import export_subject
 
 
 @pytest.fixture(scope="module")

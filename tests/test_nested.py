@@ -140,7 +140,7 @@ def test_nested_subject_and_no_nested_pii_in_statistics(spark, nested_run):
 
 
 def test_export_decrypts_nested_and_repeated_pii(spark, nested_run, tmp_path):
-    from strm_spark.subjects.erasure import export_subject
+    from strm_spark.subjects import export_subject
 
     config, _, _ = nested_run
     result = export_subject(spark, config, "c1", tmp_path / "export")

@@ -319,7 +319,7 @@ def test_views_equal_the_derived_tables_after_forget_and_purge_expired(spark, tm
     from strm_spark.config.load import load_job_config
     from strm_spark.crypto.masking import new_secret_file
     from strm_spark.pipeline.run import run_job
-    from strm_spark.subjects.erasure import forget, purge_expired
+    from strm_spark.subjects import forget, purge_expired
 
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     generate(

@@ -21,7 +21,7 @@ from strm_spark.crypto.masking import hmac_sha256_hex
 from strm_spark.errors import SubjectsError
 from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline.run import run_job
-from strm_spark.subjects.erasure import (
+from strm_spark.subjects import (
     audit,
     export_subject,
     forget,

@@ -128,7 +128,7 @@ def _subjects_session(args: argparse.Namespace):
 
 
 def _subjects_list(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.erasure import list_subjects
+    from strm_spark.subjects import list_subjects
 
     config, spark = _subjects_session(args)
     page = list_subjects(spark, config, page_size=args.page_size, page_token=args.page_token)
@@ -148,7 +148,8 @@ def _subjects_list(args: argparse.Namespace) -> int:
 
 
 def _subjects_keylinks(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.erasure import key_links, read_subject_ids
+    from strm_spark.cli.subject_args import read_subject_ids
+    from strm_spark.subjects import key_links
 
     ids = read_subject_ids(args.subjects, args.from_file)
     config, spark = _subjects_session(args)
@@ -179,7 +180,7 @@ def _subjects_keylinks(args: argparse.Namespace) -> int:
 
 
 def _subjects_export(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.erasure import export_subject
+    from strm_spark.subjects import export_subject
 
     config, spark = _subjects_session(args)
     result = export_subject(spark, config, args.subject, args.out, fmt=args.format)
@@ -188,7 +189,8 @@ def _subjects_export(args: argparse.Namespace) -> int:
 
 
 def _subjects_forget(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.erasure import forget, read_subject_ids
+    from strm_spark.cli.subject_args import read_subject_ids
+    from strm_spark.subjects import forget
 
     ids = read_subject_ids(args.subjects, args.from_file)
     config, spark = _subjects_session(args)
@@ -198,7 +200,8 @@ def _subjects_forget(args: argparse.Namespace) -> int:
 
 
 def _subjects_purge_expired(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.erasure import parse_timestamp, purge_expired
+    from strm_spark.cli.subject_args import parse_timestamp
+    from strm_spark.subjects import purge_expired
 
     now = parse_timestamp(args.now) if args.now else None
     config, spark = _subjects_session(args)

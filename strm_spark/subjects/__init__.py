@@ -1,12 +1,19 @@
-"""Privacy requests on a job's outputs: list data subjects, their key links, an access export,
-forget (crypto-shredding) and purge-expired, each recorded in the audit table."""
+"""Privacy requests on a job's outputs: list data subjects and their key links (`listing`), an
+access export (`export`), forget and purge-expired (`erasure`), each recorded in `audit`. All act
+on one job config's key group (`keys.group_id`) and its outputs."""
 
-from strm_spark.subjects.erasure import (
-    export_subject,
-    forget,
-    key_links,
-    list_subjects,
-    purge_expired,
-)
+from strm_spark.subjects.erasure import ErasureReport, forget, purge_expired
+from strm_spark.subjects.export import ExportResult, export_subject
+from strm_spark.subjects.listing import KeyLinkInfo, SubjectPage, key_links, list_subjects
 
-__all__ = ["export_subject", "forget", "key_links", "list_subjects", "purge_expired"]
+__all__ = [
+    "ErasureReport",
+    "ExportResult",
+    "KeyLinkInfo",
+    "SubjectPage",
+    "export_subject",
+    "forget",
+    "key_links",
+    "list_subjects",
+    "purge_expired",
+]
