@@ -12,15 +12,9 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from strm_spark.timestamps.parse import (
-    PatternError,
-    _parse_rewritten,
-    _plan,
-    check_pattern,
-    epoch_millis,
-    parse_event_time,
-    utc_day,
-)
+from strm_spark.timestamps.parse import _parse_rewritten, epoch_millis, parse_event_time, utc_day
+from strm_spark.timestamps.pattern import PatternError
+from strm_spark.timestamps.plan import _plan, check_pattern
 
 AMS, NY, UTC = "Europe/Amsterdam", "America/New_York", "UTC"
 

@@ -12,7 +12,8 @@ from typing import Any
 from strm_spark.config._document import Node
 from strm_spark.contract.parse import Contract, parse_contract, read_document
 from strm_spark.errors import ConfigError, SecretError
-from strm_spark.timestamps.parse import PatternError, check_pattern
+from strm_spark.timestamps.pattern import PatternError
+from strm_spark.timestamps.plan import check_pattern
 
 SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
 OUTPUT_FORMATS = ("delta", "parquet", "csv")
