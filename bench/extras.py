@@ -19,8 +19,9 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
 
     from demo.generate import generate
     from strm_spark.crypto import cells as crypto
-    from strm_spark.pipeline import transforms as tf
-    from strm_spark.sql.functions import register_jvm
+    from strm_spark.crypto import engines
+    from strm_spark.crypto.engines import register_jvm
+    from strm_spark.pipeline import columns as cols
 
     src = work / f"webshop_{rows}.csv"
     if not src.exists():
@@ -32,21 +33,23 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     links = [r[0] for r in df.select(F.concat_ws("|", "customer_id", day)).distinct().collect()]
     table = {link: crypto.new_keyset() for link in links}
     keysets = spark.sparkContext.broadcast(table)
-    keyed = spark.createDataFrame(list(table.items()), f"{tf.KEY_LINK} string, {tf.KEYSET} binary")
+    keyed = spark.createDataFrame(
+        list(table.items()), f"{cols.KEY_LINK} string, {cols.KEYSET} binary"
+    )
     base = (
         df.select(
-            *[F.col(c).alias(tf.pii_column(i)) for i, c in enumerate(pii)],
-            F.concat_ws("|", "customer_id", day).alias(tf.KEY_LINK),
+            *[F.col(c).alias(cols.pii_column(i)) for i, c in enumerate(pii)],
+            F.concat_ws("|", "customer_id", day).alias(cols.KEY_LINK),
         )
-        .join(F.broadcast(keyed), tf.KEY_LINK)
+        .join(F.broadcast(keyed), cols.KEY_LINK)
         .cache()
     )
     base.count()
-    targets = {tf.pii_column(i): tf.enc_column(i) for i in range(len(pii))}
-    encrypted = tf.with_encrypted_columns(base, targets, tf.KEY_LINK, keysets)
+    targets = {cols.pii_column(i): cols.enc_column(i) for i in range(len(pii))}
+    encrypted = engines.with_encrypted_columns(base, targets, cols.KEY_LINK, keysets)
     variants = {"python": encrypted}
     if register_jvm(spark):
-        variants["jvm"] = tf.with_encrypted_columns(base, targets, tf.KEYSET, engine="jvm")
+        variants["jvm"] = engines.with_encrypted_columns(base, targets, cols.KEYSET, engine="jvm")
 
     def timed(frame) -> float:
         start = time.perf_counter()

@@ -312,9 +312,10 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
     plaintext copy, in one run."""
     from pyspark.sql import functions as F
 
+    from strm_spark.crypto.engines import register_jvm
     from strm_spark.keys.store import KeyStore
     from strm_spark.pipeline.run import run_job
-    from strm_spark.sql.functions import register_job_views, register_jvm
+    from strm_spark.sql.views import register_job_views
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = _config(src, out, derived=True)
@@ -347,7 +348,8 @@ def _decryption(spark, src: Path, out: Path) -> dict[str, float]:
         # compact keysets as they are), so only the per-row work is timed: consent filter,
         # join, decryption. A view may not do this: keys cached in a session would outlive a
         # forget.
-        from strm_spark.sql.functions import compact_keyset_column, decrypting_view
+        from strm_spark.crypto.engines import compact_keyset_column
+        from strm_spark.sql.views import decrypting_view
 
         d = cfg.derived[0]
         preloaded = keys.select(

@@ -37,8 +37,8 @@ from strm_spark import session
 from strm_spark.cli import entrypoints
 from strm_spark.cli.main import build_parser
 from strm_spark.crypto import cells as crypto
+from strm_spark.crypto import engines
 from strm_spark.session import delta_jars
-from strm_spark.sql import functions as sql
 
 SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent
 ENTRY_POINTS = {"batch_job": "run", "strm_job": "run-strm", "subjects": "subjects"}
@@ -261,7 +261,7 @@ def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
         for jar in jars:
             with zipfile.ZipFile(REPO / jar) as zf:
                 classes = set(zf.namelist())
-            for cls, _ in sql.JVM_FUNCTIONS.values():
+            for cls, _ in engines.JVM_FUNCTIONS.values():
                 assert cls.replace(".", "/") + ".class" in classes, f"{jar} lacks {cls}"
         mode = cluster["data_security_mode"]
         assert mode == "${var.access_mode}", key

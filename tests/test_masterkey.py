@@ -16,7 +16,7 @@ from strm_spark.crypto import envelope as masterkey
 from strm_spark.errors import ConfigError, KeyStoreError, SecretError
 from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline.run import run_job
-from strm_spark.sql.functions import register_job_views
+from strm_spark.sql.views import register_job_views
 from strm_spark.subjects import export_subject
 
 

@@ -10,8 +10,11 @@ from conftest import DEMO_ROWS
 from pyspark.sql import functions as F
 
 from strm_spark.crypto import cells as crypto
+from strm_spark.crypto import engines
+from strm_spark.crypto.engines import decrypt_column, register_jvm
 from strm_spark.crypto.masking import hmac_sha256_hex
-from strm_spark.sql.functions import decrypt_column, register, register_job_views, register_jvm
+from strm_spark.sql.functions import register
+from strm_spark.sql.views import register_job_views
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def test_a_view_over_string_keysets_equals_the_written_derived_table(spark, view
     from strm_spark.crypto.envelope import load_master_key
     from strm_spark.crypto.masking import masker_for
     from strm_spark.keys.store import KeyStore
-    from strm_spark.sql.functions import decrypting_view
+    from strm_spark.sql.views import decrypting_view
 
     config, _ = views
     master = load_master_key(config.master_key) if config.master_key else None
@@ -188,7 +191,6 @@ def _two_key_keyset(old: bytes | None = None, new: bytes | None = None) -> bytes
 def test_the_jvm_encryption_gives_tinks_python_ciphertext_byte_for_byte(spark):
     # The batch job encrypts in the JVM when the UDF jar is loaded: its cells must be exactly
     # what Tink's Python DeterministicAead writes (and what STRM wrote), for every keyset shape.
-    from strm_spark.pipeline import transforms as tf
 
     assert register_jvm(spark)
     keysets = [crypto.new_keyset(), _two_key_keyset()]
@@ -198,13 +200,17 @@ def test_the_jvm_encryption_gives_tinks_python_ciphertext_byte_for_byte(spark):
         for i, (v, ks) in enumerate((v, ks) for ks in keysets for v in values)
     ]
     df = spark.createDataFrame(rows, "i int, v string, __keyset binary, vs array<string>")
-    got = tf.with_encrypted_columns(df, {"v": "c", "vs": "cs"}, engine="jvm").orderBy("i").collect()
+    got = (
+        engines.with_encrypted_columns(df, {"v": "c", "vs": "cs"}, engine="jvm")
+        .orderBy("i")
+        .collect()
+    )
     for (_, v, ks, vs), r in zip(rows, got, strict=True):
         prim = crypto.primitive(bytes(ks))
         assert r["c"] == crypto.encrypt_text(prim, v)
         assert r["cs"] == (None if vs is None else [crypto.encrypt_text(prim, x) for x in vs])
         assert "__keyset" not in r.asDict()
-    python = tf.with_encrypted_columns(df, {"v": "c", "vs": "cs"}).orderBy("i").collect()
+    python = engines.with_encrypted_columns(df, {"v": "c", "vs": "cs"}).orderBy("i").collect()
     assert python == got
 
 
@@ -277,7 +283,7 @@ def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
 )
 def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
     from strm_spark.errors import ReadOnlyError
-    from strm_spark.sql.functions import check_read_only
+    from strm_spark.sql.views import check_read_only
 
     out = tmp_path / "x"
     with pytest.raises(ReadOnlyError) as info:
@@ -288,7 +294,7 @@ def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
 
 def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views, tmp_path, capsys):
     from strm_spark.cli.main import main
-    from strm_spark.sql.functions import check_read_only
+    from strm_spark.sql.views import check_read_only
 
     config, _ = views
     for query in (

@@ -8,6 +8,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from strm_spark.contract.parse import parse_contract
+from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import transforms as tf
 
 CONTRACT = parse_contract(
@@ -43,7 +44,7 @@ def test_typing_validation_and_time_reasons(spark):
         df.transform(tf.with_typed_fields, CONTRACT)
         .transform(tf.with_event_time, "ts", "yyyy-MM-dd HH:mm:ss", "UTC")
         .transform(tf.with_validations, CONTRACT)
-        .select("id", "n", tf.EPOCH_MS, tf.DAY, tf.REASONS)
+        .select("id", "n", cols.EPOCH_MS, cols.DAY, cols.REASONS)
     )
     expected = spark.createDataFrame(
         [
@@ -73,7 +74,7 @@ def test_typing_validation_and_time_reasons(spark):
                 ["timestamp field 'ts' does not match pattern 'yyyy-MM-dd HH:mm:ss'"],
             ),
         ],
-        f"id string, n int, {tf.EPOCH_MS} bigint, {tf.DAY} date, {tf.REASONS} array<string>",
+        f"id string, n int, {cols.EPOCH_MS} bigint, {cols.DAY} date, {cols.REASONS} array<string>",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -143,9 +144,9 @@ def _processed(spark):
                 dt.date(2024, 1, 2),
             ),
         ],
-        f"id string, email string, phone string, n int, ts string, {tf.pii_column(0)} string, "
-        f"{tf.pii_column(1)} string, {tf.enc_column(0)} string, {tf.enc_column(1)} string, "
-        f"{tf.CONSENT} array<int>, {tf.EPOCH_MS} bigint, {tf.KEY_LINK} string, {tf.DAY} date",
+        f"id string, email string, phone string, n int, ts string, {cols.pii_column(0)} string, "
+        f"{cols.pii_column(1)} string, {cols.enc_column(0)} string, {cols.enc_column(1)} string, "
+        f"{cols.CONSENT} array<int>, {cols.EPOCH_MS} bigint, {cols.KEY_LINK} string, {cols.DAY} date",
     )
 
 

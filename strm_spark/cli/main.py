@@ -54,7 +54,7 @@ def _sql(args: argparse.Namespace) -> int:
 
     config = load_job_config(args.config)
     from strm_spark.session import get_spark
-    from strm_spark.sql.functions import check_read_only, register_job_views
+    from strm_spark.sql.views import check_read_only, register_job_views
 
     query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
     spark = get_spark(f"strm-spark sql {config.name}", master=args.master, remote=args.remote)

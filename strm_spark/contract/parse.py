@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pyspark.sql import Column
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from strm_spark.config._document import Node
@@ -114,6 +116,11 @@ class Contract:
 def split_path(path: str) -> tuple[str, ...]:
     """`customer/id` -> ('customer', 'id'): STRM's notation for nested fields."""
     return tuple(path.split("/"))
+
+
+def field_col(path: str) -> Column:
+    """A contract field by path: `customer/id` is the `id` field inside the `customer` struct."""
+    return F.col(".".join(f"`{p}`" for p in split_path(path)))
 
 
 class _DuplicateKey(Exception):

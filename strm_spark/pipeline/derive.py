@@ -9,17 +9,18 @@ from pyspark.sql import functions as F
 
 from strm_spark.config.load import DerivedConfig, JobConfig
 from strm_spark.crypto.masking import masker_for
+from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.columns import BLOCK, CORRUPT, FILE, ROW_ID
 from strm_spark.pipeline.encrypt import Encryptor
-from strm_spark.pipeline.read import BLOCK, CORRUPT, FILE, ROW_ID
 
 
 def with_keys(rows: DataFrame, keymap: DataFrame) -> DataFrame:
     """Each row with its key link, keyset and expiry, from the (value, day) -> key map."""
     return rows.join(
         keymap,
-        rows[tf.KEY_VALUE].eqNullSafe(keymap["__jk_value"])
-        & rows[tf.DAY].eqNullSafe(keymap["__jk_day"]),
+        rows[cols.KEY_VALUE].eqNullSafe(keymap["__jk_value"])
+        & rows[cols.DAY].eqNullSafe(keymap["__jk_day"]),
         "left",
     ).drop("__jk_value", "__jk_day")
 
@@ -59,12 +60,12 @@ def with_row_numbers(df: DataFrame, rows: DataFrame, any_rejected: bool) -> Data
 
 
 def _pii_targets(config: JobConfig) -> dict[str, str]:
-    return {tf.pii_column(i): tf.enc_column(i) for i in range(len(config.contract.pii_names))}
+    return {cols.pii_column(i): cols.enc_column(i) for i in range(len(config.contract.pii_names))}
 
 
 def valid_rows(matched: DataFrame, config: JobConfig, encryptor: Encryptor) -> DataFrame:
     """Rows without a reject reason, with their PII fields' ciphertext."""
-    return encryptor.encrypt(matched.where(F.size(tf.REASONS) == 0), _pii_targets(config))
+    return encryptor.encrypt(matched.where(F.size(cols.REASONS) == 0), _pii_targets(config))
 
 
 def encrypted_rows(valid: DataFrame, config: JobConfig, carry: tuple[str, ...] = ()) -> DataFrame:
@@ -96,7 +97,7 @@ def rejected_rows(
     """Rows with a reject reason: PII and a malformed record's raw text encrypted (on these
     rows alone), with where they came from and why."""
     rejected = encryptor.encrypt(
-        matched.where(F.size(tf.REASONS) > 0), {**_pii_targets(config), CORRUPT: tf.ENC_CORRUPT}
+        matched.where(F.size(cols.REASONS) > 0), {**_pii_targets(config), CORRUPT: cols.ENC_CORRUPT}
     )
     return tf.rejected_rows(rejected, config.contract, config.event_contract_ref, run_id)
 
@@ -105,14 +106,14 @@ def data_subject_links(matched: DataFrame, group_id: str) -> DataFrame:
     """Distinct (data subject, key link) entries of the rows that name a subject."""
     return (
         matched.where(
-            F.col(tf.SUBJECT).isNotNull()
-            & F.col(tf.DAY).isNotNull()
-            & F.col(tf.KEY_LINK).isNotNull()
+            F.col(cols.SUBJECT).isNotNull()
+            & F.col(cols.DAY).isNotNull()
+            & F.col(cols.KEY_LINK).isNotNull()
         )
         .select(
-            F.col(tf.SUBJECT).alias("dataSubject"),
-            F.col(tf.KEY_LINK).alias("keyLink"),
-            F.col(tf.EXPIRES_AT).alias("expiresAt"),
+            F.col(cols.SUBJECT).alias("dataSubject"),
+            F.col(cols.KEY_LINK).alias("keyLink"),
+            F.col(cols.EXPIRES_AT).alias("expiresAt"),
         )
         .distinct()
         .withColumn("groupId", F.lit(group_id))

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from strm_spark.pipeline import transforms as tf
-from strm_spark.sql.functions import compact_keyset_column, resolve_engine
+from strm_spark.crypto import engines
+from strm_spark.crypto.engines import compact_keyset_column, resolve_engine
+from strm_spark.pipeline import columns as cols
 
 
 @dataclass(frozen=True)
@@ -40,5 +41,5 @@ class Encryptor:
         """`df` plus, for each `source -> target`, the ciphertext of `source` under the row's
         keyset (`__keyset`, dropped)."""
         if not targets:
-            return df.drop(tf.KEYSET)
-        return tf.with_encrypted_columns(df, targets, tf.KEYSET, None, engine=self.engine)
+            return df.drop(cols.KEYSET)
+        return engines.with_encrypted_columns(df, targets, cols.KEYSET, None, engine=self.engine)

@@ -19,7 +19,7 @@ from strm_spark.config.load import JobConfig
 from strm_spark.crypto.masking import hmac_column
 from strm_spark.errors import KeyStoreError
 from strm_spark.keys import KeyStore
-from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline.encrypt import Encryptor
 
 # Up to this many (key value, day) pairs per run, the key map is broadcast to the tasks.
@@ -41,20 +41,21 @@ class Totals:
 def with_pairs(rows: DataFrame, config: JobConfig, hash_key: bytes, run_id: str) -> DataFrame:
     """The batch's (key value, day) pairs, each with its key hash (rows whose day is unknown
     share the run's quarantine pair) and its row, reject and derived-output counts."""
-    valid = F.size(tf.REASONS) == 0
+    valid = F.size(cols.REASONS) == 0
     derived = [
         F.count_if(
-            valid & consent_rules.allows_column(F.col(tf.CONSENT), d.consent_type, d.consent_levels)
+            valid
+            & consent_rules.allows_column(F.col(cols.CONSENT), d.consent_type, d.consent_levels)
         ).alias(f"__d{i}")
         for i, d in enumerate(config.derived)
     ]
-    pairs = rows.groupBy(tf.KEY_VALUE, tf.DAY).agg(
+    pairs = rows.groupBy(cols.KEY_VALUE, cols.DAY).agg(
         F.count("*").alias("n"), F.count_if(~valid).alias("rejected"), *derived
     )
     return pairs.withColumn(
         "keyHash",
-        F.when(F.col(tf.DAY).isNull(), F.lit(f"quarantine:{run_id}")).otherwise(
-            hmac_column(F.col(tf.KEY_VALUE), hash_key)
+        F.when(F.col(cols.DAY).isNull(), F.lit(f"quarantine:{run_id}")).otherwise(
+            hmac_column(F.col(cols.KEY_VALUE), hash_key)
         ),
     )
 
@@ -66,9 +67,9 @@ def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
         F.coalesce(F.sum("n"), F.lit(0)).alias("rows"),
         F.coalesce(F.sum("rejected"), F.lit(0)).alias("rejected"),
         F.count("*").alias("pairs"),
-        F.count_if(F.col(tf.DAY).isNull()).alias("quarantine"),
-        F.min(tf.DAY).alias("first"),
-        F.max(tf.DAY).alias("last"),
+        F.count_if(F.col(cols.DAY).isNull()).alias("quarantine"),
+        F.min(cols.DAY).alias("first"),
+        F.max(cols.DAY).alias("last"),
         *[
             F.coalesce(F.sum(f"__d{i}"), F.lit(0)).alias(f"__d{i}")
             for i in range(len(config.derived))
@@ -78,8 +79,8 @@ def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
     if t["rejected"]:
         reasons = {
             r["r"]: r["count"]
-            for r in rows.where(F.size(tf.REASONS) > 0)
-            .select(F.explode(tf.REASONS).alias("r"))
+            for r in rows.where(F.size(cols.REASONS) > 0)
+            .select(F.explode(cols.REASONS).alias("r"))
             .groupBy("r")
             .count()
             .collect()
@@ -124,15 +125,15 @@ class BatchKeys:
         return keys.select(
             F.col("keyHash").alias("__k_hash"),
             F.col("day").alias("__k_day"),
-            F.col("keyLink").alias(tf.KEY_LINK),
-            F.col("keyset").alias(tf.KEYSET),
-            F.col("expiresAt").alias(tf.EXPIRES_AT),
+            F.col("keyLink").alias(cols.KEY_LINK),
+            F.col("keyset").alias(cols.KEYSET),
+            F.col("expiresAt").alias(cols.EXPIRES_AT),
             "wrappedBy",
         )
 
     def _join(self, how: str) -> DataFrame:
         stored, pairs = self._stored(), self.pairs
-        cond = (pairs["keyHash"] == stored["__k_hash"]) & pairs[tf.DAY].eqNullSafe(
+        cond = (pairs["keyHash"] == stored["__k_hash"]) & pairs[cols.DAY].eqNullSafe(
             stored["__k_day"]
         )
         return pairs.join(stored, cond, how).drop("__k_hash", "__k_day")
@@ -145,14 +146,14 @@ class BatchKeys:
     def _with_keysets(self, found: DataFrame, encryptor: Encryptor) -> DataFrame:
         """The key map's columns: keysets opened (null where the master key cannot open one)
         and in the encryptor's form."""
-        opened = self.store.opened(found, tf.KEYSET, tf.KEY_LINK, strict=False)
+        opened = self.store.opened(found, cols.KEYSET, cols.KEY_LINK, strict=False)
         return opened.select(
-            F.col(tf.KEY_VALUE).alias("__jk_value"),
-            F.col(tf.DAY).alias("__jk_day"),
+            F.col(cols.KEY_VALUE).alias("__jk_value"),
+            F.col(cols.DAY).alias("__jk_day"),
             "keyHash",
-            tf.KEY_LINK,
-            encryptor.keyset_column(F.col(tf.KEYSET)).alias(tf.KEYSET),
-            tf.EXPIRES_AT,
+            cols.KEY_LINK,
+            encryptor.keyset_column(F.col(cols.KEYSET)).alias(cols.KEYSET),
+            cols.EXPIRES_AT,
             "wrappedBy",
         )
 
@@ -170,15 +171,15 @@ class BatchKeys:
         )
         groups = (
             self._found.groupBy(
-                F.col(tf.KEY_LINK).isNull().alias("missing"),
+                F.col(cols.KEY_LINK).isNull().alias("missing"),
                 "wrappedBy",
                 F.col("__jk_day").isNull().alias("quarantine"),
-                (F.col(tf.KEY_LINK).isNotNull() & F.col(tf.KEYSET).isNull()).alias("unopened"),
+                (F.col(cols.KEY_LINK).isNotNull() & F.col(cols.KEYSET).isNull()).alias("unopened"),
             )
             .agg(
                 F.count("*").alias("n"),
-                F.min(tf.EXPIRES_AT).alias("lo"),
-                F.max(tf.EXPIRES_AT).alias("hi"),
+                F.min(cols.EXPIRES_AT).alias("lo"),
+                F.max(cols.EXPIRES_AT).alias("hi"),
             )
             .collect()
         )
@@ -206,7 +207,7 @@ class BatchKeys:
         if not self.missing:
             return 0
         missing = (
-            self._found.where(F.col(tf.KEY_LINK).isNull())
+            self._found.where(F.col(cols.KEY_LINK).isNull())
             .select("keyHash", F.col("__jk_day").alias("day"))
             .distinct()
         )
@@ -236,21 +237,21 @@ class BatchKeys:
         ):  # the stored keys found, plus the quarantine key just committed
             key = self._with_keysets(
                 self._quarantine.select(
-                    F.lit(None).cast("string").alias(tf.KEY_VALUE),
-                    F.col("day").alias(tf.DAY),
+                    F.lit(None).cast("string").alias(cols.KEY_VALUE),
+                    F.col("day").alias(cols.DAY),
                     "keyHash",
-                    F.col("keyLink").alias(tf.KEY_LINK),
-                    F.col("keyset").alias(tf.KEYSET),
-                    F.col("expiresAt").alias(tf.EXPIRES_AT),
+                    F.col("keyLink").alias(cols.KEY_LINK),
+                    F.col("keyset").alias(cols.KEYSET),
+                    F.col("expiresAt").alias(cols.EXPIRES_AT),
                     "wrappedBy",
                 ),
                 encryptor,
             ).drop("__jk_value", "__jk_day")
             # every quarantine pair (rows of unknown day, any key value) shares that one key
-            pairs = self._found.where(F.col(tf.KEY_LINK).isNull()).select(
+            pairs = self._found.where(F.col(cols.KEY_LINK).isNull()).select(
                 "__jk_value", "__jk_day", "keyHash"
             )
-            keymap = self._found.where(F.col(tf.KEY_LINK).isNotNull()).unionByName(
+            keymap = self._found.where(F.col(cols.KEY_LINK).isNotNull()).unionByName(
                 pairs.join(key, "keyHash")
             )
         elif self.missing:
@@ -259,8 +260,8 @@ class BatchKeys:
             )
             seen = keymap.agg(
                 F.count("*").alias("n"),
-                F.min(tf.EXPIRES_AT).alias("lo"),
-                F.max(tf.EXPIRES_AT).alias("hi"),
+                F.min(cols.EXPIRES_AT).alias("lo"),
+                F.max(cols.EXPIRES_AT).alias("hi"),
             ).first()
             if seen["n"] != self.counts.pairs:
                 raise KeyStoreError(

@@ -15,13 +15,7 @@ from pyspark.sql import types as T
 from strm_spark.config.load import SourceConfig
 from strm_spark.contract.parse import Contract
 from strm_spark.errors import DataError
-
-CORRUPT = "__corrupt"
-FILE = "__file"
-BLOCK = "__block"
-ROW_ID = "__mid"
-# Where each row comes from, in input order (for outputs that keep it, like STRM's CSV).
-ORDER_COLUMNS = (FILE, BLOCK, ROW_ID)
+from strm_spark.pipeline.columns import BLOCK, CORRUPT, FILE, ROW_ID
 
 # Reader options strm-spark owns: changing them would silently drop or misread rows.
 _FORCED = {"mode", "columnNameOfCorruptRecord", "enforceSchema"}

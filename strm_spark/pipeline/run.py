@@ -19,12 +19,14 @@ from strm_spark.delta.outputs import FORMULA_START
 from strm_spark.errors import StrmSparkError
 from strm_spark.keys import KeyStore
 from strm_spark.keys import tombstones as tombstone_table
+from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import derive, keys, summary, write
 from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.columns import ORDER_COLUMNS, TOMBSTONED
 from strm_spark.pipeline.encrypt import Encryptor
 from strm_spark.pipeline.incremental import Batch, FileLog, list_source_files
-from strm_spark.pipeline.read import ORDER_COLUMNS, as_data_error, read_source
-from strm_spark.pipeline.tombstones import TOMBSTONED, with_tombstoned
+from strm_spark.pipeline.read import as_data_error, read_source
+from strm_spark.pipeline.tombstones import with_tombstoned
 from strm_spark.pipeline.validate import with_validation
 
 _CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
@@ -237,7 +239,7 @@ def _write_outputs(
         bounded = store.keys_for_days(
             config.group_id, counts.first_day, counts.last_day, out.run_id
         )
-        export = store.keys_export(valid.select(tf.KEY_LINK, *ORDER_COLUMNS), bounded)
+        export = store.keys_export(valid.select(cols.KEY_LINK, *ORDER_COLUMNS), bounded)
         write.write_strm_csv(
             export, config.keys_export.path, config.keys_export.charset, ORDER_COLUMNS
         )

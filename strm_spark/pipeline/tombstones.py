@@ -11,10 +11,9 @@ from pyspark.sql import functions as F
 
 from strm_spark.config.load import JobConfig
 from strm_spark.crypto.masking import hmac_column, hmac_sha256_hex
-from strm_spark.pipeline import transforms as tf
-from strm_spark.pipeline.read import CORRUPT, raw_record_values, source_delimiter
-
-TOMBSTONED = "__tombstoned"
+from strm_spark.pipeline import columns as cols
+from strm_spark.pipeline.columns import CORRUPT, TOMBSTONED
+from strm_spark.pipeline.read import raw_record_values, source_delimiter
 
 
 def with_tombstoned(
@@ -23,15 +22,15 @@ def with_tombstoned(
     """`rows` with a TOMBSTONED flag: the row's subject has a tombstone and the row's event
     time is before the forget, or unknown (no readable time, or a malformed record whose raw
     text names the subject). Only the batch's distinct subjects are hashed."""
-    subjects = rows.where(F.col(tf.SUBJECT).isNotNull()).select(tf.SUBJECT).distinct()
+    subjects = rows.where(F.col(cols.SUBJECT).isNotNull()).select(cols.SUBJECT).distinct()
     hit = (
-        subjects.withColumn("subjectHash", hmac_column(F.col(tf.SUBJECT), audit_key))
+        subjects.withColumn("subjectHash", hmac_column(F.col(cols.SUBJECT), audit_key))
         .join(tombs, "subjectHash")
-        .select(tf.SUBJECT, F.unix_millis("forgottenAt").alias("__forgotten_ms"))
+        .select(cols.SUBJECT, F.unix_millis("forgottenAt").alias("__forgotten_ms"))
     )
-    flagged = rows.join(F.broadcast(hit), tf.SUBJECT, "left")
+    flagged = rows.join(F.broadcast(hit), cols.SUBJECT, "left")
     before = F.col("__forgotten_ms").isNotNull() & (
-        F.col(tf.EPOCH_MS).isNull() | (F.col(tf.EPOCH_MS) < F.col("__forgotten_ms"))
+        F.col(cols.EPOCH_MS).isNull() | (F.col(cols.EPOCH_MS) < F.col("__forgotten_ms"))
     )
     flag = F.coalesce(before, F.lit(False))
     subject_field = config.contract.data_subject_field

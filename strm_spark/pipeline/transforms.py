@@ -4,37 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import pandas as pd
-from pyspark import Broadcast
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from strm_spark import consent as consent_rules
-from strm_spark.contract.parse import Contract, split_path
-from strm_spark.pipeline.read import CORRUPT
+from strm_spark.contract.parse import Contract, field_col, split_path
+from strm_spark.pipeline.columns import (
+    CONSENT,
+    CORRUPT,
+    DAY,
+    ENC_CORRUPT,
+    EPOCH_MS,
+    KEY_LINK,
+    KEY_VALUE,
+    RAW_PREFIX,
+    REASONS,
+    SUBJECT,
+    col,
+    enc_column,
+    pii_column,
+)
 from strm_spark.timestamps.parse import epoch_millis, parse_event_time, utc_day
-
-REASONS = "__reasons"
-EPOCH_MS = "__epoch_ms"
-DAY = "__day"
-CONSENT = "__consent"
-KEY_VALUE = "__kv"
-SUBJECT = "__subject"
-RAW_PREFIX = "__raw_"
-KEY_LINK = "__keyLink"
-KEYSET = "__keyset"
-EXPIRES_AT = "__expiresAt"
-
-
-def col(name: str) -> Column:
-    """A top-level column, whatever characters its name has."""
-    return F.col(f"`{name}`")
-
-
-def field_col(path: str) -> Column:
-    """A contract field by path: `customer/id` is the `id` field inside the `customer` struct."""
-    return F.col(".".join(f"`{p}`" for p in split_path(path)))
 
 
 def _reason(cond: Column, text: str) -> Column:
@@ -202,19 +193,6 @@ def strm_meta(event_contract_ref: str) -> Column:
     )
 
 
-def pii_column(index: int) -> str:
-    """Name of the flat column holding the plaintext of the contract's index-th PII field."""
-    return f"__pii{index}"
-
-
-def enc_column(index: int) -> str:
-    """Name of the flat column holding the ciphertext of the contract's index-th PII field."""
-    return f"__enc{index}"
-
-
-ENC_CORRUPT = "__enc_corrupt"
-
-
 def with_pii_columns(df: DataFrame, contract: Contract) -> DataFrame:
     """Copy every PII field (top-level or nested) into a flat `__pii<i>` column to encrypt."""
     return df.select(
@@ -315,78 +293,3 @@ def rejected_rows(
         F.lit(run_id).alias("runId"),
         F.current_timestamp().alias("rejectedAt"),
     )
-
-
-def with_encrypted_columns(
-    df: DataFrame,
-    targets: dict[str, str],
-    key_col: str = KEYSET,
-    keysets: Broadcast | None = None,
-    engine: str = "python",
-) -> DataFrame:
-    """Add, for each `source -> target`, the ciphertext of a string (or array of strings)
-    column under the row's key.
-
-    `engine="python"`: vectorised (Arrow batches), rows grouped by key, one Tink primitive
-    per key per worker. `key_col` holds the row's keyset, or, with `keysets` (a broadcast key
-    link -> keyset map), the row's key link: then only the value and a short key link cross
-    to Python. `engine="jvm"`: the registered strm_encrypt_jvm function (see
-    strm_spark.sql.register_jvm) on the row's keyset in `key_col`, without leaving the JVM;
-    the same ciphertext, since AES-SIV is deterministic."""
-    if engine == "jvm":
-        if keysets is not None:
-            raise ValueError("the JVM encryption takes each row's keyset, not a broadcast map")
-
-        def jvm(value: Column) -> Column:
-            return F.call_function(
-                "strm_encrypt_jvm", value.cast("string"), col(key_col).cast("binary")
-            )
-
-        out = df
-        for source, target in targets.items():
-            array = isinstance(df.schema[source].dataType, T.ArrayType)
-            out = out.withColumn(
-                target, F.transform(col(source), jvm) if array else jvm(col(source))
-            )
-        return out.drop(KEYSET) if key_col == KEYSET else out
-    from strm_spark.crypto import cells as crypto
-
-    def resolve(keys: pd.Series) -> list:
-        if keysets is None:
-            return [None if k is None else bytes(k) for k in keys]
-        table = keysets.value
-        return [table.get(k) for k in keys]
-
-    @F.pandas_udf("string")
-    def encrypt_text(values: pd.Series, keys: pd.Series) -> pd.Series:
-        plain = [None if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in values]
-        return pd.Series(crypto.encrypt_columns(resolve(keys), [plain])[0], dtype=object)
-
-    @F.pandas_udf(T.ArrayType(T.StringType()))
-    def encrypt_lists(values: pd.Series, keys: pd.Series) -> pd.Series:
-        cells = [None if v is None else list(v) for v in values]
-        return pd.Series(_encrypt_lists(crypto, resolve(keys), cells), dtype=object)
-
-    out = df
-    for source, target in targets.items():
-        fn = encrypt_lists if isinstance(df.schema[source].dataType, T.ArrayType) else encrypt_text
-        out = out.withColumn(target, fn(col(source), col(key_col)))
-    return out.drop(KEYSET) if key_col == KEYSET else out
-
-
-def _encrypt_lists(crypto, keysets: list, values: list) -> list:
-    """Encrypt every element of list cells (repeated PII) with the row's keyset."""
-    flat_keys, flat_values = [], []
-    for ks, cell in zip(keysets, values):
-        for item in cell or ():
-            flat_keys.append(ks)
-            flat_values.append(item)
-    flat = crypto.encrypt_columns(flat_keys, [flat_values])[0]
-    out, pos = [], 0
-    for cell in values:
-        if cell is None:
-            out.append(None)
-            continue
-        out.append(flat[pos : pos + len(cell)])
-        pos += len(cell)
-    return out

@@ -15,12 +15,12 @@ from pyspark.sql import types as T
 
 from strm_spark.config.load import JobConfig
 from strm_spark.contract.parse import Contract, split_path
+from strm_spark.crypto.engines import decrypt_column, with_decrypted_pii
 from strm_spark.crypto.envelope import load_master_key
 from strm_spark.delta import erase as ops
 from strm_spark.delta.outputs import path_exists, read_table
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import transforms as tf
-from strm_spark.sql.functions import decrypt_column, with_decrypted_pii
+from strm_spark.pipeline import columns as cols
 
 log = logging.getLogger("strm_spark")
 
@@ -104,16 +104,12 @@ def _decrypted(joined: DataFrame, contract: Contract) -> DataFrame:
     decrypted with the joined cleartext keyset; a cell that does not decrypt fails the query
     without showing it."""
     paths = [p for p in contract.pii_names if _has_path(joined, p)]
-    plain = with_decrypted_pii(joined, contract, paths, F.col(tf.KEYSET), strict=True)
+    plain = with_decrypted_pii(joined, contract, paths, F.col(cols.KEYSET), strict=True)
     if "rawRecord" in joined.columns:
         plain = plain.withColumn(
-            "rawRecord", decrypt_column(F.col("rawRecord"), F.col(tf.KEYSET), strict=True)
+            "rawRecord", decrypt_column(F.col("rawRecord"), F.col(cols.KEYSET), strict=True)
         )
     return plain
-
-
-def _path_col(path: str) -> Column:
-    return F.col(".".join(f"`{p}`" for p in split_path(path)))
 
 
 def _has_path(df: DataFrame, path: str | None) -> bool:

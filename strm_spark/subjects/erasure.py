@@ -33,7 +33,7 @@ from strm_spark.delta import sql_string
 from strm_spark.errors import SubjectsError
 from strm_spark.keys import tombstones
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline import columns as cols
 from strm_spark.subjects import audit
 from strm_spark.subjects._common import (
     _data_subjects,
@@ -360,7 +360,7 @@ def _forget(
                 spark.createDataFrame([(k,) for k in shared], "keyLink string"), cleartext=True
             )
             .where(F.col("kind") == "row")
-            .select(F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET))
+            .select(F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET))
         )
         report.other_subjects_rows_unreadable = _others_rows(
             spark, config, shared_keys, subjects, sorted({dated[k] for k in shared if k in dated})

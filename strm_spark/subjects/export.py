@@ -15,9 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark.config.load import JobConfig
-from strm_spark.contract.parse import Contract
+from strm_spark.contract.parse import Contract, field_col
 from strm_spark.errors import SubjectsError
-from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline import columns as cols
 from strm_spark.subjects._common import (
     _decrypted,
     _exists,
@@ -25,7 +25,6 @@ from strm_spark.subjects._common import (
     _iso,
     _links_of,
     _meta,
-    _path_col,
     _read_pinned,
     _store,
 )
@@ -134,7 +133,7 @@ def export_subject(
         found = store.keysets(link_df, cleartext=True).where(F.col("kind") == "row")
         keys = found.select("keyLink", "day", "expiresAt").collect()
         keys_df = found.select(
-            F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET)
+            F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET)
         )
     days = sorted({k["day"] for k in keys if k["day"] is not None})
 
@@ -275,9 +274,9 @@ def _decrypted_subject_rows(
 ) -> list[dict[str, Any]]:
     """Rows of `df` under the (cleartext) keys in `keys_df`, decrypted, only those of `subject`."""
     columns = df.columns
-    joined = df.join(F.broadcast(keys_df), _meta(df, "keyLink") == F.col(tf.KEY_LINK), "inner")
+    joined = df.join(F.broadcast(keys_df), _meta(df, "keyLink") == F.col(cols.KEY_LINK), "inner")
     plain = _decrypted(joined, contract)
-    subject_col = _path_col(contract.data_subject_field)
+    subject_col = field_col(contract.data_subject_field)
     mine = (
         plain.where(subject_col.cast("string") == F.lit(subject))
         if _has_path(df, contract.data_subject_field)

@@ -17,10 +17,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark.config.load import JobConfig
+from strm_spark.contract.parse import field_col
 from strm_spark.delta import erase as ops
 from strm_spark.delta.outputs import read_table
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline.read import raw_record_values, source_delimiter
 from strm_spark.subjects._common import (
     _decrypted,
@@ -28,7 +29,6 @@ from strm_spark.subjects._common import (
     _has_path,
     _meta,
     _month_ranges,
-    _path_col,
     _subjects_df,
 )
 
@@ -55,7 +55,7 @@ def _quarantine_keys(config: JobConfig, store: KeyStore) -> DataFrame:
     return (
         store.cleartext_keys(config.group_id)
         .where(F.col("kind") == "quarantine")
-        .select(F.col("keyLink").alias(tf.KEY_LINK), F.col("keyset").alias(tf.KEYSET))
+        .select(F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET))
     )
 
 
@@ -76,7 +76,7 @@ def _subject_rejected_rows(
     if not _has_path(rejected, subject_field):
         return None
     joined = rejected.join(
-        F.broadcast(keys), _meta(rejected, "keyLink") == F.col(tf.KEY_LINK), "inner"
+        F.broadcast(keys), _meta(rejected, "keyLink") == F.col(cols.KEY_LINK), "inner"
     )
     plain = _decrypted(joined, contract)
     wanted = frozenset(subjects)
@@ -95,7 +95,7 @@ def _subject_rejected_rows(
         )
 
     match = F.pandas_udf(flag, "boolean")
-    mine = plain.where(match(_path_col(subject_field).cast("string"), F.col("rawRecord")))
+    mine = plain.where(match(field_col(subject_field).cast("string"), F.col("rawRecord")))
     return mine.select(*[F.col(f"`{c}`") for c in rejected.columns])
 
 
@@ -121,12 +121,12 @@ def _others_rows(
         if pruned and "strmDay" in table.columns:
             table = table.where(F.expr(_month_ranges(days, "")))
         joined = table.join(
-            F.broadcast(keys), _meta(table, "keyLink") == F.col(tf.KEY_LINK), "inner"
+            F.broadcast(keys), _meta(table, "keyLink") == F.col(cols.KEY_LINK), "inner"
         )
         plain = _decrypted(joined, config.contract) if _has_path(table, subject_field) else None
         if plain is None:
             continue
-        owner = _path_col(subject_field).cast("string")
+        owner = field_col(subject_field).cast("string")
         total += plain.join(
             F.broadcast(wanted), owner == wanted["dataSubject"], "left_anti"
         ).count()

@@ -1,0 +1,135 @@
+"""Decrypt on the fly: decrypting views over the encrypted table and the key store.
+
+Decrypted copies are toxic waste; a view applies a derived output's consent and purpose
+rules at query time, so the plaintext is never written. Functions are vectorised (Arrow)
+and build one Tink primitive per keyset per worker (bounded cache)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from strm_spark import consent as consent_rules
+from strm_spark.config.load import JobConfig
+from strm_spark.contract.parse import Contract
+from strm_spark.crypto.engines import compact_keyset_column, resolve_engine, with_decrypted_pii
+from strm_spark.crypto.envelope import load_master_key
+from strm_spark.crypto.masking import masker_for
+from strm_spark.errors import ReadOnlyError
+from strm_spark.keys.store import KeyStore
+from strm_spark.sql.functions import register
+
+
+def decrypting_view(
+    encrypted: DataFrame,
+    keys: DataFrame,
+    contract: Contract,
+    consent_type: str,
+    levels: Sequence[int],
+    masked_fields: Sequence[str] = (),
+    masker: Callable[[Column], Column] | None = None,
+    engine: str = "python",
+) -> DataFrame:
+    """The content of a derived output computed at query time from the encrypted table and
+    the key store: rows whose consent passes and whose key still exists, allowed PII
+    decrypted, masked fields hashed.
+    `engine`: 'python' (Arrow UDF), 'jvm' (registered JVM functions) or 'auto'."""
+    engine = resolve_engine(encrypted.sparkSession, engine)
+    allowed = set(consent_rules.decrypted_fields(contract.pii_levels, consent_type, levels))
+    keyset = compact_keyset_column(F.col("keyset")) if engine == "jvm" else F.col("keyset")
+    ks = keys.select(F.col("keyLink").alias("__vk_link"), keyset.alias("__vk_keyset"))
+    rows = (
+        encrypted.where(
+            consent_rules.allows_column(F.col("strmMeta.consentLevels"), consent_type, levels)
+        )
+        # Inner: a row whose key was destroyed (forget, purge-expired) is gone from the view,
+        # as it is from the derived tables, not shown with its PII null.
+        .join(ks, F.col("strmMeta.keyLink") == F.col("__vk_link"), "inner")
+    )
+    paths = [p for p in contract.pii_names if p in allowed]
+    if masked_fields and masker is None:
+        raise ValueError("masked fields need a masker")
+    out = with_decrypted_pii(
+        rows,
+        contract,
+        paths,
+        F.col("__vk_keyset"),
+        masked_fields=masked_fields,
+        masker=masker,
+        engine=engine,
+    )
+    return out.select(*contract.field_names, "strmMeta", "strmDay")
+
+
+def register_job_views(
+    spark: SparkSession, config: JobConfig, prefix: str = "", engine: str = "auto"
+) -> list[str]:
+    """A temporary view per derived output of a job (named after the output), decrypting at
+    query time, plus `<prefix>encrypted`. Registers the SQL functions too. `engine`: 'auto'
+    (the JVM functions when their jar is on the class path), 'python' or 'jvm'."""
+    secret = config.masking_seed.resolve() if config.masking_seed else None
+    register(spark, mask_seed=secret)
+    encrypted = spark.read.format("delta").load(config.encrypted.path)
+    master = load_master_key(config.master_key) if config.master_key else None
+    keys = KeyStore(spark, config.key_store, master).cleartext_keys()
+    encrypted.createOrReplaceTempView(f"{prefix}encrypted")
+    names = [f"{prefix}encrypted"]
+    for d in config.derived:
+        masker = masker_for(d.hash_type, d.inline_seed, secret) if d.masked_fields else None
+        view = decrypting_view(
+            encrypted,
+            keys,
+            config.contract,
+            d.consent_type,
+            d.consent_levels,
+            d.masked_fields,
+            masker,
+            engine,
+        )
+        name = prefix + d.name.replace("-", "_")
+        view.createOrReplaceTempView(name)
+        names.append(name)
+    return names
+
+
+# Statements `strm-spark sql` runs without --allow-writes: queries and metadata reads.
+READ_ONLY_STATEMENTS = (
+    "SELECT",
+    "WITH",
+    "FROM",
+    "VALUES",
+    "TABLE",
+    "SHOW",
+    "DESCRIBE",
+    "DESC",
+    "EXPLAIN",
+)
+
+
+_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
+
+
+def check_read_only(spark: SparkSession, statement: str) -> None:
+    """Refuse a statement that could write or change anything (INSERT, CREATE, MERGE, SET, ...,
+    also a query whose CTE or FROM clause ends in an INSERT): decrypted PII must not leave
+    through a write outside forget and audit. Checks the leading keyword and Spark's parsed plan
+    (EXPLAIN executes nothing); the error never shows the statement's text."""
+    keyword = re.match(r"[A-Za-z]*", _LEADING_NOISE.sub("", statement, count=1)).group(0).upper()
+    if (
+        keyword not in READ_ONLY_STATEMENTS
+    ):  # the statement's first word is not echoed: it may be anything
+        raise ReadOnlyError(
+            "strm-spark sql is read-only: only queries, SHOW, DESCRIBE and EXPLAIN run; "
+            "pass --allow-writes to run statements that write or change anything"
+        )
+    if keyword != "EXPLAIN":
+        plan = spark.sql(f"EXPLAIN EXTENDED {statement}").first()[0]
+        parsed = plan.split("== Analyzed Logical Plan ==")[0]
+        if "InsertInto" in parsed:
+            raise ReadOnlyError(
+                "strm-spark sql is read-only: this query writes (an INSERT in its plan); "
+                "pass --allow-writes to run statements that write or change anything"
+            )
