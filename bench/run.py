@@ -60,7 +60,7 @@ def _config(src: Path, out: Path, derived: bool):
     cfg = load_job_config(REPO / "conf" / "online_retail.yaml")
     from dataclasses import replace
 
-    from strm_spark.config.load import OutputConfig
+    from strm_spark.config.model import OutputConfig
 
     cfg = replace(
         cfg,

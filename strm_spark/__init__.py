@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from strm_spark.config.load import JobConfig, load_job_config, parse_job_config
-from strm_spark.contract.parse import Contract, load_contract, parse_contract
+from strm_spark.config.load import load_job_config, parse_job_config
+from strm_spark.config.model import JobConfig
+from strm_spark.contract.model import Contract
+from strm_spark.contract.parse import load_contract, parse_contract
 from strm_spark.errors import ConfigError, DataError, StrmSparkError
 
 __all__ = [

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 
 FILE_MODE, DIR_MODE = 0o600, 0o700
 

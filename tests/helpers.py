@@ -6,7 +6,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config.load import JobConfig, parse_job_config
+from strm_spark.config.load import parse_job_config
+from strm_spark.config.model import JobConfig
 
 UCI_CONTRACT_DOC: dict[str, Any] = {
     "schema": {

@@ -14,7 +14,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from strm_spark.config.load import JobConfig, parse_job_config
+from strm_spark.config.load import parse_job_config
+from strm_spark.config.model import JobConfig
 
 FORGET = "forget.me.7731@example.org"
 FORGET_NAME = "Zebulon Forgettable-Quixote"

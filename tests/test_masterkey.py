@@ -10,7 +10,8 @@ import subjects_data as sd
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from strm_spark.config.load import MasterKeyRef, parse_job_config
+from strm_spark.config.load import parse_job_config
+from strm_spark.config.model import MasterKeyRef
 from strm_spark.crypto import cells as crypto
 from strm_spark.crypto import envelope as masterkey
 from strm_spark.errors import ConfigError, KeyStoreError, SecretError

@@ -128,7 +128,7 @@ def _subjects_session(args: argparse.Namespace):
 
 
 def _subjects_list(args: argparse.Namespace) -> int:
-    from strm_spark.subjects import list_subjects
+    from strm_spark.subjects.listing import list_subjects
 
     config, spark = _subjects_session(args)
     page = list_subjects(spark, config, page_size=args.page_size, page_token=args.page_token)
@@ -149,7 +149,7 @@ def _subjects_list(args: argparse.Namespace) -> int:
 
 def _subjects_keylinks(args: argparse.Namespace) -> int:
     from strm_spark.cli.subject_args import read_subject_ids
-    from strm_spark.subjects import key_links
+    from strm_spark.subjects.listing import key_links
 
     ids = read_subject_ids(args.subjects, args.from_file)
     config, spark = _subjects_session(args)
@@ -180,7 +180,7 @@ def _subjects_keylinks(args: argparse.Namespace) -> int:
 
 
 def _subjects_export(args: argparse.Namespace) -> int:
-    from strm_spark.subjects import export_subject
+    from strm_spark.subjects.export import export_subject
 
     config, spark = _subjects_session(args)
     result = export_subject(spark, config, args.subject, args.out, fmt=args.format)
@@ -190,7 +190,7 @@ def _subjects_export(args: argparse.Namespace) -> int:
 
 def _subjects_forget(args: argparse.Namespace) -> int:
     from strm_spark.cli.subject_args import read_subject_ids
-    from strm_spark.subjects import forget
+    from strm_spark.subjects.erasure import forget
 
     ids = read_subject_ids(args.subjects, args.from_file)
     config, spark = _subjects_session(args)
@@ -201,7 +201,7 @@ def _subjects_forget(args: argparse.Namespace) -> int:
 
 def _subjects_purge_expired(args: argparse.Namespace) -> int:
     from strm_spark.cli.subject_args import parse_timestamp
-    from strm_spark.subjects import purge_expired
+    from strm_spark.subjects.erasure import purge_expired
 
     now = parse_timestamp(args.now) if args.now else None
     config, spark = _subjects_session(args)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from strm_spark.errors import ConfigError
 
@@ -120,3 +124,60 @@ class Node:
                 raise item.error(f"duplicate purpose level {level}")
             out.append(level)
         return tuple(out)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, where: str) -> None:
+        super().__init__(key)
+        self.key, self.where = key, where
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error, not "last one
+    wins" (a second `pii_fields` or `seed_file` would silently replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise _DuplicateKey(key, f"line {key_node.start_mark.line + 1}")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key, "(a JSON object)")
+        out[key] = value
+    return out
+
+
+def read_document(path: str | Path) -> Any:
+    """Read a YAML or JSON file; errors name the file, never its content."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read file ({type(exc).__name__})") from None
+    try:
+        if p.suffix.lower() == ".json":
+            return json.loads(text, object_pairs_hook=_unique_json_keys)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            str(path), exc.where, f"duplicate key {exc.key!r}; each key may appear once"
+        ) from None
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        line = getattr(exc, "lineno", None)
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            line = mark.line + 1
+        where = f" near line {line}" if line else ""
+        raise ConfigError(
+            str(path), "", f"not valid {p.suffix.lstrip('.').upper() or 'YAML'}{where}"
+        ) from None

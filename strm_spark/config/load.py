@@ -1,188 +1,37 @@
-"""Native job configuration (YAML): typed, frozen and validated before Spark starts."""
+"""Loading a native job config (YAML or JSON): every field checked, with its path, before Spark
+starts."""
 
 from __future__ import annotations
 
-import os
 import re
 import zoneinfo
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config._document import Node
-from strm_spark.contract.parse import Contract, parse_contract, read_document
-from strm_spark.errors import ConfigError, SecretError
+from strm_spark.config._document import Node, read_document
+from strm_spark.config.locations import _contains, check_locations, is_uri, resolve_location
+from strm_spark.config.model import (
+    CONSENT_TYPES,
+    DEFAULT_RETENTION_DAYS,
+    KMS_URI_PREFIXES,
+    OUTPUT_FORMATS,
+    SOURCE_FORMATS,
+    WRITE_MODES,
+    ConsentConfig,
+    DerivedConfig,
+    JobConfig,
+    MasterKeyRef,
+    OutputConfig,
+    SecretRef,
+    SourceConfig,
+    TimestampConfig,
+)
+from strm_spark.contract.parse import parse_contract
+from strm_spark.errors import ConfigError
 from strm_spark.timestamps.pattern import PatternError
 from strm_spark.timestamps.plan import check_pattern
 
-SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
-OUTPUT_FORMATS = ("delta", "parquet", "csv")
-CONSENT_TYPES = ("CUMULATIVE", "GRANULAR")
-WRITE_MODES = ("append", "overwrite")
-DEFAULT_RETENTION_DAYS = 2556  # STRM's default key retention (7 years)
-
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-def is_uri(path: str) -> bool:
-    return bool(_URI.match(path))
-
-
-def resolve_location(path: str, base_dir: Path) -> str:
-    """Cloud URIs stay as they are; local paths are made absolute, relative to the config file."""
-    if is_uri(path):
-        return path.rstrip("/")
-    if path.startswith("file:"):
-        path = path[len("file:") :]
-    return os.path.normpath(str((base_dir / os.path.expanduser(path)).resolve()))
-
-
-def _contains(outer: str, inner: str) -> bool:
-    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A secret referenced by env var or file, never written in the config itself. Errors name
-    the config field (`config_field`), never its value: a secret pasted where a name or path belongs
-    must not be printed back."""
-
-    env: str | None = None
-    file: str | None = None
-    config_field: str = field(default="masking.seed_file", compare=False)
-
-    def resolve(self) -> bytes:
-        if self.env:
-            value = os.environ.get(self.env)
-            if not value:
-                raise SecretError(f"the env var that {self.config_field} names is not set or empty")
-            return value.encode("utf-8")
-        assert self.file is not None
-        try:
-            data = Path(self.file).read_bytes().strip()
-        except FileNotFoundError:
-            raise SecretError(
-                f"the masking seed file that {self.config_field} names does not exist; "
-                "create one with: strm-spark new-secret PATH"
-            ) from None
-        except OSError as exc:
-            raise SecretError(
-                f"cannot read the masking seed file that {self.config_field} names: {exc.strerror}"
-            ) from None
-        if not data:
-            raise SecretError(f"the masking seed file that {self.config_field} names is empty")
-        return data
-
-
-KMS_URI_PREFIXES = ("gcp-kms://", "aws-kms://")
-
-
-@dataclass(frozen=True)
-class MasterKeyRef:
-    """Where the key-encryption (master) key lives: a local Tink AEAD keyset file or a KMS key.
-
-    Only a reference: the key itself is never in the config. See strm_spark.masterkey."""
-
-    keyset_file: str | None = None
-    kms_uri: str | None = None
-    credentials_file: str | None = None
-    config_field: str = field(
-        default="keys.master_key", compare=False
-    )  # named in errors, not the value
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    path: str
-    format: str
-    options: tuple[tuple[str, str], ...] = ()
-    incremental: bool = False  # process only files no earlier run of the job processed
-
-    @property
-    def charset(self) -> str:
-        """The text readers' charset (their `encoding`/`charset` option; UTF-8 by default)."""
-        opts = {k.lower(): v for k, v in self.options}
-        return opts.get("encoding") or opts.get("charset") or "UTF-8"
-
-
-@dataclass(frozen=True)
-class ConsentConfig:
-    default_levels: tuple[int, ...]
-    extractor_field: str | None = None
-    mapping: tuple[tuple[str, tuple[int, ...]], ...] = ()
-
-
-@dataclass(frozen=True)
-class TimestampConfig:
-    field: str
-    pattern: str
-    default_time_zone: str
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    path: str
-    format: str = "delta"  # delta | parquet | csv | strm-csv (one CSV file in STRM's layout)
-    charset: str = "UTF-8"
-    # Layout of a new table: none by default (rows sorted by strmDay, whose statistics skip
-    # files); partition_by (e.g. [strmDay]) or, for Delta, cluster_by (liquid clustering).
-    partition_by: tuple[str, ...] = ()
-    cluster_by: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DerivedConfig:
-    name: str
-    path: str
-    format: str
-    consent_type: str
-    consent_levels: tuple[int, ...]
-    masked_fields: tuple[str, ...] = ()
-    charset: str = "UTF-8"
-    hash_type: str = "HMAC_SHA256"  # or MURMUR3 (STRM's default, not a cryptographic hash)
-    partition_by: tuple[str, ...] = ()
-    cluster_by: tuple[str, ...] = ()
-    # A seed written in the job config itself (STRM configs only); native configs reference a
-    # secret (masking.seed_env / seed_file) instead.
-    inline_seed: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    name: str
-    source: SourceConfig
-    contract: Contract
-    event_contract_ref: str
-    consent: ConsentConfig
-    timestamp: TimestampConfig
-    group_id: str
-    key_store: str
-    retention_days: int
-    encrypted: OutputConfig
-    data_subjects: OutputConfig
-    rejected: OutputConfig
-    derived: tuple[DerivedConfig, ...]
-    summary_dir: str
-    write_mode: str = "append"
-    masking_seed: SecretRef | None = None
-    config_path: str = "<inline>"
-    keys_export: OutputConfig | None = None  # STRM's keys.csv for the key links of a run
-    master_key: MasterKeyRef | None = None
-    audit: str = ""  # the audit table of forget / purge-expired; default <key store>/audit
-    max_rejected_fraction: float | None = None  # fail the run, before any commit, above this
-    # Native CSV outputs: a text cell starting with = + - @ tab or CR gets a leading ' (OWASP's
-    # CSV-injection rule), so a spreadsheet does not run it as a formula.
-    csv_formula_guard: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.audit:
-            object.__setattr__(self, "audit", f"{self.key_store}/audit")
-
-    def with_source_path(self, path: str) -> JobConfig:
-        from dataclasses import replace
-
-        return replace(self, source=replace(self.source, path=resolve_location(path, Path.cwd())))
 
 
 def checked_pattern(node: Node) -> str:
@@ -214,31 +63,6 @@ def checked_levels(node: Node, consent_type: str) -> tuple[int, ...]:
     if consent_type == "GRANULAR" and not levels:
         raise node.error("a GRANULAR output takes at least one level")
     return levels
-
-
-def check_locations(
-    source: str, outputs: list[tuple[str, str]], key_store: tuple[str, str], source_path: str
-) -> None:
-    """Each output owns its location, and the key store lives apart from data and source.
-
-    `outputs` and `key_store` are (config field path, location) pairs."""
-    ks_field, ks = key_store
-    for i, (path_a, loc_a) in enumerate(outputs):
-        for path_b, loc_b in outputs[i + 1 :]:
-            if _contains(loc_a, loc_b) or _contains(loc_b, loc_a):
-                raise ConfigError(
-                    source,
-                    path_b,
-                    f"same or nested location as {path_a}: each output needs its own location",
-                )
-        if _contains(loc_a, ks) or _contains(ks, loc_a):
-            raise ConfigError(
-                source,
-                ks_field,
-                f"the key store must be kept apart from the data outputs; it overlaps {path_a}",
-            )
-    if _contains(source_path, ks):
-        raise ConfigError(source, ks_field, "the key store must not be inside the source location")
 
 
 _TOP_FIELDS = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 from strm_spark.errors import ConfigError
 from strm_spark.private import local_path
 

@@ -1,183 +1,21 @@
-"""Data contracts: Simple Schema, key field, PII fields with purpose levels, validations."""
+"""Parsing data contracts, native or STRM's (camelCase keys, Simple Schema), into the model."""
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pyspark.sql import Column
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
-
-from strm_spark.config._document import Node
+from strm_spark.config._document import Node, read_document
+from strm_spark.contract.model import (
+    _FIELD_NAME,
+    RESERVED_NAMES,
+    SIMPLE_TYPES,
+    Contract,
+    SchemaNode,
+    Validation,
+    split_path,
+)
 from strm_spark.errors import ConfigError
-
-SIMPLE_TYPES: dict[str, T.DataType] = {
-    "STRING": T.StringType(),
-    "BOOLEAN": T.BooleanType(),
-    "FLOAT": T.DoubleType(),
-    "INTEGER": T.IntegerType(),
-    "LONG": T.LongType(),
-}
-
-# Column names strm-spark adds to every output; a contract may not use them.
-RESERVED_NAMES = frozenset({"strmMeta", "strmDay"})
-
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-. ]*$")
-
-
-@dataclass(frozen=True)
-class SchemaNode:
-    """One Simple Schema node: a scalar field, or a NODE with child nodes."""
-
-    name: str
-    type: str
-    required: bool = False
-    repeated: bool = False
-    nodes: tuple[SchemaNode, ...] = ()
-
-    def spark_type(self) -> T.DataType:
-        if self.type == "NODE":
-            inner: T.DataType = T.StructType(
-                [T.StructField(n.name, n.spark_type(), True) for n in self.nodes]
-            )
-        else:
-            inner = SIMPLE_TYPES[self.type]
-        return T.ArrayType(inner, True) if self.repeated else inner
-
-
-@dataclass(frozen=True)
-class Validation:
-    """A regex rule: a present value of `field` must fully match `pattern`."""
-
-    field: str
-    pattern: str
-    type: str = "regex"
-
-
-@dataclass(frozen=True)
-class Contract:
-    """The data contract of a job (schema plus privacy metadata)."""
-
-    schema_name: str
-    nodes: tuple[SchemaNode, ...]
-    key_field: str
-    pii_fields: tuple[tuple[str, int], ...]
-    data_subject_field: str | None = None
-    validations: tuple[Validation, ...] = ()
-    source: str = field(default="<inline>", compare=False)
-
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        return tuple(n.name for n in self.nodes)
-
-    @property
-    def pii_levels(self) -> dict[str, int]:
-        return dict(self.pii_fields)
-
-    @property
-    def pii_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.pii_fields)
-
-    def node(self, path: str) -> SchemaNode:
-        """The schema node at a field path (`customer/id` for nested fields)."""
-        nodes = self.nodes
-        found: SchemaNode | None = None
-        for part in split_path(path):
-            found = next((n for n in nodes if n.name == part), None)
-            if found is None:
-                raise KeyError(path)
-            nodes = found.nodes
-        assert found is not None
-        return found
-
-    def spark_schema(self) -> T.StructType:
-        return T.StructType([T.StructField(n.name, n.spark_type(), True) for n in self.nodes])
-
-    @property
-    def sensitive_columns(self) -> tuple[str, ...]:
-        """Top-level columns that can hold plaintext personal data (PII fields, or structs with
-        PII inside, and the data subject field); never indexed in Delta statistics."""
-        paths = list(self.pii_names) + (
-            [self.data_subject_field] if self.data_subject_field else []
-        )
-        cols: list[str] = []
-        for path in paths:
-            top = split_path(path)[0]
-            if top not in cols:
-                cols.append(top)
-        return tuple(cols)
-
-
-def split_path(path: str) -> tuple[str, ...]:
-    """`customer/id` -> ('customer', 'id'): STRM's notation for nested fields."""
-    return tuple(path.split("/"))
-
-
-def field_col(path: str) -> Column:
-    """A contract field by path: `customer/id` is the `id` field inside the `customer` struct."""
-    return F.col(".".join(f"`{p}`" for p in split_path(path)))
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, where: str) -> None:
-        super().__init__(key)
-        self.key, self.where = key, where
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, but a key given twice in one mapping is an error, not "last one
-    wins" (a second `pii_fields` or `seed_file` would silently replace the first)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str) and key in seen:
-                raise _DuplicateKey(key, f"line {key_node.start_mark.line + 1}")
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _unique_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key, "(a JSON object)")
-        out[key] = value
-    return out
-
-
-def read_document(path: str | Path) -> Any:
-    """Read a YAML or JSON file; errors name the file, never its content."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read file ({type(exc).__name__})") from None
-    try:
-        if p.suffix.lower() == ".json":
-            return json.loads(text, object_pairs_hook=_unique_json_keys)
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except _DuplicateKey as exc:
-        raise ConfigError(
-            str(path), exc.where, f"duplicate key {exc.key!r}; each key may appear once"
-        ) from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        line = getattr(exc, "lineno", None)
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            line = mark.line + 1
-        where = f" near line {line}" if line else ""
-        raise ConfigError(
-            str(path), "", f"not valid {p.suffix.lstrip('.').upper() or 'YAML'}{where}"
-        ) from None
 
 
 def _parse_node(node: Node) -> SchemaNode:
@@ -207,6 +45,8 @@ _CONTRACT_ALIASES = {
     "dataSubjectField": "data_subject_field",
     "fieldMetadata": "field_metadata",
 }
+
+
 # Fields of STRM's DataContract that say nothing about processing; accepted and ignored.
 _STRM_IGNORED = {
     "ref",

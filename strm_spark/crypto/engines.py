@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.contract.parse import Contract, field_col, split_path
+from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.crypto import cells as crypto
 from strm_spark.pipeline.columns import KEYSET, col
 

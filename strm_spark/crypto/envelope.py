@@ -24,7 +24,7 @@ from threading import Lock
 import tink
 from tink import aead, secret_key_access
 
-from strm_spark.config.load import MasterKeyRef
+from strm_spark.config.model import MasterKeyRef
 from strm_spark.errors import SecretError
 
 aead.register()

@@ -14,8 +14,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.delta import create_table
-from strm_spark.delta import write_table as delta_write
+from strm_spark.delta.tables import create_table
+from strm_spark.delta.tables import write_table as delta_write
 from strm_spark.errors import UnsupportedError
 
 log = logging.getLogger("strm_spark")

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from strm_spark.crypto import cells as crypto
 from strm_spark.crypto.envelope import MasterKey, open_keyset, unwrap, wrap
-from strm_spark.delta import create_table, is_delta, merge, sql_string
+from strm_spark.delta.tables import create_table, is_delta, merge, sql_string
 from strm_spark.errors import KeyStoreError
 
 KEYS_SCHEMA = T.StructType(

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.delta import create_table, is_delta, merge
+from strm_spark.delta.tables import create_table, is_delta, merge
 
 TOMBSTONES_SCHEMA = T.StructType(
     [

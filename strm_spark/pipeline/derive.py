@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from strm_spark.config.load import DerivedConfig, JobConfig
+from strm_spark.config.model import DerivedConfig, JobConfig
 from strm_spark.crypto.masking import masker_for
 from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import transforms as tf

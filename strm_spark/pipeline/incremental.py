@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.delta import create_table, is_conflict, merge, sql_path, sql_string
+from strm_spark.delta.tables import create_table, is_conflict, merge, sql_path, sql_string
 from strm_spark.errors import DataError, StrmSparkError
 
 FILES_SCHEMA = T.StructType(

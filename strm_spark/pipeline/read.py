@@ -12,8 +12,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.config.load import SourceConfig
-from strm_spark.contract.parse import Contract
+from strm_spark.config.model import SourceConfig
+from strm_spark.contract.model import Contract
 from strm_spark.errors import DataError
 from strm_spark.pipeline.columns import BLOCK, CORRUPT, FILE, ROW_ID
 

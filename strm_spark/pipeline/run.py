@@ -13,12 +13,12 @@ from pyspark.sql import functions as F
 
 from strm_spark import private
 from strm_spark.config import preflight
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 from strm_spark.crypto.envelope import load_master_key
 from strm_spark.delta.outputs import FORMULA_START
 from strm_spark.errors import StrmSparkError
-from strm_spark.keys import KeyStore
 from strm_spark.keys import tombstones as tombstone_table
+from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import derive, keys, summary, write
 from strm_spark.pipeline import transforms as tf

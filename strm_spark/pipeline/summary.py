@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from strm_spark.config.load import JobConfig
-from strm_spark.delta import write_table
+from strm_spark.config.model import JobConfig
+from strm_spark.delta.tables import write_table
 from strm_spark.errors import DataError
 
 log = logging.getLogger("strm_spark")

@@ -9,7 +9,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 from strm_spark.crypto.masking import hmac_column, hmac_sha256_hex
 from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline.columns import CORRUPT, TOMBSTONED

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from strm_spark import consent as consent_rules
-from strm_spark.contract.parse import Contract, field_col, split_path
+from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.pipeline.columns import (
     CONSENT,
     CORRUPT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 from strm_spark.pipeline import transforms as tf
 
 

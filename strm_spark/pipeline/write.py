@@ -10,9 +10,9 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from strm_spark.config.load import DerivedConfig, JobConfig, OutputConfig
-from strm_spark.delta import create_table, merge
+from strm_spark.config.model import DerivedConfig, JobConfig, OutputConfig
 from strm_spark.delta.outputs import write_strm_csv, write_table
+from strm_spark.delta.tables import create_table, merge
 from strm_spark.pipeline.columns import ORDER_COLUMNS
 
 DATA_SUBJECTS_SCHEMA = T.StructType(

@@ -13,8 +13,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark import consent as consent_rules
-from strm_spark.config.load import JobConfig
-from strm_spark.contract.parse import Contract
+from strm_spark.config.model import JobConfig
+from strm_spark.contract.model import Contract
 from strm_spark.crypto.engines import compact_keyset_column, resolve_engine, with_decrypted_pii
 from strm_spark.crypto.envelope import load_master_key
 from strm_spark.crypto.masking import masker_for

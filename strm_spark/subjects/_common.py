@@ -13,8 +13,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.config.load import JobConfig
-from strm_spark.contract.parse import Contract, split_path
+from strm_spark.config.model import JobConfig
+from strm_spark.contract.model import Contract, split_path
 from strm_spark.crypto.engines import decrypt_column, with_decrypted_pii
 from strm_spark.crypto.envelope import load_master_key
 from strm_spark.delta import erase as ops

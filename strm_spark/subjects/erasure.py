@@ -27,9 +27,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark import private
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 from strm_spark.delta import erase as ops
-from strm_spark.delta import sql_string
+from strm_spark.delta.tables import sql_string
 from strm_spark.errors import SubjectsError
 from strm_spark.keys import tombstones
 from strm_spark.keys.store import KeyStore

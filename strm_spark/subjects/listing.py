@@ -13,7 +13,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from strm_spark.config.load import JobConfig
+from strm_spark.config.model import JobConfig
 from strm_spark.delta import erase as ops
 from strm_spark.errors import SubjectsError
 from strm_spark.keys.store import KeyStore

@@ -16,8 +16,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from strm_spark.config.load import JobConfig
-from strm_spark.contract.parse import field_col
+from strm_spark.config.model import JobConfig
+from strm_spark.contract.model import field_col
 from strm_spark.delta import erase as ops
 from strm_spark.delta.outputs import read_table
 from strm_spark.keys.store import KeyStore

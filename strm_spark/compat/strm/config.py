@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config._document import Node
-from strm_spark.config.load import (
+from strm_spark.config._document import Node, read_document
+from strm_spark.config.load import checked_levels, checked_pattern, checked_zone
+from strm_spark.config.locations import check_locations, is_uri, resolve_location
+from strm_spark.config.model import (
     DEFAULT_RETENTION_DAYS,
     ConsentConfig,
     DerivedConfig,
@@ -22,14 +24,8 @@ from strm_spark.config.load import (
     OutputConfig,
     SourceConfig,
     TimestampConfig,
-    check_locations,
-    checked_levels,
-    checked_pattern,
-    checked_zone,
-    is_uri,
-    resolve_location,
 )
-from strm_spark.contract.parse import parse_contract, read_document
+from strm_spark.contract.parse import parse_contract
 from strm_spark.errors import ConfigError
 
 # Enum numbers of STRM's protobuf definitions (entities_v1.proto).
