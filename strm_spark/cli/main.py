@@ -201,7 +201,7 @@ def _subjects_forget(args: argparse.Namespace) -> int:
 
 def _subjects_purge_expired(args: argparse.Namespace) -> int:
     from strm_spark.cli.subject_args import parse_timestamp
-    from strm_spark.subjects.erasure import purge_expired
+    from strm_spark.subjects.retention import purge_expired
 
     now = parse_timestamp(args.now) if args.now else None
     config, spark = _subjects_session(args)

@@ -33,7 +33,7 @@ from strm_spark.subjects._common import (
 )
 
 if TYPE_CHECKING:
-    from strm_spark.subjects.erasure import ErasureReport
+    from strm_spark.subjects.report import ErasureReport
 
 
 def _raw_record_matcher(
