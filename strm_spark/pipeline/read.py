@@ -3,8 +3,6 @@ and Spark's read errors we know translated into errors naming the file."""
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 
 from pyspark.errors import AnalysisException
@@ -19,34 +17,6 @@ from strm_spark.pipeline.columns import BLOCK, CORRUPT, FILE, ROW_ID
 
 # Reader options strm-spark owns: changing them would silently drop or misread rows.
 _FORCED = {"mode", "columnNameOfCorruptRecord", "enforceSchema"}
-
-
-def source_delimiter(source: SourceConfig) -> str:
-    """The field delimiter of a CSV source (Spark's `sep` or `delimiter` option)."""
-    options = dict(source.options)
-    return str(options.get("sep", options.get("delimiter", ",")))
-
-
-def raw_record_values(
-    raw: str | None, source_format: str, subject_field: str, delimiter: str
-) -> list[str] | None:
-    """The values a malformed record's raw text may name its subject by: every CSV field, or a
-    JSON record's subject field. None when a JSON record does not parse (callers that know the
-    ids in clear may still search its text)."""
-    if not isinstance(raw, str):
-        return []
-    if source_format == "json":
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return None
-        value = doc.get(subject_field) if isinstance(doc, dict) else None
-        return [] if value is None else [str(value)]
-    try:
-        fields = next(csv.reader([raw], delimiter=delimiter), [])
-    except csv.Error:
-        fields = raw.split(delimiter)
-    return [f.strip() for f in fields if f.strip()]
 
 
 def _reader_options(source: SourceConfig) -> dict[str, str]:

@@ -10,10 +10,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from strm_spark.config.model import JobConfig
+from strm_spark.contract.records import raw_record_values, source_delimiter
 from strm_spark.crypto.masking import hmac_column, hmac_sha256_hex
 from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline.columns import CORRUPT, TOMBSTONED
-from strm_spark.pipeline.read import raw_record_values, source_delimiter
 
 
 def with_tombstoned(

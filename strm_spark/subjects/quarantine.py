@@ -18,11 +18,11 @@ from pyspark.sql import functions as F
 
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import field_col
+from strm_spark.contract.records import raw_record_values, source_delimiter
 from strm_spark.delta import erase as ops
 from strm_spark.delta.outputs import read_table
 from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline import columns as cols
-from strm_spark.pipeline.read import raw_record_values, source_delimiter
 from strm_spark.subjects._common import (
     _decrypted,
     _exists,
