@@ -23,7 +23,7 @@ DEMO_ROWS   ?= 100000
 UDF_JAR     := strm_spark/jars/strm-spark-udf.jar
 UDF_SOURCES := $(wildcard jvm/io/strmspark/*.java)
 
-# The runtime-compatibility venv (tests/test_runtime_compat.py): Python 3.12 with Spark 4.0's
+# The runtime-compatibility venv (tests/e2e/test_runtime_compat.py): Python 3.12 with Spark 4.0's
 # pyspark and Delta 4.0, the Spark line of Databricks Runtime 17.3 LTS, and pandas/pyarrow pinned
 # below 3 / at 19 as such a runtime has them; the test installs the wheel into it.
 COMPAT_VENV   := .venv-spark40
@@ -35,7 +35,7 @@ COMPAT_DELTA  := $(M2)/io/delta/delta-spark_2.13/4.0.0/delta-spark_2.13-4.0.0.ja
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup venv jars udf compat run run-uci lint test bench clean
+.PHONY: setup venv jars udf compat run run-uci lint test test-unit test-spark test-e2e bench clean
 
 setup: venv jars udf
 
@@ -106,8 +106,19 @@ lint: venv
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
+# The tiers (tests/conftest.py): unit needs only the venv and no JVM; test runs all three, unit
+# first, after lint.
 test: lint setup compat
-	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q
+	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q tests/unit tests/spark tests/e2e
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+test-spark: setup
+	$(BIN)/python -m pytest -q tests/spark
+
+test-e2e: setup compat
+	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q tests/e2e
 
 bench: setup
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'

@@ -1,4 +1,10 @@
-"""Shared fixtures: one local SparkSession with Delta for the whole test session."""
+"""Shared fixtures (one local SparkSession with Delta for the whole test session) and the tiers.
+
+Tests live in three folders, each a marker: `unit/` (no JVM: config, contracts, patterns,
+crypto, packaging), `spark/` (the session's JVM: jobs, outputs, SQL, subjects) and `e2e/`
+(processes of their own: CLI runs, SIGKILL and concurrency, a standalone cluster, a Spark
+Connect server, S3). `make test-unit` runs the first alone, `make test` all three.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,20 @@ UCI_CONTRACT = REPO / "conf" / "online_retail_contract.yaml"
 # session's own JVM runs every in-process test and keeps C2 (C1 alone made the suite slower).
 SUBPROCESS_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
 os.environ.setdefault("JAVA_TOOL_OPTIONS", SUBPROCESS_JAVA_OPTIONS)
+
+
+TIERS = ("unit", "spark", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its folder's tier; a unit test may not ask for the Spark session."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(tier)
+        if tier == "unit" and "spark" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test runs without a JVM (no `spark`)")
 
 
 def require_shared() -> None:

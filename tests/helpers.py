@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
+from conftest import BLOGPOST, require_shared
+
+from strm_spark.compat.strm.config import load_strm_job
 from strm_spark.config.load import parse_job_config
 from strm_spark.config.model import JobConfig
 
@@ -100,3 +104,29 @@ def run_record(spark, runs_path, run_id=None) -> dict:
     rows = [r for r in rows if run_id is None or r["runId"] == run_id]
     assert len(rows) == 1, f"{len(rows)} run records"
     return json.loads(rows[0]["summary"])
+
+
+def _write_json(tmp_path: Path, name: str, doc) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def strm_docs():
+    """STRM's blog-post job config, contract and schema, as parsed JSON."""
+    require_shared()
+    config = json.loads((BLOGPOST / "batch-job-config.json").read_text())
+    contract = json.loads((BLOGPOST / "online-retail-contract.json").read_text())
+    schema = json.loads((BLOGPOST / "online-retail.json").read_text())
+    return config, contract, schema
+
+
+def strm_load(tmp_path, config, contract, schema, connectors=None, **kwargs):
+    """`load_strm_job` on the given documents, written as files under `tmp_path`."""
+    return load_strm_job(
+        _write_json(tmp_path, "job.json", config),
+        _write_json(tmp_path, "contract.json", contract),
+        _write_json(tmp_path, "schema.json", schema),
+        connectors or {"s3-batch-demo": str(tmp_path)},
+        **kwargs,
+    )

@@ -16,7 +16,7 @@ from strm_spark.contract.parse import parse_contract
 from strm_spark.crypto.envelope import load_master_key
 from strm_spark.errors import ConfigError, SecretError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _error(doc, tmp_path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "strm_spark"
+PACKAGE = Path(__file__).resolve().parents[2] / "strm_spark"
 # py4j's gateway and Delta's Python API: neither exists on a Spark Connect session.
 FORBIDDEN = re.compile(r"\b_jvm\b|\b_jsc\b|\bsparkContext\b|\bDeltaTable\b|\bhadoopConfiguration\b")
 

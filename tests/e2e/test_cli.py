@@ -48,7 +48,7 @@ def test_run_prints_summary_and_exits_zero(spark, tmp_path):
 
 def test_validate_and_generate_commands(tmp_path):
     # The demo job as a fresh clone has it: conf/ copied, nothing generated yet.
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     (tmp_path / "conf").mkdir()
     for name in ("demo.yaml", "demo_contract.yaml"):
         (tmp_path / "conf" / name).write_bytes((repo / "conf" / name).read_bytes())

@@ -1,0 +1,110 @@
+"""The package's layout rules (README, "Layout"): which package may import which, one docstring
+per package, and modules of a size a reader takes in."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "strm_spark"
+MAX_MODULE_LINES = 460
+
+# What each package may import of strm_spark, besides itself and the basics every layer uses.
+BASICS = {"errors", "config", "contract", "private"}
+ALLOWED = {
+    "consent": set(),
+    "timestamps": set(),
+    "crypto": {"pipeline.columns"},
+    "keys": {"crypto", "delta", "pipeline.columns"},
+    "delta": set(),
+    "pipeline": {"consent", "timestamps", "crypto", "keys", "delta"},
+    "subjects": {"pipeline.columns", "crypto", "keys", "delta"},
+    "sql": {"pipeline.columns", "crypto", "keys", "delta", "consent"},
+    "compat": {"pipeline.columns", "crypto", "keys", "delta"},
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "jars" not in p.parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """strm_spark modules `path` imports, as dotted names below strm_spark ('pipeline.read')."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "strm_spark":
+                out |= {a.name for a in node.names}
+            elif node.module.startswith("strm_spark."):
+                base = node.module.removeprefix("strm_spark.")
+                out |= {f"{base}.{a.name}" for a in node.names} | {base}
+        elif isinstance(node, ast.Import):
+            out |= {
+                a.name.removeprefix("strm_spark.")
+                for a in node.names
+                if a.name.startswith("strm_spark.")
+            }
+    return out
+
+
+def _package(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _allowed(package: str, imported: str) -> bool:
+    top = imported.split(".")[0]
+    if top == package or top in BASICS:
+        return True
+    return any(
+        imported == a or imported.startswith(a + ".") or a.startswith(imported + ".") or top == a
+        for a in ALLOWED[package]
+    )
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_each_package_imports_only_the_layers_below_it(package):
+    wrong = {
+        f"{path.relative_to(PACKAGE)} imports strm_spark.{name}"
+        for path in _modules()
+        if _package(path) == package
+        for name in _imports(path)
+        if not _allowed(package, name)
+        # `from strm_spark.pipeline import columns` names the package too
+        and name not in ("pipeline", "crypto", "delta", "keys", "contract", "config")
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_nothing_but_the_cli_imports_subjects_or_sql():
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports strm_spark.{name}"
+        for path in _modules()
+        if _package(path) not in ("cli", "subjects", "sql")
+        for name in _imports(path)
+        if name.split(".")[0] in ("subjects", "sql")
+    ]
+    assert not wrong
+
+
+def test_every_package_says_what_it_owns_and_modules_stay_readable():
+    for init in PACKAGE.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert doc and len(doc) > 20, f"{init.relative_to(PACKAGE)} has no docstring"
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in _modules()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, long
+
+
+def test_the_rules_catch_what_they_forbid(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from strm_spark.subjects import forget\nfrom strm_spark.pipeline import read\n")
+    assert _imports(bad) == {"subjects", "subjects.forget", "pipeline", "pipeline.read"}
+    assert not _allowed("subjects", "pipeline.read")
+    assert _allowed("subjects", "pipeline.columns")
+    assert not _allowed("pipeline", "subjects.erasure")
