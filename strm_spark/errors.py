@@ -46,3 +46,32 @@ class QueryError(StrmSparkError):
 
 class UnsupportedError(StrmSparkError):
     """Something this session or this storage cannot do (docs/deployment.md lists them)."""
+
+
+class CryptoError(StrmSparkError, ValueError):
+    """A keyset or cell cannot be used: an invalid keyset, a wrong key, a tampered ciphertext or
+    a missing key link. The message never holds the key, the cell or its plaintext."""
+
+
+class PatternError(StrmSparkError, ValueError):
+    """A Java timestamp pattern that is invalid or not supported; the message says which letter
+    and why."""
+
+
+class FieldNotFound(StrmSparkError, KeyError):
+    """A field path that is not in the contract's schema."""
+
+
+class UsageError(StrmSparkError, ValueError):
+    """A function of strm-spark called with arguments it does not take (a programming error in
+    the caller, not bad input)."""
+
+
+class TableError(StrmSparkError):
+    """A Delta table cannot be created or committed to (e.g. a log folder that never gets a
+    commit, or conflicts that keep winning)."""
+
+
+class CommandFailed(StrmSparkError):
+    """A packaged job's command failed (raised where the launcher needs an exception, as a
+    Databricks wheel task does); the error itself was printed before."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
+from strm_spark.errors import CommandFailed
 from strm_spark.session import launcher_session, on_databricks
 
 __all__ = ["batch_job_main", "strm_job_main", "subjects_main"]
@@ -59,7 +60,7 @@ def _finish(command: str, code: int) -> int:
     if code == 0:
         return 0
     if on_databricks():  # a python_wheel_task fails on an exception, not on a return value
-        raise RuntimeError(
+        raise CommandFailed(
             f"strm-spark {command} failed with exit code {code}; the error is printed above"
         )
     raise SystemExit(code)

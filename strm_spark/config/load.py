@@ -27,8 +27,7 @@ from strm_spark.config.model import (
     TimestampConfig,
 )
 from strm_spark.contract.parse import parse_contract
-from strm_spark.errors import ConfigError
-from strm_spark.timestamps.pattern import PatternError
+from strm_spark.errors import ConfigError, PatternError
 from strm_spark.timestamps.plan import check_pattern
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")

@@ -10,6 +10,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from strm_spark.errors import FieldNotFound
+
 SIMPLE_TYPES: dict[str, T.DataType] = {
     "STRING": T.StringType(),
     "BOOLEAN": T.BooleanType(),
@@ -86,7 +88,7 @@ class Contract:
         for part in split_path(path):
             found = next((n for n in nodes if n.name == part), None)
             if found is None:
-                raise KeyError(path)
+                raise FieldNotFound(path)
             nodes = found.nodes
         assert found is not None
         return found

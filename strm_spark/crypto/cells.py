@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import tink
 from tink import daead, secret_key_access
 
+from strm_spark.errors import CryptoError
+
 if TYPE_CHECKING:
     from strm_spark.crypto.envelope import MasterKey
 
@@ -64,7 +66,7 @@ def _parse_keyset(keyset: bytes | str) -> tink.KeysetHandle:
         return tink.json_proto_keyset_format.parse(text, secret_key_access.TOKEN)
     except Exception:
         # Never echo the keyset: the underlying message can contain key material.
-        raise ValueError("invalid Tink keyset") from None
+        raise CryptoError("invalid Tink keyset") from None
 
 
 def new_keyset() -> bytes:
@@ -96,7 +98,7 @@ def decrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None
         raw = base64.b64decode(value, validate=True)
         return prim.decrypt_deterministically(raw, ASSOCIATED_DATA).decode("utf-8")
     except (tink.TinkError, binascii.Error, UnicodeDecodeError):
-        raise ValueError("cannot decrypt: wrong key or tampered ciphertext") from None
+        raise CryptoError("cannot decrypt: wrong key or tampered ciphertext") from None
 
 
 def decrypt(
@@ -137,7 +139,7 @@ def encrypt_columns(
         for i, ks in enumerate(keysets):
             if ks is None and values[i] is not None:
                 # Every row must have a key; refuse rather than drop or leak the value.
-                raise ValueError(
+                raise CryptoError(
                     f"row {i} of the batch has no key for encrypted column {col_index}"
                 )
         result: list[str | None] = [None] * len(keysets)

@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.crypto import cells as crypto
+from strm_spark.errors import CryptoError, UnsupportedError, UsageError
 from strm_spark.pipeline.columns import KEYSET, col
 
 
@@ -39,7 +40,7 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
             continue
         if _is_null(ks):
             if strict:
-                raise ValueError(
+                raise CryptoError(
                     "strm_decrypt_strict: no keyset for a ciphertext (unknown or forgotten key link)"
                 )
             out.append(None)
@@ -50,7 +51,7 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
             last = (ct, ks, plain)
         except ValueError:
             if strict:
-                raise ValueError("strm_decrypt_strict: wrong key or tampered ciphertext") from None
+                raise CryptoError("strm_decrypt_strict: wrong key or tampered ciphertext") from None
             out.append(None)
     return pd.Series(out, dtype=object)
 
@@ -91,13 +92,13 @@ def resolve_engine(spark: SparkSession, engine: str) -> str:
     """'python' or 'jvm' for a wanted engine 'python', 'jvm', or 'auto' (the JVM functions when
     their jar is available); registers the JVM functions when they are used."""
     if engine not in ("auto", "python", "jvm"):
-        raise ValueError(f"unknown engine {engine!r}; expected auto, python or jvm")
+        raise UsageError(f"unknown engine {engine!r}; expected auto, python or jvm")
     if engine == "python":
         return engine
     if register_jvm(spark):
         return "jvm"
     if engine == "jvm":
-        raise ValueError(
+        raise UnsupportedError(
             "the JVM functions are not on the class path; run `make udf` "
             "(or pass strm-spark-udf.jar with --jars)"
         )
@@ -198,7 +199,7 @@ def with_encrypted_columns(
     the same ciphertext, since AES-SIV is deterministic."""
     if engine == "jvm":
         if keysets is not None:
-            raise ValueError("the JVM encryption takes each row's keyset, not a broadcast map")
+            raise UsageError("the JVM encryption takes each row's keyset, not a broadcast map")
 
         def jvm(value: Column) -> Column:
             return F.call_function(

@@ -25,7 +25,7 @@ import tink
 from tink import aead, secret_key_access
 
 from strm_spark.config.model import MasterKeyRef
-from strm_spark.errors import SecretError
+from strm_spark.errors import CryptoError, SecretError
 
 aead.register()
 
@@ -167,13 +167,13 @@ def open_keyset(keyset: bytes, key_link: str | None, master: MasterKey | None) -
                 keyset.decode("utf-8"), secret_key_access.TOKEN
             )
         except Exception:
-            raise ValueError("invalid Tink keyset") from None
+            raise CryptoError("invalid Tink keyset") from None
     if master is None:
-        raise ValueError(
+        raise CryptoError(
             "the keyset is encrypted with a master key, but no master key is configured (keys.master_key)"
         )
     if not key_link:
-        raise ValueError("an encrypted keyset needs its key link to be opened")
+        raise CryptoError("an encrypted keyset needs its key link to be opened")
     try:
         return tink.json_proto_keyset_format.parse_encrypted(
             keyset.decode("utf-8"), master.aead(), key_link.encode("utf-8")
@@ -181,7 +181,7 @@ def open_keyset(keyset: bytes, key_link: str | None, master: MasterKey | None) -
     except SecretError:
         raise
     except Exception:
-        raise ValueError(
+        raise CryptoError(
             f"cannot decrypt the keyset of key link {key_link} with master key {master.id}: "
             "wrong master key, or the keyset was moved to another key link"
         ) from None

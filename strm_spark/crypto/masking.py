@@ -17,6 +17,8 @@ import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from strm_spark.errors import UsageError
+
 
 def hmac_sha256_hex(secret: bytes, value: str) -> str:
     return hmac.new(secret, value.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -75,7 +77,7 @@ def masker_for(
         return lambda c: murmur3_column(c, inline_seed or "")
     key = inline_seed.encode("utf-8") if inline_seed else secret
     if not key:
-        raise ValueError("HMAC_SHA256 masking needs a secret seed")
+        raise UsageError("HMAC_SHA256 masking needs a secret seed")
     return lambda c: hmac_column(c, key)
 
 

@@ -16,7 +16,7 @@ from pyspark.sql import types as T
 
 from strm_spark.delta.tables import create_table
 from strm_spark.delta.tables import write_table as delta_write
-from strm_spark.errors import UnsupportedError
+from strm_spark.errors import UnsupportedError, UsageError
 
 log = logging.getLogger("strm_spark")
 
@@ -118,7 +118,7 @@ def write_table(
         "delta",
         "parquet",
     ):  # pragma: no cover - config validation rejects other formats
-        raise ValueError(f"unknown output format {fmt}")
+        raise UsageError(f"unknown output format {fmt}")
     delta_write(
         df,
         path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -15,28 +16,42 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import types as T
 
+from strm_spark.errors import TableError
+
 log = logging.getLogger("strm_spark")
 R = TypeVar("R")
 
-# Delta's optimistic-concurrency errors: another writer committed first.
-_CONFLICTS = (
-    "Concurrent",
-    "MetadataChanged",
-    "ProtocolChanged",
-    "DELTA_CONCURRENT",
+try:  # Delta's typed commit conflicts; importing them installs their conversion in pyspark
+    from delta.exceptions.base import DeltaConcurrentModificationException as _DeltaConflict
+
+    with contextlib.suppress(ImportError):
+        import delta.exceptions
+    with contextlib.suppress(ImportError):
+        import delta.connect.exceptions  # noqa: F401  (Spark Connect sessions)
+except ImportError:  # a runtime whose delta package predates them: error conditions only
+    _DeltaConflict = ()  # type: ignore[assignment,misc]
+
+# Error conditions of commits another writer won: Delta's conflicts, and a CREATE TABLE that
+# lost a race to create the same table.
+_CONFLICT_CONDITIONS = (
+    "DELTA_CONCURRENT_",
     "DELTA_METADATA_CHANGED",
     "DELTA_PROTOCOL_CHANGED",
-    "TableAlreadyExists",
     "DELTA_TABLE_ALREADY_EXISTS",
+    "TABLE_OR_VIEW_ALREADY_EXISTS",
 )
 # What Delta says while another process is between making a table's log folder and committing.
 _CREATING_ELSEWHERE = (
+    "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
     "NON_EMPTY_LOCATION",
     "DELTA_TABLE_NOT_FOUND",
     "DELTA_MISSING_DELTA_TABLE",
-    "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
 )
-_CREATE_ATTEMPTS = 10
+_NOT_DELTA = ("DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_NOT_FOUND", "PATH_NOT_FOUND")
+# One retry policy for every commit: attempts, and a growing, jittered pause between them.
+ATTEMPTS = 10
+_CREATE_ATTEMPTS = ATTEMPTS
+_CONDITION = re.compile(r"\s*\[([A-Z0-9_.]+)\]")
 
 
 def sql_path(path: str) -> str:
@@ -94,26 +109,47 @@ def delta_properties(stats_columns: Sequence[str] | str | None) -> dict[str, str
     return props
 
 
+def error_condition(exc: BaseException) -> str:
+    """Spark's error condition of an exception (`DELTA_CONCURRENT_APPEND...`), classic or
+    Connect; '' when it has none."""
+    get = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+    with contextlib.suppress(Exception):
+        if callable(get) and get():
+            return str(get())
+    match = _CONDITION.match(str(exc)[:200])
+    return match.group(1) if match else ""
+
+
 def is_conflict(exc: BaseException) -> bool:
-    condition = getattr(exc, "getCondition", lambda: None)()
-    text = f"{type(exc).__name__} {condition or ''} {str(exc)[:300]}"
-    return any(marker in text for marker in _CONFLICTS)
+    """Whether a commit failed because another writer committed first (Delta's typed conflict
+    exceptions, or their error conditions)."""
+    return isinstance(exc, _DeltaConflict) or error_condition(exc).startswith(_CONFLICT_CONDITIONS)
 
 
-def retry_on_conflict(action: Callable[[], R], what: str, attempts: int = 10) -> R:
-    """Run a Delta commit, again when a concurrent writer committed first: `action` must
-    re-read the table (a MERGE does), so the retry sees the winner's rows."""
-    for attempt in range(attempts):
+def retry_on_conflict(
+    action: Callable[[], R],
+    what: str,
+    retriable: Callable[[BaseException], bool] = is_conflict,
+    attempts: int = ATTEMPTS,
+) -> R:
+    """Run a Delta commit, again while it fails with an error `retriable` accepts (by default a
+    concurrent writer that committed first): `action` must re-read the table (a MERGE does), so
+    the retry sees the winner's rows. The one retry loop of strm-spark."""
+    for attempt in range(1, attempts + 1):
         try:
             return action()
         except Exception as exc:
-            if attempt == attempts - 1 or not is_conflict(exc):
+            if attempt == attempts or not retriable(exc):
                 raise
-            log.info(
-                "%s: a concurrent commit won; retrying (%d/%d)", what, attempt + 1, attempts - 1
-            )
-            time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))
+            log.info("%s: %s; retrying (%d/%d)", what, _why(exc), attempt, attempts - 1)
+            time.sleep(random.uniform(0.2, 0.4) * attempt)
     raise AssertionError("unreachable")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, _NoTableYet):
+        return "another writer is creating it"
+    return "a concurrent commit won"
 
 
 def is_delta(spark: SparkSession, path: str) -> bool:
@@ -122,19 +158,15 @@ def is_delta(spark: SparkSession, path: str) -> bool:
         spark.read.format("delta").load(path).schema  # noqa: B018 - analysis reads the log
     except AnalysisException:
         return False
-    except Exception as exc:  # Spark Connect reports analysis errors as its own exception types
-        if any(
-            m in str(exc)[:400]
-            for m in (
-                "DELTA_MISSING_DELTA_TABLE",
-                "PATH_NOT_FOUND",
-                "not a Delta table",
-                "DELTA_TABLE_NOT_FOUND",
-            )
-        ):
+    except Exception as exc:  # Spark Connect may report analysis errors as its own types
+        if error_condition(exc).startswith(_NOT_DELTA) or "not a Delta table" in str(exc)[:400]:
             return False
         raise
     return True
+
+
+class _NoTableYet(TableError):
+    """A Delta log folder without a commit: a creator between making it and committing."""
 
 
 def create_table(
@@ -161,30 +193,41 @@ def create_table(
         f"CREATE TABLE IF NOT EXISTS {sql_path(path)} ({columns_ddl(schema)}) USING delta"
         f"{layout} TBLPROPERTIES ({props})"
     )
-    for attempt in range(_CREATE_ATTEMPTS):
+
+    def create() -> None:
         try:
-            retry_on_conflict(lambda: spark.sql(statement), f"create {path}")
-            # A log folder without a commit (a creator between making it and committing, or one
-            # that died there) makes CREATE TABLE IF NOT EXISTS a silent no-op.
-            if is_delta(spark, path):
+            spark.sql(statement)
+        except Exception:
+            if is_delta(spark, path):  # another writer created it meanwhile
                 return
-        except Exception as exc:
-            if is_delta(spark, path):
-                return
-            if not any(m in str(exc)[:400] for m in _CREATING_ELSEWHERE):
-                raise
-        if attempt < _CREATE_ATTEMPTS - 1:
-            log.info(
-                "create %s: another writer is creating it; waiting (%d/%d)",
-                path,
-                attempt + 1,
-                _CREATE_ATTEMPTS - 1,
-            )
-            time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError(
-        f"{path}: a Delta log folder exists but no table appeared in it; another process "
-        "may have died while creating it: if no job is running, remove the folder and rerun"
-    )
+            raise
+        # A log folder without a commit (a creator between making it and committing, or one
+        # that died there) makes CREATE TABLE IF NOT EXISTS a silent no-op.
+        if not is_delta(spark, path):
+            raise _NoTableYet(path)
+
+    def retriable(exc: BaseException) -> bool:
+        return (
+            isinstance(exc, _NoTableYet)
+            or is_conflict(exc)
+            or error_condition(exc).startswith(_CREATING_ELSEWHERE)
+        )
+
+    try:
+        retry_on_conflict(create, f"create {path}", retriable, attempts=_CREATE_ATTEMPTS)
+    except _NoTableYet:
+        raise TableError(
+            f"{path}: a Delta log folder exists but no table appeared in it; another process "
+            "may have died while creating it: if no job is running, remove the folder and rerun"
+        ) from None
+    except Exception as exc:
+        if error_condition(exc).startswith(_CREATING_ELSEWHERE) and not is_delta(spark, path):
+            raise TableError(
+                f"{path}: a Delta log folder exists but no table appeared in it; another "
+                "process may have died while creating it: if no job is running, remove the "
+                "folder and rerun"
+            ) from None
+        raise
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from strm_spark.contract.model import Contract
 from strm_spark.crypto.engines import compact_keyset_column, resolve_engine, with_decrypted_pii
 from strm_spark.crypto.envelope import load_master_key
 from strm_spark.crypto.masking import masker_for
-from strm_spark.errors import ReadOnlyError
+from strm_spark.errors import ReadOnlyError, UsageError
 from strm_spark.keys.store import KeyStore
 from strm_spark.sql.functions import register
 
@@ -51,7 +51,7 @@ def decrypting_view(
     )
     paths = [p for p in contract.pii_names if p in allowed]
     if masked_fields and masker is None:
-        raise ValueError("masked fields need a masker")
+        raise UsageError("masked fields need a masker")
     out = with_decrypted_pii(
         rows,
         contract,

@@ -82,7 +82,7 @@ def _iso(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError(type(value).__name__)
+    raise TypeError(type(value).__name__)  # json.dumps(default=...) protocol: not JSON-able
 
 
 def _exists(spark: SparkSession, path: str, fmt: str) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from strm_spark.errors import UnsupportedError
 from strm_spark.timestamps.pattern import _OFFSET_LETTERS, _ZONE_ID_LETTERS, _ZONE_LETTERS, _texts
 from strm_spark.timestamps.plan import (
     _NATIVE_LETTERS,
@@ -67,7 +68,7 @@ def parse_event_time(value: Column, pattern: str, default_time_zone: str) -> Col
     session = SparkSession.getActiveSession()
     policy = "spark.sql.legacy.timeParserPolicy"
     if session is not None and session.conf.get(policy, "CORRECTED").upper() == "LEGACY":
-        raise ValueError(
+        raise UnsupportedError(
             f"{policy}=LEGACY parses with java.text.SimpleDateFormat, which has "
             "other pattern letters; set it to CORRECTED (Spark's default)"
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from strm_spark.errors import PatternError
+
 _JAVA_LETTERS = set("GuyDMLdQqYwWEecFaBhKkHmsSAnNgVvzOXxZp")
 
 
@@ -126,10 +128,6 @@ _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Su
 
 
 _QUARTERS = ("1st quarter", "2nd quarter", "3rd quarter", "4th quarter")
-
-
-class PatternError(ValueError):
-    """A Java pattern that is invalid or not supported; the message says which letter and why."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from strm_spark.cli import entrypoints
 from strm_spark.cli.main import build_parser
 from strm_spark.crypto import cells as crypto
 from strm_spark.crypto import engines
+from strm_spark.errors import CommandFailed
 from strm_spark.session import delta_jars
 
 SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent
@@ -188,7 +189,7 @@ def test_entry_points_fail_loudly(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2
     # A Databricks wheel task ignores return values and exit codes of a returned call.
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
-    with pytest.raises(RuntimeError, match="strm-spark run failed with exit code 2"):
+    with pytest.raises(CommandFailed, match="strm-spark run failed with exit code 2"):
         entrypoints._finish("run", 2)
     assert entrypoints._finish("run", 0) == 0
 

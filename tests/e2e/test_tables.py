@@ -11,6 +11,7 @@ from pyspark.sql import types as T
 
 from strm_spark.delta import outputs as tables
 from strm_spark.delta import tables as delta_tables
+from strm_spark.errors import TableError
 
 SCHEMA = T.StructType([T.StructField("a", T.StringType())])
 
@@ -43,5 +44,5 @@ def test_a_log_folder_that_never_gets_a_commit_is_a_clear_error(spark, tmp_path,
     target = tmp_path / "t"
     (target / "_delta_log").mkdir(parents=True)
     (target / "part-0.parquet").write_bytes(b"")
-    with pytest.raises(RuntimeError, match="a Delta log folder exists but no table appeared"):
+    with pytest.raises(TableError, match="a Delta log folder exists but no table appeared"):
         tables.create_delta_table(spark, str(target), SCHEMA)

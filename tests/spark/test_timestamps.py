@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
+from strm_spark.errors import UnsupportedError
 from strm_spark.timestamps.parse import _parse_rewritten, epoch_millis, parse_event_time, utc_day
 from strm_spark.timestamps.plan import _plan, check_pattern
 
@@ -416,7 +417,7 @@ def test_legacy_time_parser_policy_is_refused(spark):
     before = spark.conf.get(key)
     try:
         spark.conf.set(key, "LEGACY")
-        with pytest.raises(ValueError, match="timeParserPolicy=LEGACY"):
+        with pytest.raises(UnsupportedError, match="timeParserPolicy=LEGACY"):
             parse_event_time(F.col("s"), "yyyy-MM-dd HH:mm:ss", UTC)
     finally:
         spark.conf.set(key, before)

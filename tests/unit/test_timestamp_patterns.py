@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from strm_spark.timestamps.pattern import PatternError
+from strm_spark.errors import PatternError
 from strm_spark.timestamps.plan import check_pattern
 
 

@@ -45,18 +45,20 @@ def _snake(key: str) -> str:
     return _CAMEL.sub(r"_\1", key).lower()
 
 
-def normalize_keys(value: Any, data_keyed: bool = False) -> Any:
-    """lowerCamelCase keys -> snake_case, recursively; keys of data-keyed maps are kept."""
+def normalize_keys(value: Any, data_keyed: bool = False, source: str = "<document>") -> Any:
+    """lowerCamelCase keys -> snake_case, recursively; keys of data-keyed maps are kept. A key
+    given in both spellings is a ConfigError naming it."""
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
             name = key if data_keyed else _snake(str(key))
             if name in out:
-                raise ValueError(str(key))
-            out[name] = normalize_keys(item, data_keyed=(not data_keyed and name in _DATA_KEYED))
+                raise ConfigError(source, str(key), "given twice (snake_case and lowerCamelCase)")
+            keyed = not data_keyed and name in _DATA_KEYED
+            out[name] = normalize_keys(item, data_keyed=keyed, source=source)
         return out
     if isinstance(value, list):
-        return [normalize_keys(v) for v in value]
+        return [normalize_keys(v, source=source) for v in value]
     return value
 
 
@@ -81,13 +83,7 @@ class _StrmConfig:
     """Reads one STRM batch-job document; every error names the STRM field path."""
 
     def __init__(self, source: str, data: Any, connectors: Mapping[str, str], base: Path) -> None:
-        try:
-            normalized = normalize_keys(data)
-        except ValueError as exc:
-            raise ConfigError(
-                source, str(exc), "given twice (snake_case and lowerCamelCase)"
-            ) from None
-        self.root = Node(source, normalized)
+        self.root = Node(source, normalize_keys(data, source=source))
         self.source = source
         self.connectors = connectors
         self.base = base
