@@ -4,12 +4,17 @@ offline."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from strm_spark.errors import UsageError
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -192,3 +197,41 @@ def launcher_session() -> SparkSession | None:
     if not conf.contains("spark.sql.catalog.spark_catalog"):
         builder = builder.config("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
     return builder.getOrCreate()
+
+
+_SCOPED_LOCK = threading.Lock()
+# (session, key) -> [the value before the first holder, holders, the value they set]
+_SCOPED: dict[tuple[int, str], list] = {}
+
+
+@contextlib.contextmanager
+def scoped_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Session settings Spark offers no per-read or per-statement form of, set for the duration
+    of the block and restored afterwards. Threads of one process may overlap (two jobs, a purge
+    beside a job): the first to enter saves the caller's values, the last to leave restores
+    them, and none restores a value another still relies on."""
+    entered = []
+    try:
+        with _SCOPED_LOCK:
+            for key, value in settings.items():
+                slot = _SCOPED.get((id(spark), key))
+                if slot is None:
+                    _SCOPED[(id(spark), key)] = [spark.conf.get(key, None), 1, value]
+                    spark.conf.set(key, value)
+                elif slot[2] != value:
+                    raise UsageError(f"{key} is held at another value by a concurrent task")
+                else:
+                    slot[1] += 1
+                entered.append(key)
+        yield
+    finally:
+        with _SCOPED_LOCK:
+            for key in entered:
+                slot = _SCOPED[(id(spark), key)]
+                slot[1] -= 1
+                if slot[1] == 0:
+                    del _SCOPED[(id(spark), key)]
+                    if slot[0] is None:
+                        spark.conf.unset(key)
+                    else:
+                        spark.conf.set(key, slot[0])

@@ -16,6 +16,7 @@ from typing import TypeVar
 from pyspark.sql import DataFrame, Row, SparkSession
 
 from strm_spark.delta.tables import is_delta, merge, retry_on_conflict, sql_path
+from strm_spark.session import scoped_conf
 
 T = TypeVar("T")
 
@@ -90,25 +91,13 @@ def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
     (concurrently: they are independent): rewrite files carrying deletion vectors, then VACUUM
     with zero retention. Older versions of these tables become unreadable; do not run this
     while a job writes to the same tables."""
-    conf = spark.conf
-    saved = {
-        k: conf.get(k, None) for k in (_RETENTION_CHECK, _VACUUM_LOGGING, _LISTING_PARALLELISM)
-    }
-    conf.set(_RETENTION_CHECK, "false")
-    conf.set(_VACUUM_LOGGING, "true")
-    # VACUUM lists the table's folders with this many tasks (default 10,000: minutes of task
-    # overhead on a small cluster for a table of a few hundred folders).
-    conf.set(
-        _LISTING_PARALLELISM, str(max(4, 2 * int(conf.get("spark.sql.shuffle.partitions", "8"))))
-    )
-    try:
+    # VACUUM ... RETAIN 0 HOURS needs the retention check off, and it lists a table's folders
+    # with `_LISTING_PARALLELISM` tasks (default 10,000: minutes of task overhead on a small
+    # cluster for a table of a few hundred folders). Neither has a per-statement form.
+    listing = str(max(4, 2 * int(spark.conf.get("spark.sql.shuffle.partitions", "8"))))
+    settings = {_RETENTION_CHECK: "false", _VACUUM_LOGGING: "true", _LISTING_PARALLELISM: listing}
+    with scoped_conf(spark, settings):
         results = in_parallel([lambda p=p: _purge_one(spark, p) for p in paths])
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                conf.unset(key)
-            else:
-                conf.set(key, value)
     return dict(zip(paths, results))
 
 

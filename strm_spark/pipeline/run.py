@@ -28,6 +28,7 @@ from strm_spark.pipeline.incremental import Batch, FileLog, list_source_files
 from strm_spark.pipeline.read import as_data_error, read_source
 from strm_spark.pipeline.tombstones import with_tombstoned
 from strm_spark.pipeline.validate import with_validation
+from strm_spark.session import scoped_conf
 
 _CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
 
@@ -101,16 +102,9 @@ def _run(
     progress = summary.Progress(6)
 
     with contextlib.ExitStack() as release:
-        # The CSV reader only flags malformed records reliably when it parses every column.
-        saved = spark.conf.get(_CSV_PRUNING, None)
-        spark.conf.set(_CSV_PRUNING, "false")
-        release.callback(
-            lambda: (
-                spark.conf.unset(_CSV_PRUNING)
-                if saved is None
-                else spark.conf.set(_CSV_PRUNING, saved)
-            )
-        )
+        # The CSV reader only flags malformed records reliably when it parses every column
+        # (a SQL conf only: no reader option exists), restored when the run ends.
+        release.enter_context(scoped_conf(spark, {_CSV_PRUNING: "false"}))
         read = with_validation(
             read_source(spark, config.source, config.contract, batch.paths if batch else None),
             config,
