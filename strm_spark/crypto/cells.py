@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections import OrderedDict
+import functools
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -28,36 +28,19 @@ ASSOCIATED_DATA = b""
 _CACHE_SIZE = 4096
 
 
-class _PrimitiveCache:
-    """A bounded LRU of DeterministicAead primitives, keyed by the stored keyset (plus the key
-    link for keysets wrapped with a master key, whose associated data it is)."""
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached_primitive(
+    keyset: bytes | str, key_link: str | None, master: MasterKey | None
+) -> daead.DeterministicAead:
+    """A bounded, thread-safe LRU of primitives, keyed by the stored keyset (plus the key link
+    and master key for wrapped keysets, whose associated data the link is)."""
+    from strm_spark.crypto import envelope as masterkey
 
-    def __init__(self, size: int = _CACHE_SIZE) -> None:
-        self.size = size
-        self._items: OrderedDict[object, daead.DeterministicAead] = OrderedDict()
-
-    def get(
-        self, keyset: bytes, key_link: str | None = None, master: MasterKey | None = None
-    ) -> daead.DeterministicAead:
-        from strm_spark.crypto import envelope as masterkey
-
-        wrapped = masterkey.is_wrapped(keyset)
-        cache_key = (keyset, key_link, master.id if master else None) if wrapped else keyset
-        prim = self._items.get(cache_key)
-        if prim is not None:
-            self._items.move_to_end(cache_key)
-            return prim
-        handle = (
-            masterkey.open_keyset(keyset, key_link, master) if wrapped else _parse_keyset(keyset)
-        )
-        prim = handle.primitive(daead.DeterministicAead)
-        self._items[cache_key] = prim
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return prim
-
-
-_primitives = _PrimitiveCache()
+    if masterkey.is_wrapped(keyset):
+        handle = masterkey.open_keyset(keyset, key_link, master)
+    else:
+        handle = _parse_keyset(keyset)
+    return handle.primitive(daead.DeterministicAead)
 
 
 def _parse_keyset(keyset: bytes | str) -> tink.KeysetHandle:
@@ -80,7 +63,13 @@ def primitive(
 ) -> daead.DeterministicAead:
     """The (cached) primitive of a stored keyset; a wrapped keyset needs its key link and the
     master key."""
-    return _primitives.get(keyset, key_link, master)
+    from strm_spark.crypto import envelope as masterkey
+
+    if isinstance(keyset, (bytearray, memoryview)):  # as Spark's Rows give BINARY values
+        keyset = bytes(keyset)
+    if not masterkey.is_wrapped(keyset):  # the link and master key do not matter then
+        return _cached_primitive(keyset, None, None)
+    return _cached_primitive(keyset, key_link, master)
 
 
 def encrypt_text(prim: daead.DeterministicAead, value: str | None) -> str | None:

@@ -14,12 +14,11 @@ process. Nothing here puts key material into messages or reprs.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from threading import Lock
 
 import tink
 from tink import aead, secret_key_access
@@ -31,8 +30,6 @@ aead.register()
 
 _WRAPPED_MARKER = b'"encryptedKeyset"'
 _AEAD_CACHE_SIZE = 8
-_aeads: dict[bytes, aead.Aead] = {}
-_lock = Lock()
 
 
 @dataclass(frozen=True)
@@ -47,17 +44,7 @@ class MasterKey:
 
     def aead(self) -> aead.Aead:
         """The master AEAD, built once per process (worker or driver)."""
-        cache_key = hashlib.sha256(
-            self.kind.encode() + b"\0" + self.id.encode() + b"\0" + self.material
-        ).digest()
-        prim = _aeads.get(cache_key)
-        if prim is None:
-            prim = self._build()
-            with _lock:
-                if len(_aeads) >= _AEAD_CACHE_SIZE:
-                    _aeads.pop(next(iter(_aeads)))
-                _aeads[cache_key] = prim
-        return prim
+        return _master_aead(self)
 
     def _build(self) -> aead.Aead:
         if self.kind == "keyset":
@@ -193,3 +180,9 @@ def unwrap(keyset: bytes, key_link: str | None, master: MasterKey | None) -> byt
         return keyset
     handle = open_keyset(keyset, key_link, master)
     return tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=_AEAD_CACHE_SIZE)
+def _master_aead(key: MasterKey) -> aead.Aead:
+    """A bounded, thread-safe cache of master AEADs (a frozen MasterKey is its own key)."""
+    return key._build()
