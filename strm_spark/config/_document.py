@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,23 @@ class Node:
                         f"unknown field; expected one of: {', '.join(sorted(allowed))}",
                     )
         return self.value
+
+    def snake_keys(self, names: Iterable[str]) -> Node:
+        """This mapping with the lowerCamelCase spellings of `names` (STRM's JSON) renamed to
+        them; error paths keep the user's spelling, and both spellings at once is an error."""
+        names = set(names)
+        data = dict(self.mapping())
+        spelled: dict[str, str] = {}
+        for key in list(data):
+            snake = snake_case(str(key))
+            if snake != key and snake in names:
+                if snake in data:
+                    raise ConfigError(
+                        self.source, self._child_path(str(key)), f"given twice (also as {snake})"
+                    )
+                data[snake] = data.pop(key)
+                spelled[snake] = str(key)
+        return _SpelledNode(self.source, data, self.path, spelled)
 
     def has(self, key: str) -> bool:
         return isinstance(self.value, Mapping) and self.value.get(key) is not None
@@ -181,3 +199,22 @@ def read_document(path: str | Path) -> Any:
         raise ConfigError(
             str(path), "", f"not valid {p.suffix.lstrip('.').upper() or 'YAML'}{where}"
         ) from None
+
+
+class _SpelledNode(Node):
+    """A mapping whose keys were renamed: error paths use the names as the user spelled them."""
+
+    def __init__(self, source: str, value: Any, path: str, spelled: dict[str, str]) -> None:
+        super().__init__(source, value, path)
+        self.spelled = spelled
+
+    def _child_path(self, key: str | int) -> str:
+        return super()._child_path(self.spelled.get(key, key) if isinstance(key, str) else key)
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def snake_case(key: str) -> str:
+    """lowerCamelCase -> snake_case (STRM's JSON spelling -> strm-spark's); snake_case stays."""
+    return _CAMEL.sub(r"_\1", key).lower()

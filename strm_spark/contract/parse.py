@@ -39,12 +39,7 @@ def _parse_node(node: Node) -> SchemaNode:
 
 
 # Accept both our snake_case names and STRM's lowerCamelCase names for contract fields.
-_CONTRACT_ALIASES = {
-    "keyField": "key_field",
-    "piiFields": "pii_fields",
-    "dataSubjectField": "data_subject_field",
-    "fieldMetadata": "field_metadata",
-}
+_CONTRACT_FIELDS = {"key_field", "pii_fields", "data_subject_field", "field_metadata"}
 
 
 # Fields of STRM's DataContract that say nothing about processing; accepted and ignored.
@@ -58,17 +53,6 @@ _STRM_IGNORED = {
     "projectId",
     "project_id",
 }
-
-
-class _SpelledNode(Node):
-    """The contract root: error paths use the field names as the user spelled them."""
-
-    def __init__(self, source: str, value: Any, spelled: dict[str, str]) -> None:
-        super().__init__(source, value)
-        self.spelled = spelled
-
-    def _child_path(self, key: str | int) -> str:
-        return super()._child_path(self.spelled.get(key, key) if isinstance(key, str) else key)
 
 
 def parse_schema(schema: Node) -> tuple[str, tuple[SchemaNode, ...]]:
@@ -86,13 +70,7 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
     `schema` is a Simple Schema given apart from the contract (STRM's --schema file)."""
     root = Node(source, data)
     raw = {k: v for k, v in root.mapping().items() if k not in _STRM_IGNORED}
-    for camel, snake in _CONTRACT_ALIASES.items():
-        if camel in raw:
-            if snake in raw:
-                raise ConfigError(source, camel, f"given twice (also as {snake})")
-            raw[snake] = raw.pop(camel)
-    spelled = {snake: camel for camel, snake in _CONTRACT_ALIASES.items() if camel in root.value}
-    root = _SpelledNode(source, raw, spelled)
+    root = Node(source, raw).snake_keys(_CONTRACT_FIELDS)
     root.mapping(
         {
             "schema",
@@ -162,19 +140,7 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
     if root.has("field_metadata"):
         # STRM's newer form; it wins over pii_fields when both are given.
         for entry in root.child("field_metadata").items():
-            for camel, snake in (
-                ("fieldName", "field_name"),
-                ("personalDataConfig", "personal_data_config"),
-            ):
-                if isinstance(entry.value, dict) and camel in entry.value:
-                    entry = Node(
-                        source,
-                        {
-                            **{k: v for k, v in entry.value.items() if k != camel},
-                            snake: entry.value[camel],
-                        },
-                        entry.path,
-                    )
+            entry = entry.snake_keys({"field_name", "personal_data_config"})
             entry.mapping(
                 {
                     "field_name",
@@ -190,8 +156,9 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
             if not entry.has("personal_data_config"):
                 continue
             conf = entry.child("personal_data_config")
-            conf_map = {_CAMEL.get(k, k): v for k, v in conf.mapping().items()}
-            conf = Node(source, conf_map, conf.path)
+            conf = conf.snake_keys(
+                {"is_pii", "is_quasi_id", "purpose_level", "gdpr_special_personal_data_type"}
+            )
             conf.mapping(
                 {"is_pii", "is_quasi_id", "purpose_level", "gdpr_special_personal_data_type"}
             )
@@ -225,14 +192,6 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
         validations.append(Validation(vfield, item.child("value").string()))
 
     return Contract(schema_name, nodes, key, tuple(pii), subject, tuple(validations), source)
-
-
-_CAMEL = {
-    "isPii": "is_pii",
-    "isQuasiId": "is_quasi_id",
-    "purposeLevel": "purpose_level",
-    "gdprSpecialPersonalDataType": "gdpr_special_personal_data_type",
-}
 
 
 def _pii_field(node: Node, resolve: Any) -> str:

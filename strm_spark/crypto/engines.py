@@ -11,14 +11,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from strm_spark._pandas import is_null
 from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.crypto import cells as crypto
 from strm_spark.errors import CryptoError, UnsupportedError, UsageError
 from strm_spark.pipeline.columns import KEYSET, col
-
-
-def _is_null(value: object) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value))
 
 
 def _as_bytes(keyset: object) -> bytes:
@@ -35,10 +32,10 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
         if last is not None and ct == last[0] and ks == last[1]:
             out.append(last[2])
             continue
-        if _is_null(ct):
+        if is_null(ct):
             out.append(None)
             continue
-        if _is_null(ks):
+        if is_null(ks):
             if strict:
                 raise CryptoError(
                     "strm_decrypt_strict: no keyset for a ciphertext (unknown or forgotten key link)"
@@ -223,7 +220,7 @@ def with_encrypted_columns(
 
     @F.pandas_udf("string")
     def encrypt_text(values: pd.Series, keys: pd.Series) -> pd.Series:
-        plain = [None if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in values]
+        plain = [None if is_null(v) else v for v in values]
         return pd.Series(crypto.encrypt_columns(resolve(keys), [plain])[0], dtype=object)
 
     @F.pandas_udf(T.ArrayType(T.StringType()))

@@ -17,6 +17,7 @@ import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from strm_spark._pandas import is_null
 from strm_spark.errors import UsageError
 
 
@@ -28,15 +29,10 @@ def hmac_column(col: Column, secret: bytes, null_as: str | None = None) -> Colum
     """HMAC-SHA256 (hex) of a string column. Nulls stay null, or hash as `null_as` if given."""
 
     def _hash(values: pd.Series) -> pd.Series:
-        key = secret
-        out = []
-        for v in values:
-            if v is None or (isinstance(v, float) and pd.isna(v)):
-                v = null_as
-            out.append(
-                None if v is None else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()
-            )
-        return pd.Series(out, dtype=object)
+        present = [null_as if is_null(v) else v for v in values]
+        return pd.Series(
+            [None if v is None else hmac_sha256_hex(secret, v) for v in present], dtype=object
+        )
 
     udf = F.pandas_udf(_hash, "string")
     return udf(col.cast("string"))
@@ -56,12 +52,7 @@ def murmur3_column(col: Column, seed: str) -> Column:
 
     def _hash(values: pd.Series) -> pd.Series:
         return pd.Series(
-            [
-                None
-                if v is None or (isinstance(v, float) and pd.isna(v))
-                else strm_murmur3_hex(seed, v)
-                for v in values
-            ],
+            [None if is_null(v) else strm_murmur3_hex(seed, v) for v in values],
             dtype=object,
         )
 

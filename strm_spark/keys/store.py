@@ -22,8 +22,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from strm_spark.config.model import JobConfig
 from strm_spark.crypto import cells as crypto
-from strm_spark.crypto.envelope import MasterKey, open_keyset, unwrap, wrap
+from strm_spark.crypto.envelope import MasterKey, load_master_key, open_keyset, unwrap, wrap
 from strm_spark.delta.tables import create_table, is_delta, merge, sql_string
 from strm_spark.errors import KeyStoreError
 
@@ -106,6 +107,13 @@ class KeyStore:
     spark: SparkSession
     location: str
     master: MasterKey | None = None
+
+    @classmethod
+    def for_job(cls, spark: SparkSession, config: JobConfig, with_master: bool = True) -> KeyStore:
+        """The key store of a job, with its master key (read and checked to be usable) when the
+        config names one and `with_master`; the one place a job's store is set up."""
+        master = load_master_key(config.master_key) if (with_master and config.master_key) else None
+        return cls(spark, config.key_store, master)
 
     @property
     def keys_path(self) -> str:

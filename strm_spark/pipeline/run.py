@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 from strm_spark import private
 from strm_spark.config import preflight
 from strm_spark.config.model import JobConfig
-from strm_spark.crypto.envelope import load_master_key
 from strm_spark.delta.outputs import FORMULA_START
 from strm_spark.errors import StrmSparkError
 from strm_spark.keys import tombstones as tombstone_table
@@ -95,10 +94,9 @@ def _run(
             out.notes.append("an unfinished batch was completed first; run again with --reprocess")
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
     # The master key is read and checked against the key store before anything is written.
-    master = load_master_key(config.master_key) if config.master_key else None
+    store = KeyStore.for_job(spark, config)
     encryptor = Encryptor.for_session(spark, engine)
     out.engine = f"{encryptor.engine} ({encryptor.reason})"
-    store = KeyStore(spark, config.key_store, master)
     progress = summary.Progress(6)
 
     with contextlib.ExitStack() as release:
@@ -142,7 +140,7 @@ def _run(
         batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
         release.callback(batch_keys.release)
         batch_keys.look_up(encryptor)
-        _note_cleartext(out, master, batch_keys.cleartext)
+        _note_cleartext(out, store.master, batch_keys.cleartext)
         if batch is not None:
             files.claim(batch)
         out.keys_created = batch_keys.create_missing()

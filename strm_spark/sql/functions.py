@@ -8,14 +8,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark import consent as consent_rules
-from strm_spark.crypto.engines import JVM_FUNCTIONS, _decrypt_series, _is_null, register_jvm
+from strm_spark._pandas import is_null
+from strm_spark.crypto.engines import JVM_FUNCTIONS, _decrypt_series, register_jvm
 from strm_spark.crypto.masking import hmac_sha256_hex, strm_murmur3_hex
 
 
 def _consent_allows(levels: pd.Series, kind: pd.Series, wanted: pd.Series) -> pd.Series:
     out = []
     for have, k, want in zip(levels, kind, wanted):
-        if have is None or _is_null(k) or want is None:
+        if have is None or is_null(k) or want is None:
             out.append(False)
             continue
         want_list = [int(w) for w in (want if not isinstance(want, (int, float)) else [want])]
@@ -52,7 +53,7 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
     def strm_mask_murmur3(values: pd.Series, seeds: pd.Series) -> pd.Series:
         return pd.Series(
             [
-                None if _is_null(v) else strm_murmur3_hex("" if _is_null(s) else s, v)
+                None if is_null(v) else strm_murmur3_hex("" if is_null(s) else s, v)
                 for v, s in zip(values, seeds)
             ],
             dtype=object,
@@ -76,7 +77,7 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
         @F.pandas_udf("string")
         def strm_mask(values: pd.Series) -> pd.Series:
             return pd.Series(
-                [None if _is_null(v) else hmac_sha256_hex(seed, v) for v in values], dtype=object
+                [None if is_null(v) else hmac_sha256_hex(seed, v) for v in values], dtype=object
             )
 
         spark.udf.register("strm_mask", strm_mask)

@@ -16,7 +16,6 @@ from strm_spark import consent as consent_rules
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import Contract
 from strm_spark.crypto.engines import compact_keyset_column, resolve_engine, with_decrypted_pii
-from strm_spark.crypto.envelope import load_master_key
 from strm_spark.crypto.masking import masker_for
 from strm_spark.errors import ReadOnlyError, UsageError
 from strm_spark.keys.store import KeyStore
@@ -73,8 +72,7 @@ def register_job_views(
     secret = config.masking_seed.resolve() if config.masking_seed else None
     register(spark, mask_seed=secret)
     encrypted = spark.read.format("delta").load(config.encrypted.path)
-    master = load_master_key(config.master_key) if config.master_key else None
-    keys = KeyStore(spark, config.key_store, master).cleartext_keys()
+    keys = KeyStore.for_job(spark, config).cleartext_keys()
     encrypted.createOrReplaceTempView(f"{prefix}encrypted")
     names = [f"{prefix}encrypted"]
     for d in config.derived:

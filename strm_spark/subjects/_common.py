@@ -16,7 +16,6 @@ from pyspark.sql import types as T
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import Contract, split_path
 from strm_spark.crypto.engines import decrypt_column, with_decrypted_pii
-from strm_spark.crypto.envelope import load_master_key
 from strm_spark.delta import erase as ops
 from strm_spark.delta.outputs import path_exists, read_table
 from strm_spark.keys.store import KeyStore
@@ -45,8 +44,7 @@ def _data_subjects(
 
 
 def _store(spark: SparkSession, config: JobConfig, need_master: bool = False) -> KeyStore:
-    master = load_master_key(config.master_key) if (need_master and config.master_key) else None
-    store = KeyStore(spark, config.key_store, master)
+    store = KeyStore.for_job(spark, config, with_master=need_master)
     if need_master:
         store.check_master_key()
     return store

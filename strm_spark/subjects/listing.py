@@ -126,7 +126,7 @@ def key_links(
     entries = ds.join(F.broadcast(_subjects_df(spark, subjects)), "dataSubject").select(
         "dataSubject", "keyLink", "expiresAt"
     )
-    store = KeyStore(spark, config.key_store)
+    store = KeyStore.for_job(spark, config, with_master=False)
     if store.exists():
         keys = store.keys().select(
             "keyLink", F.col("day").alias("__day"), F.lit(True).alias("__present")

@@ -16,6 +16,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from strm_spark._pandas import is_null
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import field_col
 from strm_spark.contract.records import raw_record_values, source_delimiter
@@ -87,7 +88,7 @@ def _subject_rejected_rows(
     def flag(field_values: pd.Series, raw: pd.Series) -> pd.Series:
         return pd.Series(
             [
-                (v is not None and not (isinstance(v, float) and pd.isna(v)) and str(v) in wanted)
+                (not is_null(v) and str(v) in wanted)
                 or raw_matches(r if isinstance(r, str) else None)
                 for v, r in zip(field_values, raw)
             ],

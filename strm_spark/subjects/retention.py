@@ -60,7 +60,7 @@ def _purge_expired(
     cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
     cutoff = cutoff.astimezone(UTC)
     cutoff_col = F.timestamp_micros(F.lit(_epoch_micros(cutoff)))
-    store = KeyStore(spark, config.key_store)
+    store = KeyStore.for_job(spark, config, with_master=False)
     report = ErasureReport(
         "purge-expired",
         audit_id=_new_audit_id(),

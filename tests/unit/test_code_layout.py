@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "strm_spark"
 MAX_MODULE_LINES = 460
 
 # What each package may import of strm_spark, besides itself and the basics every layer uses.
-BASICS = {"errors", "config", "contract", "private", "session"}
+BASICS = {"errors", "config", "contract", "private", "session", "_pandas"}
 ALLOWED = {
     "consent": set(),
     "timestamps": set(),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config._document import Node, read_document
+from strm_spark.config._document import Node, read_document, snake_case
 from strm_spark.config.load import checked_levels, checked_pattern, checked_zone
 from strm_spark.config.locations import check_locations, is_uri, resolve_location
 from strm_spark.config.model import (
@@ -38,11 +38,6 @@ _HASH_TYPES = {
 }
 # Map fields whose keys are data (field values, event contract refs), not field names.
 _DATA_KEYED = {"field_patterns"}
-_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
-
-def _snake(key: str) -> str:
-    return _CAMEL.sub(r"_\1", key).lower()
 
 
 def normalize_keys(value: Any, data_keyed: bool = False, source: str = "<document>") -> Any:
@@ -51,7 +46,7 @@ def normalize_keys(value: Any, data_keyed: bool = False, source: str = "<documen
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            name = key if data_keyed else _snake(str(key))
+            name = key if data_keyed else snake_case(str(key))
             if name in out:
                 raise ConfigError(source, str(key), "given twice (snake_case and lowerCamelCase)")
             keyed = not data_keyed and name in _DATA_KEYED
