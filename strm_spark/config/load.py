@@ -26,6 +26,7 @@ from strm_spark.config.model import (
     SourceConfig,
     TimestampConfig,
 )
+from strm_spark.contract.model import Contract
 from strm_spark.contract.parse import parse_contract
 from strm_spark.errors import ConfigError, PatternError
 from strm_spark.timestamps.plan import check_pattern
@@ -131,120 +132,16 @@ def parse_job_config(
     name = root.child("name").string()
     if not _NAME.match(name):
         raise root.child("name").error("expected letters, digits, '_' or '-'")
-
-    # Contract: a file path (relative to this config) or an inline mapping.
-    cnode = root.child("contract")
-    if isinstance(cnode.value, str):
-        cpath = resolve_location(cnode.string(), base)
-        contract = parse_contract(read_document(cpath), cpath)
-    else:
-        contract = parse_contract(cnode.value, f"{source} (contract)")
-
-    def field_ref(node: Node, what: str, string_only: bool = False) -> str:
-        """A field path of the contract's schema (`customer/id` for nested fields), scalar."""
-        value = node.string()
-        try:
-            found = contract.node(value)
-        except KeyError:
-            raise node.error(f"{what} {value!r} is not a field of the contract schema") from None
-        if found.type == "NODE" or found.repeated:
-            raise node.error(
-                f"{what} {value!r} must be a scalar field, it is a "
-                f"{'repeated ' if found.repeated else ''}{found.type}"
-            )
-        if string_only and found.type != "STRING":
-            raise node.error(f"{what} {value!r} must be a STRING field, it is {found.type}")
-        return value
-
-    # Source.
-    snode = root.child("source")
-    snode.mapping({"path", "format", "options", "incremental"})
-    fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
-    options = []
-    for key, opt in snode.child("options", {}).entries():
-        if isinstance(opt.value, bool):
-            options.append((key, "true" if opt.value else "false"))
-        elif isinstance(opt.value, (str, int, float)):
-            options.append((key, str(opt.value)))
-        else:
-            raise opt.error("expected a string, number or boolean reader option")
-    incremental = snode.child("incremental", False).boolean()
-    if incremental and fmt == "delta":
-        raise snode.child("incremental").error(
-            "a Delta source is a table, not files: incremental needs a csv, json or parquet source"
-        )
-    src = SourceConfig(
-        resolve_location(snode.child("path").string(), base), fmt, tuple(options), incremental
-    )
-    if fmt == "csv":
-        for i, n in enumerate(contract.nodes):
-            if n.type == "NODE" or n.repeated:
-                raise ConfigError(
-                    contract.source,
-                    f"schema.nodes[{i}]",
-                    f"CSV sources hold flat fields only; {n.name!r} is a {'repeated ' if n.repeated else ''}{n.type}",
-                )
-
+    contract = _contract(root.child("contract"), source, base)
+    src = _source(root.child("source"), contract, base)
     ref = root.child("event_contract_ref", f"strm-spark/{name}/1.0.0").string()
+    consent = _consent(root.child("consent"), contract)
+    timestamp = _timestamp(root.child("timestamp"), contract)
+    group_id, key_store, retention, master_key = _keys(root.child("keys"), base)
+    seed = _masking_seed(root, base)
 
-    # Consent.
-    consent_node = root.child("consent")
-    consent_node.mapping({"default_levels", "extractor"})
-    default_levels = consent_node.child("default_levels").levels()
-    ex_field = None
-    mapping: list[tuple[str, tuple[int, ...]]] = []
-    if consent_node.has("extractor"):
-        ex = consent_node.child("extractor")
-        ex.mapping({"field", "mapping"})
-        ex_field = field_ref(ex.child("field"), "consent field")
-        for value, levels in ex.child("mapping", {}).entries():
-            mapping.append((value, levels.levels()))
-    consent = ConsentConfig(default_levels, ex_field, tuple(mapping))
-
-    # Timestamp.
-    tnode = root.child("timestamp")
-    tnode.mapping({"field", "pattern", "default_time_zone"})
-    ts_field = field_ref(tnode.child("field"), "timestamp field", string_only=True)
-    timestamp = TimestampConfig(
-        ts_field,
-        checked_pattern(tnode.child("pattern")),
-        checked_zone(tnode.child("default_time_zone", "UTC")),
-    )
-
-    # Keys.
-    knode = root.child("keys")
-    knode.mapping({"group_id", "store", "retention_days", "master_key"})
-    group_id = knode.child("group_id").string()
-    key_store = resolve_location(knode.child("store").string(), base)
-    retention = knode.child("retention_days", DEFAULT_RETENTION_DAYS).integer(minimum=0)
-    master_key = _master_key(knode.child("master_key"), base) if knode.has("master_key") else None
-
-    # Masking seed.
-    seed: SecretRef | None = None
-    if root.has("masking"):
-        mnode = root.child("masking")
-        mnode.mapping({"seed_env", "seed_file"})
-        if mnode.has("seed_env") == mnode.has("seed_file"):
-            raise mnode.error("expected exactly one of seed_env or seed_file")
-        if mnode.has("seed_env"):
-            seed = SecretRef(env=mnode.child("seed_env").string(), config_field="masking.seed_env")
-        else:
-            seed = SecretRef(file=resolve_location(mnode.child("seed_file").string(), base))
-
-    # Outputs.
     onode = root.child("outputs")
-    onode.mapping(
-        {
-            "mode",
-            "encrypted",
-            "data_subjects",
-            "rejected",
-            "derived",
-            "summary_dir",
-            "audit",
-            "csv_formula_guard",
-        }
-    )
+    onode.mapping(_OUTPUT_FIELDS)
     formula_guard = onode.child("csv_formula_guard", True).boolean()
     mode = onode.child("mode", "append").choice(WRITE_MODES)
     layout_columns = (
@@ -254,71 +151,8 @@ def parse_job_config(
     encrypted = _output(onode.child("encrypted"), base, layout_columns=layout_columns)
     subjects = _output(onode.child("data_subjects"), base, ("delta",))
     rejected = _output(onode.child("rejected"), base)
-    derived: list[DerivedConfig] = []
-    names: set[str] = set()
-    for dnode in onode.child("derived", []).items():
-        dnode.mapping(
-            {
-                "name",
-                "path",
-                "format",
-                "consent_type",
-                "consent_levels",
-                "masked_fields",
-                "partition_by",
-                "cluster_by",
-            }
-        )
-        dname = dnode.child("name").string()
-        if dname in names:
-            raise dnode.child("name").error(f"duplicate derived output name {dname!r}")
-        names.add(dname)
-        ctype = dnode.child("consent_type").choice(CONSENT_TYPES)
-        levels = checked_levels(dnode.child("consent_levels"), ctype)
-        masked = tuple(
-            field_ref(m, "masked field") for m in dnode.child("masked_fields", []).items()
-        )
-        if masked and seed is None:
-            raise dnode.child("masked_fields").error(
-                "masked fields need a secret seed: set masking.seed_env or masking.seed_file"
-            )
-        out = _output(
-            Node(
-                source,
-                {
-                    k: v
-                    for k, v in dnode.value.items()
-                    if k in ("path", "format", "partition_by", "cluster_by")
-                },
-                dnode.path,
-            ),
-            base,
-            layout_columns=layout_columns,
-        )
-        derived.append(
-            DerivedConfig(
-                dname,
-                out.path,
-                out.format,
-                ctype,
-                levels,
-                masked,
-                partition_by=out.partition_by,
-                cluster_by=out.cluster_by,
-            )
-        )
-
-    summary_default = (
-        str(Path(encrypted.path).parent / "_runs")
-        if not is_uri(encrypted.path)
-        else encrypted.path.rsplit("/", 1)[0] + "/_runs"
-    )
-    summary_dir = (
-        resolve_location(onode.child("summary_dir").string(), base)
-        if onode.has("summary_dir")
-        else summary_default
-    )
-
+    derived = _derived(onode, contract, base, seed, layout_columns)
+    summary_dir = _summary_dir(onode, encrypted, base)
     locations = [
         ("outputs.encrypted", encrypted.path),
         ("outputs.data_subjects", subjects.path),
@@ -326,48 +160,15 @@ def parse_job_config(
     ]
     locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
     check_locations(source, locations, ("keys.store", key_store), src.path)
-    # The audit table: inside the key store by default; elsewhere, apart from the data outputs.
-    audit = (
-        resolve_location(onode.child("audit").string(), base)
-        if onode.has("audit")
-        else f"{key_store}/audit"
-    )
-    for path_a, loc_a in locations:
-        if _contains(loc_a, audit) or _contains(audit, loc_a):
-            raise ConfigError(
-                source,
-                "outputs.audit",
-                f"same or nested location as {path_a}: the audit table needs its own folder",
-            )
-    if audit == key_store or _contains(audit, key_store):
-        raise ConfigError(source, "outputs.audit", "the audit table must not contain the key store")
+    audit = _audit(onode, locations, key_store, base)
     if src.incremental:
-        not_delta = [
-            (f, o.format)
-            for f, o in [("outputs.encrypted", encrypted), ("outputs.rejected", rejected)]
-            + [(f"outputs.derived {d.name}", d) for d in derived]
-            if o.format != "delta"
-        ]
-        if not_delta:
-            raise ConfigError(
-                source,
-                "source.incremental",
-                f"exactly-once incremental runs write Delta tables only; {not_delta[0][0]} is {not_delta[0][1]}",
-            )
-        if mode != "append":
-            raise ConfigError(
-                source,
-                "outputs.mode",
-                "incremental runs append; use --reprocess to rebuild the outputs",
-            )
-    max_rejected = None
-    if root.has("max_rejected_fraction"):
-        fnode = root.child("max_rejected_fraction")
-        max_rejected = fnode.as_type(float, "a number from 0 to 1")
-        if not 0 <= max_rejected <= 1:
-            raise fnode.error("expected a number from 0 to 1")
-        max_rejected = float(max_rejected)
-
+        _check_incremental(
+            onode,
+            mode,
+            [("outputs.encrypted", encrypted), ("outputs.rejected", rejected)]
+            + [(f"outputs.derived {d.name}", d) for d in derived],
+        )
+    max_rejected = _max_rejected(root)
     return JobConfig(
         name=name,
         source=src,
@@ -391,6 +192,226 @@ def parse_job_config(
         max_rejected_fraction=max_rejected,
         csv_formula_guard=formula_guard,
     )
+
+
+_OUTPUT_FIELDS = {
+    "mode",
+    "encrypted",
+    "data_subjects",
+    "rejected",
+    "derived",
+    "summary_dir",
+    "audit",
+    "csv_formula_guard",
+}
+_DERIVED_FIELDS = {
+    "name",
+    "path",
+    "format",
+    "consent_type",
+    "consent_levels",
+    "masked_fields",
+    "partition_by",
+    "cluster_by",
+}
+
+
+def _contract(cnode: Node, source: str, base: Path) -> Contract:
+    """The contract: a file path (relative to this config) or an inline mapping."""
+    if isinstance(cnode.value, str):
+        cpath = resolve_location(cnode.string(), base)
+        return parse_contract(read_document(cpath), cpath)
+    return parse_contract(cnode.value, f"{source} (contract)")
+
+
+def _field_ref(contract: Contract, node: Node, what: str, string_only: bool = False) -> str:
+    """A field path of the contract's schema (`customer/id` for nested fields), scalar."""
+    value = node.string()
+    try:
+        found = contract.node(value)
+    except KeyError:
+        raise node.error(f"{what} {value!r} is not a field of the contract schema") from None
+    if found.type == "NODE" or found.repeated:
+        raise node.error(
+            f"{what} {value!r} must be a scalar field, it is a "
+            f"{'repeated ' if found.repeated else ''}{found.type}"
+        )
+    if string_only and found.type != "STRING":
+        raise node.error(f"{what} {value!r} must be a STRING field, it is {found.type}")
+    return value
+
+
+def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
+    snode.mapping({"path", "format", "options", "incremental"})
+    fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
+    options = []
+    for key, opt in snode.child("options", {}).entries():
+        if isinstance(opt.value, bool):
+            options.append((key, "true" if opt.value else "false"))
+        elif isinstance(opt.value, (str, int, float)):
+            options.append((key, str(opt.value)))
+        else:
+            raise opt.error("expected a string, number or boolean reader option")
+    incremental = snode.child("incremental", False).boolean()
+    if incremental and fmt == "delta":
+        raise snode.child("incremental").error(
+            "a Delta source is a table, not files: incremental needs a csv, json or parquet source"
+        )
+    path = resolve_location(snode.child("path").string(), base)
+    if fmt == "csv":
+        for i, n in enumerate(contract.nodes):
+            if n.type == "NODE" or n.repeated:
+                raise ConfigError(
+                    contract.source,
+                    f"schema.nodes[{i}]",
+                    f"CSV sources hold flat fields only; {n.name!r} is a {'repeated ' if n.repeated else ''}{n.type}",
+                )
+    return SourceConfig(path, fmt, tuple(options), incremental)
+
+
+def _consent(consent_node: Node, contract: Contract) -> ConsentConfig:
+    consent_node.mapping({"default_levels", "extractor"})
+    default_levels = consent_node.child("default_levels").levels()
+    ex_field = None
+    mapping: list[tuple[str, tuple[int, ...]]] = []
+    if consent_node.has("extractor"):
+        ex = consent_node.child("extractor")
+        ex.mapping({"field", "mapping"})
+        ex_field = _field_ref(contract, ex.child("field"), "consent field")
+        for value, levels in ex.child("mapping", {}).entries():
+            mapping.append((value, levels.levels()))
+    return ConsentConfig(default_levels, ex_field, tuple(mapping))
+
+
+def _timestamp(tnode: Node, contract: Contract) -> TimestampConfig:
+    tnode.mapping({"field", "pattern", "default_time_zone"})
+    ts_field = _field_ref(contract, tnode.child("field"), "timestamp field", string_only=True)
+    return TimestampConfig(
+        ts_field,
+        checked_pattern(tnode.child("pattern")),
+        checked_zone(tnode.child("default_time_zone", "UTC")),
+    )
+
+
+def _keys(knode: Node, base: Path) -> tuple[str, str, int, MasterKeyRef | None]:
+    """The key group, the store's location, the retention in days and the master key."""
+    knode.mapping({"group_id", "store", "retention_days", "master_key"})
+    group_id = knode.child("group_id").string()
+    key_store = resolve_location(knode.child("store").string(), base)
+    retention = knode.child("retention_days", DEFAULT_RETENTION_DAYS).integer(minimum=0)
+    master_key = _master_key(knode.child("master_key"), base) if knode.has("master_key") else None
+    return group_id, key_store, retention, master_key
+
+
+def _masking_seed(root: Node, base: Path) -> SecretRef | None:
+    if not root.has("masking"):
+        return None
+    mnode = root.child("masking")
+    mnode.mapping({"seed_env", "seed_file"})
+    if mnode.has("seed_env") == mnode.has("seed_file"):
+        raise mnode.error("expected exactly one of seed_env or seed_file")
+    if mnode.has("seed_env"):
+        return SecretRef(env=mnode.child("seed_env").string(), config_field="masking.seed_env")
+    return SecretRef(file=resolve_location(mnode.child("seed_file").string(), base))
+
+
+def _derived(
+    onode: Node,
+    contract: Contract,
+    base: Path,
+    seed: SecretRef | None,
+    layout_columns: tuple[str, ...],
+) -> list[DerivedConfig]:
+    derived: list[DerivedConfig] = []
+    names: set[str] = set()
+    for dnode in onode.child("derived", []).items():
+        dnode.mapping(_DERIVED_FIELDS)
+        dname = dnode.child("name").string()
+        if dname in names:
+            raise dnode.child("name").error(f"duplicate derived output name {dname!r}")
+        names.add(dname)
+        ctype = dnode.child("consent_type").choice(CONSENT_TYPES)
+        levels = checked_levels(dnode.child("consent_levels"), ctype)
+        masked = tuple(
+            _field_ref(contract, m, "masked field")
+            for m in dnode.child("masked_fields", []).items()
+        )
+        if masked and seed is None:
+            raise dnode.child("masked_fields").error(
+                "masked fields need a secret seed: set masking.seed_env or masking.seed_file"
+            )
+        layout = {
+            k: v
+            for k, v in dnode.value.items()
+            if k in ("path", "format", "partition_by", "cluster_by")
+        }
+        out = _output(Node(dnode.source, layout, dnode.path), base, layout_columns=layout_columns)
+        derived.append(
+            DerivedConfig(
+                dname,
+                out.path,
+                out.format,
+                ctype,
+                levels,
+                masked,
+                partition_by=out.partition_by,
+                cluster_by=out.cluster_by,
+            )
+        )
+    return derived
+
+
+def _summary_dir(onode: Node, encrypted: OutputConfig, base: Path) -> str:
+    if onode.has("summary_dir"):
+        return resolve_location(onode.child("summary_dir").string(), base)
+    if is_uri(encrypted.path):
+        return encrypted.path.rsplit("/", 1)[0] + "/_runs"
+    return str(Path(encrypted.path).parent / "_runs")
+
+
+def _audit(onode: Node, locations: list[tuple[str, str]], key_store: str, base: Path) -> str:
+    """The audit table: inside the key store by default; elsewhere, apart from the data outputs."""
+    if not onode.has("audit"):
+        return f"{key_store}/audit"
+    audit = resolve_location(onode.child("audit").string(), base)
+    for path_a, loc_a in locations:
+        if _contains(loc_a, audit) or _contains(audit, loc_a):
+            raise ConfigError(
+                onode.source,
+                "outputs.audit",
+                f"same or nested location as {path_a}: the audit table needs its own folder",
+            )
+    if audit == key_store or _contains(audit, key_store):
+        raise ConfigError(
+            onode.source, "outputs.audit", "the audit table must not contain the key store"
+        )
+    return audit
+
+
+def _check_incremental(onode: Node, mode: str, outputs: list[tuple[str, Any]]) -> None:
+    not_delta = [(f, o.format) for f, o in outputs if o.format != "delta"]
+    if not_delta:
+        raise ConfigError(
+            onode.source,
+            "source.incremental",
+            f"exactly-once incremental runs write Delta tables only; {not_delta[0][0]} is {not_delta[0][1]}",
+        )
+    if mode != "append":
+        raise ConfigError(
+            onode.source,
+            "outputs.mode",
+            "incremental runs append; use --reprocess to rebuild the outputs",
+        )
+
+
+def _max_rejected(root: Node) -> float | None:
+    if not root.has("max_rejected_fraction"):
+        return None
+    fnode = root.child("max_rejected_fraction")
+    value = fnode.as_type(float, "a number from 0 to 1")
+    if not 0 <= value <= 1:
+        raise fnode.error("expected a number from 0 to 1")
+    return float(value)
 
 
 def _master_key(node: Node, base: Path) -> MasterKeyRef:
