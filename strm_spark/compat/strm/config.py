@@ -25,6 +25,7 @@ from strm_spark.config.model import (
     SourceConfig,
     TimestampConfig,
 )
+from strm_spark.contract.model import Contract
 from strm_spark.contract.parse import parse_contract
 from strm_spark.errors import ConfigError
 
@@ -132,114 +133,22 @@ def load_strm_job(
     )
     cfg = _StrmConfig(source, read_document(config_path), connectors, cwd)
     root = cfg.root
-    root.mapping(
-        {
-            "ref",
-            "states",
-            "source_data",
-            "consent",
-            "encryption",
-            "event_contract_ref",
-            "encrypted_data",
-            "encryption_keys_data",
-            "derived_data",
-            "policy_id",
-        }
-    )
-
-    def field(node: Node, what: str, string_only: bool = False) -> str:
-        path = node.string()
-        try:
-            found = contract.node(path)
-        except KeyError:
-            raise node.error(
-                f"{what} {path!r} is not a field of the schema {contract.schema_name!r}"
-            ) from None
-        if found.type == "NODE" or found.repeated or (string_only and found.type != "STRING"):
-            raise node.error(
-                f"{what} {path!r} must be a {'STRING' if string_only else 'scalar'} field"
-            )
-        return path
-
+    root.mapping(_JOB_FIELDS)
     src_path, src_charset = cfg.location(root.child("source_data"))
     source_cfg = SourceConfig(src_path, "csv", (("header", "true"), ("encoding", src_charset)))
-
-    consent_node = root.child("consent")
-    consent_node.mapping({"default_consent_levels", "consent_level_extractor"})
-    default_levels = consent_node.child("default_consent_levels", []).levels()
-    ex_field, mapping = None, []
-    if consent_node.has("consent_level_extractor"):
-        ex = consent_node.child("consent_level_extractor")
-        ex.mapping({"field", "field_patterns"})
-        ex_field = field(ex.child("field"), "consent field")
-        for value, levels_node in ex.child("field_patterns", {}).entries():
-            levels_node.mapping({"consent_levels"})
-            mapping.append((value, levels_node.child("consent_levels", []).levels()))
-    consent = ConsentConfig(default_levels, ex_field, tuple(mapping))
-
-    enc = root.child("encryption")
-    enc.mapping({"timestamp_config", "batch_job_group_id"})
-    group_id = enc.child("batch_job_group_id", "default").string()
-    tsc = enc.child("timestamp_config")
-    tsc.mapping({"field", "format", "default_time_zone"})
-    ts_field = field(tsc.child("field"), "timestamp field", string_only=True)
-    zone = "UTC"
-    if tsc.has("default_time_zone"):
-        znode = tsc.child("default_time_zone")
-        if isinstance(znode.value, Mapping):  # google.type.TimeZone {id, version}
-            znode.mapping({"id", "version"})
-            znode = znode.child("id")
-        zone = checked_zone(znode)
-    timestamp = TimestampConfig(ts_field, checked_pattern(tsc.child("format")), zone)
-
-    ref_node = root.child("event_contract_ref")
-    ref_node.mapping({"handle", "name", "version"})
-    version = ref_node.child("version")
-    if not re.match(r"^\d+\.\d+\.\d+$", version.string()):
-        raise version.error("expected a semantic version like 1.0.0")
-    ref = f"{ref_node.child('handle').string()}/{ref_node.child('name').string()}/{version.value}"
-
+    consent = _consent(root.child("consent"), contract)
+    group_id, timestamp = _encryption(root.child("encryption"), contract)
+    ref = _event_contract_ref(root.child("event_contract_ref"))
     enc_node = root.child("encrypted_data")
     enc_node.mapping({"target"})
     enc_path, enc_charset = cfg.location(enc_node.child("target"))
     keys_node = root.child("encryption_keys_data")
     keys_node.mapping({"target"})
     keys_path, keys_charset = cfg.location(keys_node.child("target"))
-
-    derived: list[DerivedConfig] = []
-    for i, dnode in enumerate(root.child("derived_data", []).items()):
-        dnode.mapping({"target", "consent_levels", "consent_level_type", "masked_fields"})
-        path, charset = cfg.location(dnode.child("target"))
-        ctype = _consent_type(dnode.child("consent_level_type"))
-        levels = checked_levels(dnode.child("consent_levels", []), ctype)
-        masked: tuple[str, ...] = ()
-        hash_type, seed = "MURMUR3", ""
-        if dnode.has("masked_fields"):
-            mnode = dnode.child("masked_fields")
-            mnode.mapping({"hash_type", "seed", "field_patterns"})
-            htype = mnode.child("hash_type", "").as_type(str)
-            if htype.upper() not in _HASH_TYPES:
-                raise mnode.child("hash_type").error("expected MURMUR3 (or empty) or HMAC_SHA256")
-            hash_type = _HASH_TYPES[htype.upper()]
-            seed = mnode.child("seed", "").as_type(str)
-            names: list[str] = []
-            for contract_ref, patterns in mnode.child("field_patterns", {}).entries():
-                if contract_ref != ref:
-                    raise patterns.error(
-                        f"masking is for event contract {contract_ref!r}, but this job uses {ref!r}"
-                    )
-                patterns.mapping({"field_patterns"})
-                for p in patterns.child("field_patterns", []).items():
-                    names.append(field(p, "masked field"))
-            masked = tuple(names)
-            if masked and hash_type == "HMAC_SHA256" and not seed:
-                raise mnode.child("seed").error("HMAC_SHA256 masking needs a seed")
-        name = Path(path).name.rsplit(".", 1)[0] or f"derived-{i}"
-        derived.append(
-            DerivedConfig(
-                name, path, "strm-csv", ctype, levels, masked, charset, hash_type, inline_seed=seed
-            )
-        )
+    derived = [
+        _derived(cfg, i, dnode, contract, ref)
+        for i, dnode in enumerate(root.child("derived_data", []).items())
+    ]
 
     state = _dirname(keys_path) + "/strm-spark"
     store = key_store or f"{state}/keystore"
@@ -255,7 +164,11 @@ def load_strm_job(
     ]
     outputs += [(f"derived_data[{i}].target", d.path) for i, d in enumerate(derived)]
     check_locations(source, outputs, ("--keys-store", store), src_path)
-
+    master = None
+    if master_key_file:
+        master = MasterKeyRef(
+            keyset_file=resolve_location(master_key_file, cwd), config_field="--master-key"
+        )
     return JobConfig(
         name=_job_name(Path(source).stem),
         source=source_cfg,
@@ -274,14 +187,112 @@ def load_strm_job(
         write_mode="overwrite",
         config_path=source,
         keys_export=OutputConfig(keys_path, "strm-csv", keys_charset),
-        master_key=(
-            MasterKeyRef(
-                keyset_file=resolve_location(master_key_file, cwd), config_field="--master-key"
-            )
-            if master_key_file
-            else None
-        ),
+        master_key=master,
     )
+
+
+_JOB_FIELDS = {
+    "ref",
+    "states",
+    "source_data",
+    "consent",
+    "encryption",
+    "event_contract_ref",
+    "encrypted_data",
+    "encryption_keys_data",
+    "derived_data",
+    "policy_id",
+}
+
+
+def _field(contract: Contract, node: Node, what: str, string_only: bool = False) -> str:
+    """A scalar field path of the schema (STRING only when `string_only`)."""
+    path = node.string()
+    try:
+        found = contract.node(path)
+    except KeyError:
+        raise node.error(
+            f"{what} {path!r} is not a field of the schema {contract.schema_name!r}"
+        ) from None
+    if found.type == "NODE" or found.repeated or (string_only and found.type != "STRING"):
+        raise node.error(f"{what} {path!r} must be a {'STRING' if string_only else 'scalar'} field")
+    return path
+
+
+def _consent(consent_node: Node, contract: Contract) -> ConsentConfig:
+    consent_node.mapping({"default_consent_levels", "consent_level_extractor"})
+    default_levels = consent_node.child("default_consent_levels", []).levels()
+    ex_field, mapping = None, []
+    if consent_node.has("consent_level_extractor"):
+        ex = consent_node.child("consent_level_extractor")
+        ex.mapping({"field", "field_patterns"})
+        ex_field = _field(contract, ex.child("field"), "consent field")
+        for value, levels_node in ex.child("field_patterns", {}).entries():
+            levels_node.mapping({"consent_levels"})
+            mapping.append((value, levels_node.child("consent_levels", []).levels()))
+    return ConsentConfig(default_levels, ex_field, tuple(mapping))
+
+
+def _encryption(enc: Node, contract: Contract) -> tuple[str, TimestampConfig]:
+    """The key group id and the event timestamp's field, pattern and default zone."""
+    enc.mapping({"timestamp_config", "batch_job_group_id"})
+    group_id = enc.child("batch_job_group_id", "default").string()
+    tsc = enc.child("timestamp_config")
+    tsc.mapping({"field", "format", "default_time_zone"})
+    ts_field = _field(contract, tsc.child("field"), "timestamp field", string_only=True)
+    zone = "UTC"
+    if tsc.has("default_time_zone"):
+        znode = tsc.child("default_time_zone")
+        if isinstance(znode.value, Mapping):  # google.type.TimeZone {id, version}
+            znode.mapping({"id", "version"})
+            znode = znode.child("id")
+        zone = checked_zone(znode)
+    return group_id, TimestampConfig(ts_field, checked_pattern(tsc.child("format")), zone)
+
+
+def _event_contract_ref(ref_node: Node) -> str:
+    ref_node.mapping({"handle", "name", "version"})
+    version = ref_node.child("version")
+    if not re.match(r"^\d+\.\d+\.\d+$", version.string()):
+        raise version.error("expected a semantic version like 1.0.0")
+    return f"{ref_node.child('handle').string()}/{ref_node.child('name').string()}/{version.value}"
+
+
+def _derived(cfg: _StrmConfig, i: int, dnode: Node, contract: Contract, ref: str) -> DerivedConfig:
+    dnode.mapping({"target", "consent_levels", "consent_level_type", "masked_fields"})
+    path, charset = cfg.location(dnode.child("target"))
+    ctype = _consent_type(dnode.child("consent_level_type"))
+    levels = checked_levels(dnode.child("consent_levels", []), ctype)
+    masked: tuple[str, ...] = ()
+    hash_type, seed = "MURMUR3", ""
+    if dnode.has("masked_fields"):
+        masked, hash_type, seed = _masked_fields(dnode.child("masked_fields"), contract, ref)
+    name = Path(path).name.rsplit(".", 1)[0] or f"derived-{i}"
+    return DerivedConfig(
+        name, path, "strm-csv", ctype, levels, masked, charset, hash_type, inline_seed=seed
+    )
+
+
+def _masked_fields(mnode: Node, contract: Contract, ref: str) -> tuple[tuple[str, ...], str, str]:
+    """The masked fields of a derived output, its hash type and seed."""
+    mnode.mapping({"hash_type", "seed", "field_patterns"})
+    htype = mnode.child("hash_type", "").as_type(str)
+    if htype.upper() not in _HASH_TYPES:
+        raise mnode.child("hash_type").error("expected MURMUR3 (or empty) or HMAC_SHA256")
+    hash_type = _HASH_TYPES[htype.upper()]
+    seed = mnode.child("seed", "").as_type(str)
+    names: list[str] = []
+    for contract_ref, patterns in mnode.child("field_patterns", {}).entries():
+        if contract_ref != ref:
+            raise patterns.error(
+                f"masking is for event contract {contract_ref!r}, but this job uses {ref!r}"
+            )
+        patterns.mapping({"field_patterns"})
+        for p in patterns.child("field_patterns", []).items():
+            names.append(_field(contract, p, "masked field"))
+    if names and hash_type == "HMAC_SHA256" and not seed:
+        raise mnode.child("seed").error("HMAC_SHA256 masking needs a seed")
+    return tuple(names), hash_type, seed
 
 
 def _consent_type(node: Node) -> str:
