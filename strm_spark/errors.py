@@ -59,7 +59,10 @@ class PatternError(StrmSparkError, ValueError):
 
 
 class FieldNotFound(StrmSparkError, KeyError):
-    """A field path that is not in the contract's schema."""
+    """A field path that is not in the contract's schema (or not of the kind asked for)."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; this is a message
+        return str(self.args[0]) if self.args else ""
 
 
 class UsageError(StrmSparkError, ValueError):

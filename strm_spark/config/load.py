@@ -27,7 +27,7 @@ from strm_spark.config.model import (
     TimestampConfig,
 )
 from strm_spark.contract.model import Contract
-from strm_spark.contract.parse import parse_contract
+from strm_spark.contract.parse import field_ref, parse_contract
 from strm_spark.errors import ConfigError, PatternError
 from strm_spark.timestamps.plan import check_pattern
 
@@ -225,20 +225,9 @@ def _contract(cnode: Node, source: str, base: Path) -> Contract:
 
 
 def _field_ref(contract: Contract, node: Node, what: str, string_only: bool = False) -> str:
-    """A field path of the contract's schema (`customer/id` for nested fields), scalar."""
-    value = node.string()
-    try:
-        found = contract.node(value)
-    except KeyError:
-        raise node.error(f"{what} {value!r} is not a field of the contract schema") from None
-    if found.type == "NODE" or found.repeated:
-        raise node.error(
-            f"{what} {value!r} must be a scalar field, it is a "
-            f"{'repeated ' if found.repeated else ''}{found.type}"
-        )
-    if string_only and found.type != "STRING":
-        raise node.error(f"{what} {value!r} must be a STRING field, it is {found.type}")
-    return value
+    """A scalar field path of the contract's schema (`customer/id` for nested fields)."""
+    field_ref(contract.nodes, node, what, string_only=string_only)
+    return node.value
 
 
 def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:

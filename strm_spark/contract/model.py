@@ -4,6 +4,7 @@ fields, validations, and the one resolver of field paths (`customer/id`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column
@@ -83,15 +84,7 @@ class Contract:
 
     def node(self, path: str) -> SchemaNode:
         """The schema node at a field path (`customer/id` for nested fields)."""
-        nodes = self.nodes
-        found: SchemaNode | None = None
-        for part in split_path(path):
-            found = next((n for n in nodes if n.name == part), None)
-            if found is None:
-                raise FieldNotFound(path)
-            nodes = found.nodes
-        assert found is not None
-        return found
+        return resolve_path(self.nodes, path)
 
     def spark_schema(self) -> T.StructType:
         return T.StructType([T.StructField(n.name, n.spark_type(), True) for n in self.nodes])
@@ -109,6 +102,36 @@ class Contract:
             if top not in cols:
                 cols.append(top)
         return tuple(cols)
+
+
+def resolve_path(
+    nodes: Sequence[SchemaNode], path: str, scalar: bool = False, string_only: bool = False
+) -> SchemaNode:
+    """The schema node at a field path (`customer/id` for nested fields): the one resolver of
+    field paths. FieldNotFound says why a path does not resolve (field names only, no values);
+    `scalar` and `string_only` also require a scalar or a STRING field."""
+    level, found = nodes, None
+    parts = split_path(path)
+    for i, part in enumerate(parts):
+        found = next((n for n in level if n.name == part), None)
+        if found is None:
+            where = f" inside {'/'.join(parts[:i])!r}" if i else ""
+            names = ", ".join(n.name for n in level)
+            raise FieldNotFound(f"{path!r} is not a field of the schema{where} ({names})")
+        if i < len(parts) - 1:
+            if found.type != "NODE":
+                raise FieldNotFound(f"{path!r}: {part!r} is a {found.type}, not a NODE")
+            if found.repeated:
+                raise FieldNotFound(f"{path!r}: fields inside a repeated NODE are not supported")
+            level = found.nodes
+    assert found is not None
+    if (scalar or string_only) and (
+        found.type == "NODE" or found.repeated or (string_only and found.type != "STRING")
+    ):
+        kind = f"{'repeated ' if found.repeated else ''}{found.type}"
+        need = "a STRING field" if string_only else "a scalar field"
+        raise FieldNotFound(f"{path!r} must be {need}, it is {kind}")
+    return found
 
 
 def split_path(path: str) -> tuple[str, ...]:

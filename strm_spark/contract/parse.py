@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ from strm_spark.contract.model import (
     Contract,
     SchemaNode,
     Validation,
-    split_path,
+    resolve_path,
 )
-from strm_spark.errors import ConfigError
+from strm_spark.errors import ConfigError, FieldNotFound
 
 
 def _parse_node(node: Node) -> SchemaNode:
@@ -64,6 +65,21 @@ def parse_schema(schema: Node) -> tuple[str, tuple[SchemaNode, ...]]:
     return name, tuple(_parse_node(n) for n in schema.child("nodes").items())
 
 
+def field_ref(
+    nodes: Sequence[SchemaNode],
+    node: Node,
+    what: str,
+    scalar: bool = True,
+    string_only: bool = False,
+) -> SchemaNode:
+    """The schema node a document's field path names (`customer/id` for nested fields), or an
+    error at that document path saying why it does not resolve."""
+    try:
+        return resolve_path(nodes, node.string(), scalar=scalar, string_only=string_only)
+    except FieldNotFound as exc:
+        raise node.error(f"{what} {exc}") from None
+
+
 def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = None) -> Contract:
     """Validate a contract document (already parsed YAML/JSON) into a Contract.
 
@@ -104,34 +120,10 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
         seen.add(n.name)
 
     def resolve(node: Node, what: str) -> SchemaNode:
-        """A field path (`customer/id` for nested fields) that must exist in the schema."""
-        path = node.string()
-        level = nodes
-        found: SchemaNode | None = None
-        parts = split_path(path)
-        for i, part in enumerate(parts):
-            found = next((n for n in level if n.name == part), None)
-            if found is None:
-                names = ", ".join(n.name for n in level)
-                where = f" inside {'/'.join(parts[:i])!r}" if i else ""
-                raise node.error(f"{what} {path!r} is not a field of the schema{where} ({names})")
-            if i < len(parts) - 1:
-                if found.type != "NODE":
-                    raise node.error(f"{what} {path!r}: {part!r} is a {found.type}, not a NODE")
-                if found.repeated:
-                    raise node.error(
-                        f"{what} {path!r}: fields inside a repeated NODE are not supported"
-                    )
-                level = found.nodes
-        assert found is not None
-        return found
+        return field_ref(nodes, node, what, scalar=False)
 
     def scalar(node: Node, what: str, string_only: bool = False) -> str:
-        found = resolve(node, what)
-        if found.type == "NODE" or found.repeated or (string_only and found.type != "STRING"):
-            kind = f"{'repeated ' if found.repeated else ''}{found.type}"
-            need = "a STRING field" if string_only else "a scalar field"
-            raise node.error(f"the {what} must be {need}, {node.value!r} is {kind}")
+        field_ref(nodes, node, what, string_only=string_only)
         return node.value
 
     key = scalar(root.child("key_field"), "key field", string_only=True)

@@ -26,7 +26,7 @@ from strm_spark.config.model import (
     TimestampConfig,
 )
 from strm_spark.contract.model import Contract
-from strm_spark.contract.parse import parse_contract
+from strm_spark.contract.parse import field_ref, parse_contract
 from strm_spark.errors import ConfigError
 
 # Enum numbers of STRM's protobuf definitions (entities_v1.proto).
@@ -207,16 +207,8 @@ _JOB_FIELDS = {
 
 def _field(contract: Contract, node: Node, what: str, string_only: bool = False) -> str:
     """A scalar field path of the schema (STRING only when `string_only`)."""
-    path = node.string()
-    try:
-        found = contract.node(path)
-    except KeyError:
-        raise node.error(
-            f"{what} {path!r} is not a field of the schema {contract.schema_name!r}"
-        ) from None
-    if found.type == "NODE" or found.repeated or (string_only and found.type != "STRING"):
-        raise node.error(f"{what} {path!r} must be a {'STRING' if string_only else 'scalar'} field")
-    return path
+    field_ref(contract.nodes, node, what, string_only=string_only)
+    return node.value
 
 
 def _consent(consent_node: Node, contract: Contract) -> ConsentConfig:
