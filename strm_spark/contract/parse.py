@@ -128,6 +128,18 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
 
     key = scalar(root.child("key_field"), "key field", string_only=True)
 
+    pii = _pii_fields(root, resolve)
+    subject: str | None = None
+    if root.has("data_subject_field"):
+        subject = scalar(root.child("data_subject_field"), "data subject field")
+
+    validations = [_validation(item, scalar) for item in root.child("validations", []).items()]
+    return Contract(schema_name, nodes, key, tuple(pii), subject, tuple(validations), source)
+
+
+def _pii_fields(root: Node, resolve: Any) -> list[tuple[str, int]]:
+    """The PII fields and their purpose levels: STRM's newer `field_metadata` (which wins when
+    both are given) or `pii_fields`."""
     pii: list[tuple[str, int]] = []
     if root.has("field_metadata"):
         # STRM's newer form; it wins over pii_fields when both are given.
@@ -166,24 +178,19 @@ def parse_contract(data: Any, source: str = "<inline>", schema: Node | None = No
         for name, level_node in root.child("pii_fields", {}).entries():
             pii.append(
                 (
-                    _pii_field(Node(source, name, level_node.path), resolve),
+                    _pii_field(Node(root.source, name, level_node.path), resolve),
                     level_node.integer(minimum=0),
                 )
             )
+    return pii
 
-    subject: str | None = None
-    if root.has("data_subject_field"):
-        subject = scalar(root.child("data_subject_field"), "data subject field")
 
-    validations: list[Validation] = []
-    for item in root.child("validations", []).items():
-        item.mapping({"field", "type", "value"})
-        vfield = scalar(item.child("field"), "validation field")
-        item.child("type", "regex").choice(["regex"])
-        # Checked with Java's regex semantics (Spark's rlike) by strm_spark.preflight.
-        validations.append(Validation(vfield, item.child("value").string()))
-
-    return Contract(schema_name, nodes, key, tuple(pii), subject, tuple(validations), source)
+def _validation(item: Node, scalar: Any) -> Validation:
+    item.mapping({"field", "type", "value"})
+    vfield = scalar(item.child("field"), "validation field")
+    item.child("type", "regex").choice(["regex"])
+    # Checked with Java's regex semantics (Spark's rlike) by strm_spark.config.preflight.
+    return Validation(vfield, item.child("value").string())
 
 
 def _pii_field(node: Node, resolve: Any) -> str:
