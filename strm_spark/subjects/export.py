@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import Contract, field_col
 from strm_spark.errors import SubjectsError
+from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline import columns as cols
 from strm_spark.subjects._common import (
     _decrypted,
@@ -108,125 +109,18 @@ def export_subject(
     Reads only the encrypted table's day partitions of those key links. When the key field is
     not the subject field, a key link can also cover other people's rows; only rows whose
     subject field is this subject are exported."""
-    if fmt not in EXPORT_FORMATS:
-        raise SubjectsError(
-            f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}"
-        )
-    contract = config.contract
-    subject_field = contract.data_subject_field
-    if not subject_field:
-        raise SubjectsError(
-            f"{config.config_path}: the contract has no data_subject_field, so there are no data subjects"
-        )
-    out_dir = Path(out)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise SubjectsError(f"export folder {out_dir} exists and is not empty; choose a new one")
+    out_dir = _check_request(config, out, fmt)
     store = _store(spark, config, need_master=True)
-
-    # Key links of the subject, with their keys (and so their days).
     links = _links_of(spark, config, [subject])
-    link_df = spark.createDataFrame([(k,) for _, k in links], "keyLink string")
-    keys: list[Any] = []
-    keys_df = None
-    if links and store.exists():
-        # Keysets stay in Spark (joined on the workers); only links and days come to the driver.
-        found = store.keysets(link_df, cleartext=True).where(F.col("kind") == "row")
-        keys = found.select("keyLink", "day", "expiresAt").collect()
-        keys_df = found.select(
-            F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET)
-        )
+    keys, keys_df = _subject_keys(spark, store, links)
     days = sorted({k["day"] for k in keys if k["day"] is not None})
-
-    tables: list[dict[str, Any]] = []
-    results: dict[str, list[dict[str, Any]]] = {}
-
-    # The encrypted table: only the files of the subject's days (partitions, or strmDay statistics).
-    enc_path, enc_fmt = config.encrypted.path, config.encrypted.format
-    enc_rows: list[dict[str, Any]] = []
-    enc_version = None
-    if days and keys_df is not None and _exists(spark, enc_path, enc_fmt):
-        enc, enc_version = _read_pinned(spark, enc_path, enc_fmt)
-        enc = enc.where(F.col("strmDay").isin(days))
-        enc_rows = _decrypted_subject_rows(enc, keys_df, contract, subject, order="strmDay")
-    tables.append(
-        {
-            "table": "encrypted",
-            "path": enc_path,
-            "format": enc_fmt,
-            "version": enc_version,
-            "partitions_read": [d.isoformat() for d in days],
-            "rows": len(enc_rows),
-            "file": f"encrypted.{fmt}",
-        }
-    )
-    results["encrypted"] = enc_rows
-
-    # The rejected table: rows under the subject's key links, and quarantined rows (under a
-    # per-run key shared by many people) whose decrypted subject field or raw record is theirs.
-    rej_path, rej_fmt = config.rejected.path, config.rejected.format
-    rej_rows: list[dict[str, Any]] = []
-    rej_version = None
-    if _exists(spark, rej_path, rej_fmt):
-        rej, rej_version = _read_pinned(spark, rej_path, rej_fmt)
-        if keys and keys_df is not None:
-            rej_rows = _decrypted_subject_rows(rej, keys_df, contract, subject, order="rowNumber")
-        quarantined = (
-            _subject_rejected_rows(spark, config, _quarantine_keys(config, store), [subject])
-            if store.exists()
-            else None
-        )
-        if quarantined is not None:
-            rej_rows += [
-                r.asDict(recursive=True)
-                for r in quarantined.orderBy("runId", "sourceFile", "rowNumber").collect()
-            ]
-    tables.append(
-        {
-            "table": "rejected",
-            "path": rej_path,
-            "format": rej_fmt,
-            "version": rej_version,
-            "partitions_read": None,
-            "rows": len(rej_rows),
-            "file": f"rejected.{fmt}",
-        }
-    )
-    results["rejected"] = rej_rows
-
-    # Write the files, then the manifest.
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    files: dict[str, int] = {}
-    digests: dict[str, str] = {}
-    columns = {
-        "encrypted": list(contract.field_names) + ["strmMeta", "strmDay"],
-        "rejected": list(contract.field_names)
-        + [
-            "rawRecord",
-            "rejectReasons",
-            "sourceFile",
-            "rowNumber",
-            "strmMeta",
-            "runId",
-            "rejectedAt",
-        ],
-    }
-    for name, rows in results.items():
-        file = f"{name}.{fmt}"
-        digests[file] = _write_rows(out_dir / file, rows, columns[name], fmt)
-        files[file] = len(rows)
-    stamps = [
-        r["strmMeta"]["timestamp"]
-        for r in results["encrypted"] + results["rejected"]
-        if r.get("strmMeta") and r["strmMeta"].get("timestamp") is not None
-    ]
-    time_range = None
-    if stamps:
-
-        def fmt_ms(ms: int) -> str:
-            return _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
-
-        time_range = (fmt_ms(min(stamps)), fmt_ms(max(stamps)))
+    enc_rows, enc_table = _encrypted_rows(spark, config, keys_df, subject, days, fmt)
+    rej_rows, rej_table = _rejected_rows(spark, config, store, keys_df, subject, fmt)
+    results = {"encrypted": enc_rows, "rejected": rej_rows}
+    files, digests = _write_files(out_dir, config.contract, results, fmt)
+    time_range = _time_range(enc_rows + rej_rows)
     present = {k["keyLink"] for k in keys}
+    without_key = sorted({link for _, link in links} - present)
     manifest = {
         "data_subject_id": subject,
         "job": config.name,
@@ -241,17 +135,12 @@ def export_subject(
             }
             for k in sorted(keys, key=lambda k: (k["day"], k["keyLink"]))
         ],
-        "key_links_without_key": sorted({link for _, link in links} - present),
-        "tables": tables,
+        "key_links_without_key": without_key,
+        "tables": [enc_table, rej_table],
         "rows": {name: len(rows) for name, rows in results.items()},
         "time_range": {"from": time_range[0], "to": time_range[1]} if time_range else None,
         "files": {f: {"rows": files[f], "sha256": digests[f]} for f in files},
-        "notes": [
-            "Rows are decrypted with the subject's keys; strmMeta.timestamp is epoch milliseconds (UTC).",
-            "Rejected rows whose day could not be read are encrypted with a per-run quarantine key shared "
-            "by everyone in that run; they are included when their decrypted subject field, or their raw "
-            "record (for records that could not be split into fields), names this subject.",
-        ],
+        "notes": _MANIFEST_NOTES,
     }
     manifest_path = out_dir / "manifest.json"
     fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -262,11 +151,166 @@ def export_subject(
         str(out_dir),
         files,
         len(present),
-        len(manifest["key_links_without_key"]),
+        len(without_key),
         [d.isoformat() for d in days],
         time_range,
         str(manifest_path),
     )
+
+
+_MANIFEST_NOTES = [
+    "Rows are decrypted with the subject's keys; strmMeta.timestamp is epoch milliseconds (UTC).",
+    "Rejected rows whose day could not be read are encrypted with a per-run quarantine key shared "
+    "by everyone in that run; they are included when their decrypted subject field, or their raw "
+    "record (for records that could not be split into fields), names this subject.",
+]
+_REJECTED_COLUMNS = [
+    "rawRecord",
+    "rejectReasons",
+    "sourceFile",
+    "rowNumber",
+    "strmMeta",
+    "runId",
+    "rejectedAt",
+]
+
+
+def _check_request(config: JobConfig, out: str | Path, fmt: str) -> Path:
+    """The export folder, once the format, the contract and the folder allow an export."""
+    if fmt not in EXPORT_FORMATS:
+        raise SubjectsError(
+            f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}"
+        )
+    if not config.contract.data_subject_field:
+        raise SubjectsError(
+            f"{config.config_path}: the contract has no data_subject_field, so there are no data subjects"
+        )
+    out_dir = Path(out)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise SubjectsError(f"export folder {out_dir} exists and is not empty; choose a new one")
+    return out_dir
+
+
+def _subject_keys(
+    spark: SparkSession, store: KeyStore, links: list[tuple[str, str]]
+) -> tuple[list[Any], DataFrame | None]:
+    """The subject's row keys: (keyLink, day, expiresAt) rows on the driver, and the keysets as
+    a DataFrame that stays in Spark (joined on the workers)."""
+    if not links or not store.exists():
+        return [], None
+    link_df = spark.createDataFrame([(k,) for _, k in links], "keyLink string")
+    found = store.keysets(link_df, cleartext=True).where(F.col("kind") == "row")
+    keys = found.select("keyLink", "day", "expiresAt").collect()
+    if not keys:
+        return [], None
+    keys_df = found.select(
+        F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET)
+    )
+    return keys, keys_df
+
+
+def _encrypted_rows(
+    spark: SparkSession,
+    config: JobConfig,
+    keys_df: DataFrame | None,
+    subject: str,
+    days: list[date],
+    fmt: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The subject's rows of the encrypted table, read from the files of their days only
+    (partitions, or strmDay statistics), and the table's manifest entry."""
+    path, table_fmt = config.encrypted.path, config.encrypted.format
+    rows: list[dict[str, Any]] = []
+    version = None
+    if days and keys_df is not None and _exists(spark, path, table_fmt):
+        enc, version = _read_pinned(spark, path, table_fmt)
+        enc = enc.where(F.col("strmDay").isin(days))
+        rows = _decrypted_subject_rows(enc, keys_df, config.contract, subject, order="strmDay")
+    entry = {
+        "table": "encrypted",
+        "path": path,
+        "format": table_fmt,
+        "version": version,
+        "partitions_read": [d.isoformat() for d in days],
+        "rows": len(rows),
+        "file": f"encrypted.{fmt}",
+    }
+    return rows, entry
+
+
+def _rejected_rows(
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    keys_df: DataFrame | None,
+    subject: str,
+    fmt: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The subject's rejected rows: under their key links, and quarantined rows (under a per-run
+    key shared by many people) whose decrypted subject field or raw record is theirs."""
+    path, table_fmt = config.rejected.path, config.rejected.format
+    rows: list[dict[str, Any]] = []
+    version = None
+    if _exists(spark, path, table_fmt):
+        rej, version = _read_pinned(spark, path, table_fmt)
+        if keys_df is not None:
+            rows = _decrypted_subject_rows(
+                rej, keys_df, config.contract, subject, order="rowNumber"
+            )
+        quarantined = (
+            _subject_rejected_rows(spark, config, _quarantine_keys(config, store), [subject])
+            if store.exists()
+            else None
+        )
+        if quarantined is not None:
+            rows += [
+                r.asDict(recursive=True)
+                for r in quarantined.orderBy("runId", "sourceFile", "rowNumber").collect()
+            ]
+    entry = {
+        "table": "rejected",
+        "path": path,
+        "format": table_fmt,
+        "version": version,
+        "partitions_read": None,
+        "rows": len(rows),
+        "file": f"rejected.{fmt}",
+    }
+    return rows, entry
+
+
+def _write_files(
+    out_dir: Path, contract: Contract, results: dict[str, list[dict[str, Any]]], fmt: str
+) -> tuple[dict[str, int], dict[str, str]]:
+    """One file per table in a new owner-only folder: rows and SHA-256 per file."""
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    columns = {
+        "encrypted": list(contract.field_names) + ["strmMeta", "strmDay"],
+        "rejected": list(contract.field_names) + _REJECTED_COLUMNS,
+    }
+    files: dict[str, int] = {}
+    digests: dict[str, str] = {}
+    for name, rows in results.items():
+        file = f"{name}.{fmt}"
+        digests[file] = _write_rows(out_dir / file, rows, columns[name], fmt)
+        files[file] = len(rows)
+    return files, digests
+
+
+def _time_range(rows: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The first and last event time of the exported rows (ISO, UTC)."""
+    stamps = [
+        r["strmMeta"]["timestamp"]
+        for r in rows
+        if r.get("strmMeta") and r["strmMeta"].get("timestamp") is not None
+    ]
+    if not stamps:
+        return None
+
+    def fmt_ms(ms: int) -> str:
+        return _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
+
+    return fmt_ms(min(stamps)), fmt_ms(max(stamps))
 
 
 def _decrypted_subject_rows(
