@@ -18,6 +18,7 @@ small source DataFrame, so no value is written into `_delta_log`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
@@ -27,6 +28,7 @@ from strm_spark import private
 from strm_spark.config.model import JobConfig
 from strm_spark.delta import erase as ops
 from strm_spark.keys import tombstones
+from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline import columns as cols
 from strm_spark.subjects import audit
 from strm_spark.subjects._common import (
@@ -118,7 +120,54 @@ def _forget(
         spark, config.key_store, config.group_id, hashes, datetime.now(UTC)
     )
     steps = _Steps(report, stop_after_step)
+    found = _locate(spark, config, store, subjects, report)
+    if found.shared and store.exists():
+        _before_shared_keys_go(spark, config, store, found, subjects, report)
 
+    # Step 1: the keys (row keys only; quarantine keys are never linked to a subject).
+    if found.link_list and store.exists():
+        report.keys_removed = ops.merge_delete(
+            spark, store.keys_path, found.links, "t.keyLink = s.keyLink AND t.kind = 'row'"
+        )
+    if steps.done(1, "keys"):
+        return report
+    # Step 2: derived and rejected rows, then the data subjects entries.
+    _delete_rows(spark, config, store, found, subjects, report)
+    if steps.done(2, "rows"):
+        return report
+    # Step 3: physical purge, also when nothing was deleted now (a rerun after a crash finds
+    # nothing left to delete but may still have files to remove).
+    _purge(spark, config, store, report)
+    if steps.done(3, "purge"):
+        return report
+    # Step 4: the audit record.
+    report.completed = True
+    audit.append(spark, config.audit, _audit_record(report, config, hashes, "completed"))
+    steps.done(4, "audit")
+    return report
+
+
+@dataclass
+class _Found:
+    """What a forget acts on: the subjects' (subject, key link) entries, their links (as a list
+    and a DataFrame), the days of the links whose key is stored, the data subjects table, and
+    the links other subjects share."""
+
+    entries: list[tuple[str, str]]
+    link_list: list[str]
+    links: DataFrame
+    dated: dict[str, date]
+    ds: DataFrame | None
+    shared: list[str]
+
+
+def _locate(
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    subjects: list[str],
+    report: ErasureReport,
+) -> _Found:
     entries = _links_of(spark, config, subjects)
     link_list = sorted({link for _, link in entries})
     report.subjects_found = len({s for s, _ in entries})
@@ -140,74 +189,69 @@ def _forget(
         if link_list and ds is not None
         else []
     )
-    if shared and store.exists():
-        # Before the keys go: the other subjects' rows they make unreadable are counted, and
-        # this subject's rejected rows under them are found by decrypting (a rerun after a
-        # crash in step 1 or later finds none left).
-        shared_keys = (
-            store.keysets(
-                spark.createDataFrame([(k,) for k in shared], "keyLink string"), cleartext=True
-            )
-            .where(F.col("kind") == "row")
-            .select(F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET))
-        )
-        report.other_subjects_rows_unreadable = _others_rows(
-            spark, config, shared_keys, subjects, sorted({dated[k] for k in shared if k in dated})
-        )
-        removed = _delete_subject_rejected(spark, config, shared_keys, subjects)
-        report.rejected_rows_removed += removed
-        report.notes.append(
-            f"{report.shared_key_links:,} key links also cover {report.other_subjects:,} other subjects (the key "
-            f"field is not the subject field): {report.other_subjects_rows_unreadable:,} of their encrypted and "
-            "rejected rows can no longer be decrypted, and derived rows under those keys were deleted; their "
-            "data subject entries stay, with key_present false"
-        )
+    return _Found(entries, link_list, links, dated, ds, shared)
 
-    # Step 1: the keys (row keys only; quarantine keys are never linked to a subject).
-    if link_list and store.exists():
-        report.keys_removed = ops.merge_delete(
-            spark, store.keys_path, links, "t.keyLink = s.keyLink AND t.kind = 'row'"
-        )
-    if steps.done(1, "keys"):
-        return report
 
-    # Step 2: derived and rejected rows (each table its own task, side by side), then the data
-    # subjects entries.
+def _before_shared_keys_go(
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    found: _Found,
+    subjects: list[str],
+    report: ErasureReport,
+) -> None:
+    """Before the keys go: the other subjects' rows they make unreadable are counted, and this
+    subject's rejected rows under them are found by decrypting (a rerun after a crash in step 1
+    or later finds none left)."""
+    shared_keys = (
+        store.keysets(
+            spark.createDataFrame([(k,) for k in found.shared], "keyLink string"), cleartext=True
+        )
+        .where(F.col("kind") == "row")
+        .select(F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET))
+    )
+    days = sorted({found.dated[k] for k in found.shared if k in found.dated})
+    report.other_subjects_rows_unreadable = _others_rows(spark, config, shared_keys, subjects, days)
+    report.rejected_rows_removed += _delete_subject_rejected(spark, config, shared_keys, subjects)
+    report.notes.append(
+        f"{report.shared_key_links:,} key links also cover {report.other_subjects:,} other subjects (the key "
+        f"field is not the subject field): {report.other_subjects_rows_unreadable:,} of their encrypted and "
+        "rejected rows can no longer be decrypted, and derived rows under those keys were deleted; their "
+        "data subject entries stay, with key_present false"
+    )
+
+
+def _delete_rows(
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    found: _Found,
+    subjects: list[str],
+    report: ErasureReport,
+) -> None:
+    """Step 2: derived and rejected rows (each table its own task, side by side), then the data
+    subjects entries."""
     tasks: list[Callable[[], None]] = []
-    if link_list:
-        days = sorted(set(dated.values()))
-        dated_links = spark.createDataFrame([(k,) for k in sorted(dated)], "keyLink string")
-        undated = [k for k in link_list if k not in dated]
+    if found.link_list:
+        days = sorted(set(found.dated.values()))
+        dated_links = spark.createDataFrame([(k,) for k in sorted(found.dated)], "keyLink string")
+        undated = [k for k in found.link_list if k not in found.dated]
         undated_df = (
             spark.createDataFrame([(k,) for k in undated], "keyLink string") if undated else None
         )
         tasks += _derived_deletes(spark, config, dated_links, days, undated_df, report)
     else:
         report.derived_rows_removed = {d.name: 0 for d in config.derived}
-    own = [k for k in link_list if k not in set(shared)]
+    own = [k for k in found.link_list if k not in set(found.shared)]
     own_df = spark.createDataFrame([(k,) for k in own], "keyLink string") if own else None
     tasks.append(lambda: _delete_quarantined(spark, config, store, subjects, report, own_df))
     ops.in_parallel(tasks)
-    if link_list and ds is not None:
+    if found.link_list and found.ds is not None:
         # The subjects' own entries only: other subjects sharing a key link keep theirs.
-        mine = spark.createDataFrame(sorted(entries), "dataSubject string, keyLink string")
+        mine = spark.createDataFrame(sorted(found.entries), "dataSubject string, keyLink string")
         report.subject_entries_removed = ops.merge_delete(
             spark,
             config.data_subjects.path,
             mine,
             f"t.keyLink = s.keyLink AND t.dataSubject = s.dataSubject AND t.groupId = '{_sql_str(config.group_id)}'",
         )
-    if steps.done(2, "rows"):
-        return report
-
-    # Step 3: physical purge, also when nothing was deleted now (a rerun after a crash finds
-    # nothing left to delete but may still have files to remove).
-    _purge(spark, config, store, report)
-    if steps.done(3, "purge"):
-        return report
-
-    # Step 4: the audit record.
-    report.completed = True
-    audit.append(spark, config.audit, _audit_record(report, config, hashes, "completed"))
-    steps.done(4, "audit")
-    return report
