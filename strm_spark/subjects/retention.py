@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark import private
@@ -56,9 +56,7 @@ def _purge_expired(
     The key store is changed last (rows first, then keys): the expired keys are how a rerun
     after a crash finds the links whose rows are still to be deleted."""
     _require_delta_outputs(config)
-    cutoff = now or datetime.now(UTC)
-    cutoff = cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=UTC)
-    cutoff = cutoff.astimezone(UTC)
+    cutoff = _utc(now or datetime.now(UTC))
     cutoff_col = F.timestamp_micros(F.lit(_epoch_micros(cutoff)))
     store = KeyStore.for_job(spark, config, with_master=False)
     report = ErasureReport(
@@ -67,25 +65,9 @@ def _purge_expired(
         audit_table=config.audit,
         expired_before=_iso(cutoff),
     )
-    audit_key = store.audit_key(config.group_id)
     audit.append(spark, config.audit, _audit_record(report, config, [], "started", cutoff))
     steps = _Steps(report, stop_after_step)
-
-    expired = None
-    days: list[date] = []
-    if store.exists():
-        expired = (
-            store.keys(config.group_id)
-            .where(F.col("expiresAt") <= cutoff_col)
-            .select("keyLink", "day", "kind")
-            .persist()
-        )
-        summary = expired.agg(F.count("*").alias("n"), F.collect_set("day").alias("days")).first()
-        report.key_links = int(summary["n"])
-        days = sorted(d for d in summary["days"] if d is not None)
-
-    hashes: list[str] = []
-    ds = _data_subjects(spark, config)
+    expired, days = _expired_keys(store, config, cutoff_col, report)
     # SQL: a group id and a cut-off time, no personal data (Delta keeps it in commitInfo).
     expired_in_group = (
         f"groupId = {sql_string(config.group_id)} "
@@ -95,41 +77,12 @@ def _purge_expired(
         # Step 1: rows of the expired links: derived, rejected, then the data subjects entries
         # (an entry carries its key's expiresAt, so a cut-off finds them without the keys).
         if expired is not None and report.key_links:
-            tasks = _derived_deletes(
-                spark,
-                config,
-                expired.where(F.col("kind") == "row").select("keyLink"),
-                days,
-                None,
-                report,
-            )
-            rejected: list[int] = []
-            tasks.append(
-                lambda: rejected.append(
-                    _rejected_delete(spark, config, expired.select("keyLink"), report)
-                )
-            )
-            ops.in_parallel(tasks)
-            report.rejected_rows_removed += sum(rejected)
+            _delete_expired_rows(spark, config, expired, days, report)
         else:
             report.derived_rows_removed = {d.name: 0 for d in config.derived}
-        if ds is not None:
-            subjects = [
-                r["dataSubject"]
-                for r in ds.where(F.col("expiresAt") <= cutoff_col)
-                .select("dataSubject")
-                .distinct()
-                .collect()
-            ]
-            report.subjects_found = len(subjects)
-            hashes = audit.subject_hashes(audit_key, subjects)
-            if subjects:
-                report.subject_entries_removed = ops.delete_where(
-                    spark, config.data_subjects.path, expired_in_group
-                )
+        hashes = _expired_subjects(spark, config, store, cutoff_col, expired_in_group, report)
         if steps.done(1, "rows"):
             return report
-
         # Step 2: the expired keys.
         if expired is not None and report.key_links:
             report.keys_removed = ops.delete_where(spark, store.keys_path, expired_in_group)
@@ -147,6 +100,77 @@ def _purge_expired(
     audit.append(spark, config.audit, _audit_record(report, config, hashes, "completed", cutoff))
     steps.done(4, "audit")
     return report
+
+
+def _utc(when: datetime) -> datetime:
+    """`when` in UTC; a naive time is taken as UTC."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _expired_keys(
+    store: KeyStore, config: JobConfig, cutoff_col: Column, report: ErasureReport
+) -> tuple[DataFrame | None, list[date]]:
+    """The group's expired keys (keyLink, day, kind; persisted: the caller unpersists) and their
+    days; counted in the report."""
+    if not store.exists():
+        return None, []
+    expired = (
+        store.keys(config.group_id)
+        .where(F.col("expiresAt") <= cutoff_col)
+        .select("keyLink", "day", "kind")
+        .persist()
+    )
+    summary = expired.agg(F.count("*").alias("n"), F.collect_set("day").alias("days")).first()
+    report.key_links = int(summary["n"])
+    return expired, sorted(d for d in summary["days"] if d is not None)
+
+
+def _delete_expired_rows(
+    spark: SparkSession,
+    config: JobConfig,
+    expired: DataFrame,
+    days: list[date],
+    report: ErasureReport,
+) -> None:
+    """The derived and rejected rows of the expired key links, each table its own task."""
+    tasks = _derived_deletes(
+        spark, config, expired.where(F.col("kind") == "row").select("keyLink"), days, None, report
+    )
+    rejected: list[int] = []
+    tasks.append(
+        lambda: rejected.append(_rejected_delete(spark, config, expired.select("keyLink"), report))
+    )
+    ops.in_parallel(tasks)
+    report.rejected_rows_removed += sum(rejected)
+
+
+def _expired_subjects(
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    cutoff_col: Column,
+    expired_in_group: str,
+    report: ErasureReport,
+) -> list[str]:
+    """Delete the data subjects entries of expired keys; the keyed hashes of their subjects,
+    for the audit record."""
+    ds = _data_subjects(spark, config)
+    if ds is None:
+        return []
+    subjects = [
+        r["dataSubject"]
+        for r in ds.where(F.col("expiresAt") <= cutoff_col)
+        .select("dataSubject")
+        .distinct()
+        .collect()
+    ]
+    report.subjects_found = len(subjects)
+    hashes = audit.subject_hashes(store.audit_key(config.group_id), subjects)
+    if subjects:
+        report.subject_entries_removed = ops.delete_where(
+            spark, config.data_subjects.path, expired_in_group
+        )
+    return hashes
 
 
 def _epoch_micros(when: datetime) -> int:
