@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark import private
@@ -66,32 +68,11 @@ def _run(
     spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool, engine: str
 ) -> summary.RunSummary:
     started = time.monotonic()
-    files = (
-        FileLog(spark, f"{config.summary_dir}/files", config.name)
-        if config.source.incremental
-        else None
-    )
-    batch: Batch | None = (
-        files.next_batch(list_source_files(spark, config.source.path), reprocess) if files else None
-    )
-    run_id = batch.run_id if batch else run_id or uuid.uuid4().hex[:12]
-    mode = batch.mode if batch else config.write_mode
-    txn = files.txn(batch) if batch else None
-    out = summary.RunSummary(
-        config.name, run_id, datetime.now(UTC).isoformat(timespec="seconds"), config.source.path
-    )
+    plan = _plan_run(spark, config, run_id, reprocess)
+    out, batch, files = plan.out, plan.batch, plan.files
     if files and batch is None:
         out.notes.append("no new files in the source: nothing to do")
         return summary.finish(spark, config, out, started)
-    if batch is not None:
-        out.batch = {
-            "id": batch.batch_id,
-            "files": len(batch.files),
-            "resumed": batch.resumed,
-            "mode": mode,
-        }
-        if batch.resumed and reprocess:
-            out.notes.append("an unfinished batch was completed first; run again with --reprocess")
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
     # The master key is read and checked against the key store before anything is written.
     store = KeyStore.for_job(spark, config)
@@ -100,44 +81,16 @@ def _run(
     progress = summary.Progress(6)
 
     with contextlib.ExitStack() as release:
-        # The CSV reader only flags malformed records reliably when it parses every column
-        # (a SQL conf only: no reader option exists), restored when the run ends.
-        release.enter_context(scoped_conf(spark, {_CSV_PRUNING: "false"}))
-        read = with_validation(
-            read_source(spark, config.source, config.contract, batch.paths if batch else None),
-            config,
-        )
-        tombs = tombstone_table.read(spark, config.key_store, config.group_id)
-        if tombs is not None:  # subjects forgotten earlier: their earlier rows are dropped
-            read = with_tombstoned(read, tombs, store.audit_key(config.group_id), config)
-        read = read.persist(StorageLevel.MEMORY_AND_DISK)
-        release.callback(read.unpersist)
-        # Read (and cached) before the key store is touched: a CSV header that does not match
-        # the contract fails here, with nothing created.
-        dropped = F.count_if(F.col(TOMBSTONED)) if tombs is not None else F.lit(0)
-        out.rows_tombstoned = int(read.agg(dropped.alias("n")).first()["n"])
-        rows = read.where(~F.col(TOMBSTONED)).drop(TOMBSTONED) if tombs is not None else read
+        read, rows = _read_stage(spark, config, store, batch, out, release)
         progress(1, "source read")
-
         private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
         store.ensure()
-        hash_key = store.hash_key(config.group_id)
         progress(2, "key store ready: %s", store.location)
-        pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        release.callback(pairs.unpersist)
-        counts = keys.totals(rows, pairs, config)
-        out.rows_read, out.rows_rejected = counts.rows + out.rows_tombstoned, counts.rejected
-        out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
-        out.quarantine_key, out.keys_needed = (
-            counts.quarantine > 0,
-            counts.pairs - counts.quarantine,
-        )
+        pairs, counts = _count_stage(rows, config, store, plan.run_id, out, release)
         progress(3, "validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
         summary.check_rejected_fraction(config, out)
 
-        batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
+        batch_keys = keys.BatchKeys(store, config, pairs, counts, plan.run_id)
         release.callback(batch_keys.release)
         batch_keys.look_up(encryptor)
         _note_cleartext(out, store.master, batch_keys.cleartext)
@@ -158,7 +111,17 @@ def _run(
         matched = derive.with_row_numbers(derive.with_keys(rows, keymap), read, counts.rejected > 0)
         valid = derive.valid_rows(matched, config, encryptor)
         _write_outputs(
-            spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts
+            spark,
+            config,
+            out,
+            store,
+            matched,
+            valid,
+            encryptor,
+            plan.mode,
+            plan.txn,
+            mask_seed,
+            counts,
         )
         progress(5, "encrypted, derived and rejected tables written")
 
@@ -175,6 +138,97 @@ def _run(
         if batch is not None:
             files.finish(batch)
     return summary.finish(spark, config, out, started)
+
+
+@dataclass
+class _RunPlan:
+    """What a run processes: the batch of an incremental job (None: the whole source, or no
+    new files when `files` is set), its run id, write mode and Delta transaction, the summary."""
+
+    files: FileLog | None
+    batch: Batch | None
+    run_id: str
+    mode: str
+    txn: Any
+    out: summary.RunSummary
+
+
+def _plan_run(
+    spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool
+) -> _RunPlan:
+    files = (
+        FileLog(spark, f"{config.summary_dir}/files", config.name)
+        if config.source.incremental
+        else None
+    )
+    batch: Batch | None = (
+        files.next_batch(list_source_files(spark, config.source.path), reprocess) if files else None
+    )
+    run_id = batch.run_id if batch else run_id or uuid.uuid4().hex[:12]
+    mode = batch.mode if batch else config.write_mode
+    txn = files.txn(batch) if batch else None
+    out = summary.RunSummary(
+        config.name, run_id, datetime.now(UTC).isoformat(timespec="seconds"), config.source.path
+    )
+    if batch is not None:
+        out.batch = {
+            "id": batch.batch_id,
+            "files": len(batch.files),
+            "resumed": batch.resumed,
+            "mode": mode,
+        }
+        if batch.resumed and reprocess:
+            out.notes.append("an unfinished batch was completed first; run again with --reprocess")
+    return _RunPlan(files, batch, run_id, mode, txn, out)
+
+
+def _read_stage(
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    batch: Batch | None,
+    out: summary.RunSummary,
+    release: contextlib.ExitStack,
+) -> tuple[DataFrame, DataFrame]:
+    """The validated source rows, cached (every record, for row numbers), and those of them
+    not dropped by a tombstone. Read before the key store is touched: a CSV header that does
+    not match the contract fails here, with nothing created."""
+    # The CSV reader only flags malformed records reliably when it parses every column
+    # (a SQL conf only: no reader option exists), restored when the run ends.
+    release.enter_context(scoped_conf(spark, {_CSV_PRUNING: "false"}))
+    read = with_validation(
+        read_source(spark, config.source, config.contract, batch.paths if batch else None),
+        config,
+    )
+    tombs = tombstone_table.read(spark, config.key_store, config.group_id)
+    if tombs is not None:  # subjects forgotten earlier: their earlier rows are dropped
+        read = with_tombstoned(read, tombs, store.audit_key(config.group_id), config)
+    read = read.persist(StorageLevel.MEMORY_AND_DISK)
+    release.callback(read.unpersist)
+    dropped = F.count_if(F.col(TOMBSTONED)) if tombs is not None else F.lit(0)
+    out.rows_tombstoned = int(read.agg(dropped.alias("n")).first()["n"])
+    rows = read.where(~F.col(TOMBSTONED)).drop(TOMBSTONED) if tombs is not None else read
+    return read, rows
+
+
+def _count_stage(
+    rows: DataFrame,
+    config: JobConfig,
+    store: KeyStore,
+    run_id: str,
+    out: summary.RunSummary,
+    release: contextlib.ExitStack,
+) -> tuple[DataFrame, keys.Totals]:
+    """The batch's (key value, day) pairs, cached, and the counts of one aggregate, in the
+    summary."""
+    hash_key = store.hash_key(config.group_id)
+    pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(StorageLevel.MEMORY_AND_DISK)
+    release.callback(pairs.unpersist)
+    counts = keys.totals(rows, pairs, config)
+    out.rows_read, out.rows_rejected = counts.rows + out.rows_tombstoned, counts.rejected
+    out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
+    out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
+    return pairs, counts
 
 
 def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> None:
