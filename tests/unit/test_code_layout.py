@@ -1,5 +1,5 @@
 """The package's layout rules (README, "Layout"): which package may import which, one docstring
-per package, and modules of a size a reader takes in."""
+per package, and modules and functions of a size a reader takes in."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "strm_spark"
 MAX_MODULE_LINES = 460
+MAX_FUNCTION_LINES = 80
 
 # What each package may import of strm_spark, besides itself and the basics every layer uses.
 BASICS = {"errors", "config", "contract", "private", "session", "_pandas"}
@@ -97,6 +98,17 @@ def test_every_package_says_what_it_owns_and_modules_stay_readable():
         str(p.relative_to(PACKAGE)): n
         for p in _modules()
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, long
+
+
+def test_functions_stay_readable():
+    long = {
+        f"{p.relative_to(PACKAGE)}:{node.name}": node.end_lineno - node.lineno + 1
+        for p in _modules()
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     }
     assert not long, long
 
