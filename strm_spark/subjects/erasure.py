@@ -45,12 +45,12 @@ from strm_spark.subjects.quarantine import (
 )
 from strm_spark.subjects.report import (
     ErasureReport,
-    _audit_record,
-    _derived_deletes,
-    _new_audit_id,
-    _purge,
-    _require_delta_outputs,
-    _Steps,
+    Steps,
+    audit_record,
+    derived_deletes,
+    new_audit_id,
+    purge,
+    require_delta_outputs,
 )
 
 
@@ -102,27 +102,27 @@ def forget(
 def _forget(
     spark: SparkSession, config: JobConfig, subjects: Sequence[str], stop_after_step: int | None
 ) -> ErasureReport:
-    _require_delta_outputs(config)
+    require_delta_outputs(config)
     subjects = sorted({s for s in subjects if s is not None})
     # The master key (if any) opens quarantine keysets in step 2; check it before anything changes.
     store = _store(spark, config, need_master=True)
     report = ErasureReport(
         "forget",
-        audit_id=_new_audit_id(),
+        audit_id=new_audit_id(),
         audit_table=config.audit,
         subjects_requested=len(subjects),
     )
     hashes = audit.subject_hashes(store.audit_key(config.group_id), subjects)
-    audit.append(spark, config.audit, _audit_record(report, config, hashes, "started"))
+    audit.append(spark, config.audit, audit_record(report, config, hashes, "started"))
     # Tombstones first: a job running from now on drops the subjects' earlier events, also
     # from re-delivered files, and a crashed forget has already left them.
     report.tombstones = tombstones.add(
         spark, config.key_store, config.group_id, hashes, datetime.now(UTC)
     )
-    steps = _Steps(report, stop_after_step)
+    steps = Steps(report, stop_after_step)
     found = _locate(spark, config, store, subjects, report)
     if found.shared and store.exists():
-        _before_shared_keys_go(spark, config, store, found, subjects, report)
+        _before_shared_keys_go(found)
 
     # Step 1: the keys (row keys only; quarantine keys are never linked to a subject).
     if found.link_list and store.exists():
@@ -132,27 +132,32 @@ def _forget(
     if steps.done(1, "keys"):
         return report
     # Step 2: derived and rejected rows, then the data subjects entries.
-    _delete_rows(spark, config, store, found, subjects, report)
+    _delete_rows(found)
     if steps.done(2, "rows"):
         return report
     # Step 3: physical purge, also when nothing was deleted now (a rerun after a crash finds
     # nothing left to delete but may still have files to remove).
-    _purge(spark, config, store, report)
+    purge(spark, config, store, report)
     if steps.done(3, "purge"):
         return report
     # Step 4: the audit record.
     report.completed = True
-    audit.append(spark, config.audit, _audit_record(report, config, hashes, "completed"))
+    audit.append(spark, config.audit, audit_record(report, config, hashes, "completed"))
     steps.done(4, "audit")
     return report
 
 
 @dataclass
 class _Found:
-    """What a forget acts on: the subjects' (subject, key link) entries, their links (as a list
-    and a DataFrame), the days of the links whose key is stored, the data subjects table, and
-    the links other subjects share."""
+    """What a forget acts on: its request (session, config, store, subjects, report), the
+    subjects' (subject, key link) entries, their links (as a list and a DataFrame), the days of
+    the links whose key is stored, the data subjects table, and the links others share."""
 
+    spark: SparkSession
+    config: JobConfig
+    store: KeyStore
+    subjects: list[str]
+    report: ErasureReport
     entries: list[tuple[str, str]]
     link_list: list[str]
     links: DataFrame
@@ -189,69 +194,74 @@ def _locate(
         if link_list and ds is not None
         else []
     )
-    return _Found(entries, link_list, links, dated, ds, shared)
+    return _Found(
+        spark, config, store, subjects, report, entries, link_list, links, dated, ds, shared
+    )
 
 
-def _before_shared_keys_go(
-    spark: SparkSession,
-    config: JobConfig,
-    store: KeyStore,
-    found: _Found,
-    subjects: list[str],
-    report: ErasureReport,
-) -> None:
+def _before_shared_keys_go(found: _Found) -> None:
     """Before the keys go: the other subjects' rows they make unreadable are counted, and this
     subject's rejected rows under them are found by decrypting (a rerun after a crash in step 1
     or later finds none left)."""
     shared_keys = (
-        store.keysets(
-            spark.createDataFrame([(k,) for k in found.shared], "keyLink string"), cleartext=True
+        found.store.keysets(
+            found.spark.createDataFrame([(k,) for k in found.shared], "keyLink string"),
+            cleartext=True,
         )
         .where(F.col("kind") == "row")
         .select(F.col("keyLink").alias(cols.KEY_LINK), F.col("keyset").alias(cols.KEYSET))
     )
     days = sorted({found.dated[k] for k in found.shared if k in found.dated})
-    report.other_subjects_rows_unreadable = _others_rows(spark, config, shared_keys, subjects, days)
-    report.rejected_rows_removed += _delete_subject_rejected(spark, config, shared_keys, subjects)
-    report.notes.append(
-        f"{report.shared_key_links:,} key links also cover {report.other_subjects:,} other subjects (the key "
-        f"field is not the subject field): {report.other_subjects_rows_unreadable:,} of their encrypted and "
+    found.report.other_subjects_rows_unreadable = _others_rows(
+        found.spark, found.config, shared_keys, found.subjects, days
+    )
+    found.report.rejected_rows_removed += _delete_subject_rejected(
+        found.spark, found.config, shared_keys, found.subjects
+    )
+    found.report.notes.append(
+        f"{found.report.shared_key_links:,} key links also cover {found.report.other_subjects:,} other subjects (the key "
+        f"field is not the subject field): {found.report.other_subjects_rows_unreadable:,} of their encrypted and "
         "rejected rows can no longer be decrypted, and derived rows under those keys were deleted; their "
         "data subject entries stay, with key_present false"
     )
 
 
-def _delete_rows(
-    spark: SparkSession,
-    config: JobConfig,
-    store: KeyStore,
-    found: _Found,
-    subjects: list[str],
-    report: ErasureReport,
-) -> None:
+def _delete_rows(found: _Found) -> None:
     """Step 2: derived and rejected rows (each table its own task, side by side), then the data
     subjects entries."""
     tasks: list[Callable[[], None]] = []
     if found.link_list:
         days = sorted(set(found.dated.values()))
-        dated_links = spark.createDataFrame([(k,) for k in sorted(found.dated)], "keyLink string")
+        dated_links = found.spark.createDataFrame(
+            [(k,) for k in sorted(found.dated)], "keyLink string"
+        )
         undated = [k for k in found.link_list if k not in found.dated]
         undated_df = (
-            spark.createDataFrame([(k,) for k in undated], "keyLink string") if undated else None
+            found.spark.createDataFrame([(k,) for k in undated], "keyLink string")
+            if undated
+            else None
         )
-        tasks += _derived_deletes(spark, config, dated_links, days, undated_df, report)
+        tasks += derived_deletes(
+            found.spark, found.config, dated_links, days, undated_df, found.report
+        )
     else:
-        report.derived_rows_removed = {d.name: 0 for d in config.derived}
+        found.report.derived_rows_removed = {d.name: 0 for d in found.config.derived}
     own = [k for k in found.link_list if k not in set(found.shared)]
-    own_df = spark.createDataFrame([(k,) for k in own], "keyLink string") if own else None
-    tasks.append(lambda: _delete_quarantined(spark, config, store, subjects, report, own_df))
+    own_df = found.spark.createDataFrame([(k,) for k in own], "keyLink string") if own else None
+    tasks.append(
+        lambda: _delete_quarantined(
+            found.spark, found.config, found.store, found.subjects, found.report, own_df
+        )
+    )
     ops.in_parallel(tasks)
     if found.link_list and found.ds is not None:
         # The subjects' own entries only: other subjects sharing a key link keep theirs.
-        mine = spark.createDataFrame(sorted(found.entries), "dataSubject string, keyLink string")
-        report.subject_entries_removed = ops.merge_delete(
-            spark,
-            config.data_subjects.path,
+        mine = found.spark.createDataFrame(
+            sorted(found.entries), "dataSubject string, keyLink string"
+        )
+        found.report.subject_entries_removed = ops.merge_delete(
+            found.spark,
+            found.config.data_subjects.path,
             mine,
-            f"t.keyLink = s.keyLink AND t.dataSubject = s.dataSubject AND t.groupId = '{_sql_str(config.group_id)}'",
+            f"t.keyLink = s.keyLink AND t.dataSubject = s.dataSubject AND t.groupId = '{_sql_str(found.config.group_id)}'",
         )

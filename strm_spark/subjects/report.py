@@ -102,7 +102,7 @@ class ErasureReport:
         return "\n".join(lines)
 
 
-def _require_delta_outputs(config: JobConfig) -> None:
+def require_delta_outputs(config: JobConfig) -> None:
     """Rows can only be deleted from Delta tables: refuse before touching anything."""
     bad = [f"outputs.derived {d.name} ({d.format})" for d in config.derived if d.format != "delta"]
     if config.rejected.format != "delta":
@@ -125,7 +125,7 @@ def _purge_tables(spark: SparkSession, config: JobConfig, store: KeyStore) -> li
     return [(name, path) for name, path in tables if ops.is_delta(spark, path)]
 
 
-def _derived_deletes(
+def derived_deletes(
     spark: SparkSession,
     config: JobConfig,
     links: DataFrame,
@@ -157,7 +157,7 @@ def _derived_deletes(
     return [lambda d=d: delete(d.name, d.path) for d in config.derived]
 
 
-def _purge(spark: SparkSession, config: JobConfig, store: KeyStore, report: ErasureReport) -> None:
+def purge(spark: SparkSession, config: JobConfig, store: KeyStore, report: ErasureReport) -> None:
     """Step 3 on every table that may hold files a delete left behind: the ones this request
     deleted from, and any other with removals since its last VACUUM (a crashed earlier erasure,
     an overwrite by a job). A table with nothing pending is skipped: nothing to remove."""
@@ -177,7 +177,7 @@ def _purge(spark: SparkSession, config: JobConfig, store: KeyStore, report: Eras
         report.files_removed += counts.files_removed
 
 
-def _audit_record(
+def audit_record(
     report: ErasureReport,
     config: JobConfig,
     hashes: list[str],
@@ -213,7 +213,7 @@ def _audit_record(
     )
 
 
-class _Steps:
+class Steps:
     """Times the steps of an erasure and stops after a given one (to test crash recovery)."""
 
     def __init__(self, report: ErasureReport, stop_after: int | None) -> None:
@@ -232,7 +232,7 @@ class _Steps:
         return False
 
 
-def _new_audit_id() -> str:
+def new_audit_id() -> str:
     import uuid
 
     return uuid.uuid4().hex

@@ -22,12 +22,12 @@ from strm_spark.subjects.quarantine import (
 )
 from strm_spark.subjects.report import (
     ErasureReport,
-    _audit_record,
-    _derived_deletes,
-    _new_audit_id,
-    _purge,
-    _require_delta_outputs,
-    _Steps,
+    Steps,
+    audit_record,
+    derived_deletes,
+    new_audit_id,
+    purge,
+    require_delta_outputs,
 )
 
 
@@ -55,18 +55,18 @@ def _purge_expired(
 
     The key store is changed last (rows first, then keys): the expired keys are how a rerun
     after a crash finds the links whose rows are still to be deleted."""
-    _require_delta_outputs(config)
+    require_delta_outputs(config)
     cutoff = _utc(now or datetime.now(UTC))
     cutoff_col = F.timestamp_micros(F.lit(_epoch_micros(cutoff)))
     store = KeyStore.for_job(spark, config, with_master=False)
     report = ErasureReport(
         "purge-expired",
-        audit_id=_new_audit_id(),
+        audit_id=new_audit_id(),
         audit_table=config.audit,
         expired_before=_iso(cutoff),
     )
-    audit.append(spark, config.audit, _audit_record(report, config, [], "started", cutoff))
-    steps = _Steps(report, stop_after_step)
+    audit.append(spark, config.audit, audit_record(report, config, [], "started", cutoff))
+    steps = Steps(report, stop_after_step)
     expired, days = _expired_keys(store, config, cutoff_col, report)
     # SQL: a group id and a cut-off time, no personal data (Delta keeps it in commitInfo).
     expired_in_group = (
@@ -93,11 +93,11 @@ def _purge_expired(
             expired.unpersist()
 
     # Step 3: physical purge; step 4: audit.
-    _purge(spark, config, store, report)
+    purge(spark, config, store, report)
     if steps.done(3, "purge"):
         return report
     report.completed = True
-    audit.append(spark, config.audit, _audit_record(report, config, hashes, "completed", cutoff))
+    audit.append(spark, config.audit, audit_record(report, config, hashes, "completed", cutoff))
     steps.done(4, "audit")
     return report
 
@@ -133,7 +133,7 @@ def _delete_expired_rows(
     report: ErasureReport,
 ) -> None:
     """The derived and rejected rows of the expired key links, each table its own task."""
-    tasks = _derived_deletes(
+    tasks = derived_deletes(
         spark, config, expired.where(F.col("kind") == "row").select("keyLink"), days, None, report
     )
     rejected: list[int] = []
