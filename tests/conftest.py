@@ -25,7 +25,10 @@ UCI_CONTRACT = REPO / "conf" / "online_retail_contract.yaml"
 # With the C1 compiler alone a 150-row job process took about 80 instead of 128 CPU seconds
 # (2 cores); several such processes run at once in the SIGKILL and concurrency tests. The
 # session's own JVM runs every in-process test and keeps C2 (C1 alone made the suite slower).
-SUBPROCESS_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+# C1 alone reserves a 48 MB code cache, which a forget's JVM filled (29,000 methods: "CodeCache
+# is full. Compiler has been disabled") and once failed in its purge step; 256 MB is reserved address
+# space, not memory used.
+SUBPROCESS_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 os.environ.setdefault("JAVA_TOOL_OPTIONS", SUBPROCESS_JAVA_OPTIONS)
 
 

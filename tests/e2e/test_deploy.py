@@ -45,7 +45,7 @@ SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent
 ENTRY_POINTS = {"batch_job": "run", "strm_job": "run-strm", "subjects": "subjects"}
 ROWS = 300
 # Short-lived JVMs on a small, shared machine: the client compiler alone warms up far sooner.
-QUICK_JVM = "-XX:TieredStopAtLevel=1"
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 
 
 # ---------------------------------------------------------------- the wheel and a bare Python
@@ -148,9 +148,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def test_wheel_has_console_script_and_job_entry_points(wheel):
     eps = _wheel_entry_points(wheel)
-    assert eps["console_scripts"]["strm-spark"] == "strm_spark.cli:main"
+    assert eps["console_scripts"]["strm-spark"] == "strm_spark.cli.main:main"
     assert eps["strm_spark"] == {
-        name: f"strm_spark.entrypoints:{fn}"
+        name: f"strm_spark.cli.entrypoints:{fn}"
         for name, fn in [
             ("batch_job", "batch_job_main"),
             ("strm_job", "strm_job_main"),
