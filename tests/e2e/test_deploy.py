@@ -158,7 +158,10 @@ def test_wheel_has_console_script_and_job_entry_points(wheel):
         ]
     }
     with zipfile.ZipFile(wheel) as zf:
-        assert "strm_spark/entrypoints.py" in zf.namelist()
+        names = zf.namelist()
+    assert "strm_spark/cli/entrypoints.py" in names and "strm_spark/cli/__main__.py" in names
+    # The demo generator is the repo's, not the runtime's.
+    assert not [n for n in names if n.startswith("demo/") or n.endswith("generate.py")]
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
