@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 
 def run_job(spark, config):
-    """Run a batch job; see strm_spark.job.run_job."""
+    """Run a batch job; see strm_spark.pipeline.run.run_job."""
     from strm_spark.pipeline.run import run_job as _run_job
 
     return _run_job(spark, config)

@@ -66,7 +66,7 @@ KMS_URI_PREFIXES = ("gcp-kms://", "aws-kms://")
 class MasterKeyRef:
     """Where the key-encryption (master) key lives: a local Tink AEAD keyset file or a KMS key.
 
-    Only a reference: the key itself is never in the config. See strm_spark.masterkey."""
+    Only a reference: the key itself is never in the config. See strm_spark.crypto.envelope."""
 
     keyset_file: str | None = None
     kms_uri: str | None = None

@@ -215,19 +215,16 @@ def create_table(
 
     try:
         retry_on_conflict(create, f"create {path}", retriable, attempts=_CREATE_ATTEMPTS)
-    except _NoTableYet:
+    except Exception as exc:
+        half_made = isinstance(exc, _NoTableYet) or (
+            error_condition(exc).startswith(_CREATING_ELSEWHERE) and not is_delta(spark, path)
+        )
+        if not half_made:
+            raise
         raise TableError(
             f"{path}: a Delta log folder exists but no table appeared in it; another process "
             "may have died while creating it: if no job is running, remove the folder and rerun"
         ) from None
-    except Exception as exc:
-        if error_condition(exc).startswith(_CREATING_ELSEWHERE) and not is_delta(spark, path):
-            raise TableError(
-                f"{path}: a Delta log folder exists but no table appeared in it; another "
-                "process may have died while creating it: if no job is running, remove the "
-                "folder and rerun"
-            ) from None
-        raise
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ subjects, reads pinned to one table version, and the meta columns of output rows
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,8 +19,6 @@ from strm_spark.delta import erase as ops
 from strm_spark.delta.outputs import path_exists, read_table
 from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline import columns as cols
-
-log = logging.getLogger("strm_spark")
 
 
 def _subjects_df(spark: SparkSession, subjects: Iterable[str]) -> DataFrame:

@@ -4,6 +4,7 @@ it stops after (for crash tests), the deletes of derived rows and the physical p
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,8 +19,9 @@ from strm_spark.keys.store import KeyStore
 from strm_spark.subjects import audit
 from strm_spark.subjects._common import (
     _month_ranges,
-    log,
 )
+
+log = logging.getLogger("strm_spark")
 
 
 @dataclass
