@@ -98,3 +98,36 @@ def demo(spark, tmp_path_factory):
         rows = {r["event_id"]: r for r in csv.DictReader(fh) if r.get(None) is None}
     seed = Secret((root / "out/demo/secrets/mask-seed").read_bytes().strip())
     return config, summary, gen, rows, seed, key_ring(spark, config.key_store)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """`pip wheel --no-deps` of a copy of the repo (the build leaves build/ and egg-info behind),
+    built once for the tests that install or inspect it."""
+    import shutil
+    import subprocess
+
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv*",
+            "out",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            "spark-warehouse",
+            "metastore_db",
+        ),
+    )
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp / "dist")]
+    proc = subprocess.run([*build, str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    wheels = list((tmp / "dist").glob("strm_spark-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]

@@ -51,45 +51,6 @@ QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 # ---------------------------------------------------------------- the wheel and a bare Python
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """`pip wheel --no-deps` of a copy of the repo (the build leaves build/ and egg-info behind)."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    src = tmp / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            "out",
-            "build",
-            "dist",
-            "*.egg-info",
-            "__pycache__",
-            ".pytest_cache",
-            "spark-warehouse",
-            "metastore_db",
-        ),
-    )
-    build = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--quiet",
-        "-w",
-        str(tmp / "dist"),
-        str(src),
-    ]
-    proc = subprocess.run(build, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    wheels = list((tmp / "dist").glob("strm_spark-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
-
-
 def _wheel_entry_points(whl: Path) -> dict[str, dict[str, str]]:
     with zipfile.ZipFile(whl) as zf:
         name = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))

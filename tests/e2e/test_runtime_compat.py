@@ -13,9 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -60,48 +58,13 @@ def _freeze(python: Path, cwd: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory) -> Path:
+def runtime(wheel, tmp_path_factory) -> Path:
     """The runtime venv's Python, with the freshly built wheel installed into it."""
     venv = Path(os.environ.get("STRM_SPARK_COMPAT_VENV", REPO / ".venv-spark40"))
     python = venv / "bin" / "python"
     if not python.is_file():
         pytest.fail(f"no runtime venv at {venv}: `make compat` builds it (`make test` does)")
     tmp = tmp_path_factory.mktemp("runtime")
-    src = tmp / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv*",
-            "out",
-            "build",
-            "dist",
-            "*.egg-info",
-            "__pycache__",
-            ".pytest_cache",
-            "spark-warehouse",
-            "metastore_db",
-        ),
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--quiet",
-            "-w",
-            str(tmp / "dist"),
-            str(src),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (wheel,) = (tmp / "dist").glob("strm_spark-*.whl")
 
     before = _freeze(python, tmp)
     assert {k: before.get(k) for k in RUNTIME} == RUNTIME, "the runtime venv is not as built"
