@@ -1,16 +1,26 @@
-"""The `strm-spark` command end to end, in its own process (its own JVM)."""
+"""The `strm-spark` command end to end, in its own process (its own JVM): one small job run by
+the CLI serves the summary, machine-readable output and clean-error checks (#16 item 10): with
+--json stdout holds only the JSON; Spark's error texts (which can quote row values) are never
+printed, only their class and what to do, and the full text goes to an owner-only log with
+--debug; bad SQL is exit 2."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import UCI_CSV, require_shared
-from helpers import job_doc
+from helpers import job_doc, run_record
+
+from strm_spark.cli import main as cli
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -25,25 +35,75 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_run_prints_summary_and_exits_zero(spark, tmp_path):
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`strm-spark run` of the UCI file's first 300 rows: (folder, source lines, the process)."""
     require_shared()
+    root = tmp_path_factory.mktemp("cli")
     lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:301]
-    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc("in.csv", Path("out"))))
-    proc = _cli("run", "job.yaml", cwd=tmp_path)
+    (root / "in.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "job.yaml").write_text(yaml.safe_dump(job_doc("in.csv", Path("out"))))
+    return root, lines, _cli("run", "job.yaml", cwd=root)
+
+
+def test_run_prints_summary_and_exits_zero(spark, cli_run):
+    root, lines, proc = cli_run
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "strm-spark run summary: job test_job" in proc.stdout
     assert "rows read         300" in proc.stdout
     assert "[4/6] keys:" in proc.stderr  # progress, one line per stage
-    from helpers import run_record
-
-    assert run_record(spark, tmp_path / "out" / "_runs" / "runs")["rows_encrypted"] == 300
+    assert run_record(spark, root / "out" / "_runs" / "runs")["rows_encrypted"] == 300
     # No plaintext customer id on the console.
     # Parsed as CSV: descriptions hold commas. Ids are 5 digits, as "17850".
     ids = {row["CustomerID"] for row in csv.DictReader(lines)}
     ids.discard("")
     assert ids and all(len(i) == 5 for i in ids)
     assert not [i for i in ids if i in proc.stdout + proc.stderr]
+
+
+def test_bad_sql_is_one_clear_message_with_exit_2(spark, cli_run, capsys):
+    cfg = cli_run[0] / "job.yaml"
+    for query, condition in (
+        ("SELECT * FROM encrypted WHERE (", "PARSE_SYNTAX_ERROR"),
+        ("SELECT nope FROM encrypted", "UNRESOLVED_COLUMN"),
+    ):
+        assert cli.main(["sql", str(cfg), "-q", query]) == 2
+        err = capsys.readouterr().err
+        assert f"does not parse or resolve ({condition}" in err
+        assert (
+            len(err.strip().splitlines()) == 1 and "Traceback" not in err and '"logger"' not in err
+        )
+
+
+def test_json_stdout_holds_only_the_json(cli_run):
+    root = cli_run[0]
+    proc = _cli("subjects", "forget", str(root / "job.yaml"), "17850", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)  # nothing else on stdout: no log4j, no "Deleted N files"
+    assert report["completed"] and report["files_removed"] > 0
+    assert "17850" not in proc.stdout
+
+
+def test_a_spark_error_prints_its_class_never_its_text(tmp_path, monkeypatch, capsys):
+    class Boom(Exception):
+        def getCondition(self):
+            return "CAST_INVALID_INPUT"
+
+    def failing(args):
+        raise Boom("The value 'jane.doe@example.com' of the type STRING cannot be cast to INT")
+
+    monkeypatch.setattr(cli, "_validate", failing)
+    assert cli.main(["validate", "job.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert "CAST_INVALID_INPUT" in err and "--debug" in err and "jane.doe" not in err
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--debug", "validate", "job.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert "jane.doe" not in err
+    log = re.search(r"the full error is in (\S+)", err).group(1)
+    assert "jane.doe@example.com" in open(log, encoding="utf-8").read()
+    assert stat.S_IMODE(os.stat(log).st_mode) == 0o600
+    os.unlink(log)
 
 
 def test_validate_and_generate_commands(tmp_path):
