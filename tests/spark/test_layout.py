@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -47,6 +48,29 @@ def _day_range(stats: dict, column: str = "strmDay") -> tuple[str, str]:
     return stats["minValues"][column][:10], stats["maxValues"][column][:10]
 
 
+@pytest.fixture(scope="module")
+def two_runs(spark, tmp_path_factory):
+    """Two runs of different days into one set of outputs, giving unpartitioned tables of several
+    files: rows 1-3,000 of the UCI file (2010-12-01, moved to November), then rows 15,000-19,998
+    (2010-12-07 .. 2010-12-09). Returns (folder, early and late sources, their summaries).
+    Tests that change the outputs work on a copy (`_copy`)."""
+    root = tmp_path_factory.mktemp("two_runs")
+    early = _uci_slice(root / "early.csv", 1, 3000)
+    early.write_text(
+        early.read_text(encoding="utf-8").replace(",2010-12-01 ", ",2010-11-01 "), encoding="utf-8"
+    )
+    late = _uci_slice(root / "late.csv", 15000, 19998)
+    first = run_job(spark, job_config(early, root / "out"))
+    second = run_job(spark, job_config(late, root / "out"))
+    return root, early, late, first, second
+
+
+def _copy(two_runs, to: Path) -> Path:
+    """A copy of the two runs' outputs (Delta tables keep relative paths)."""
+    shutil.copytree(two_runs[0] / "out", to)
+    return to
+
+
 def test_outputs_are_not_partitioned_and_each_file_is_sorted_by_day(spark, tmp_path):
     src = _uci_slice(tmp_path / "in.csv", 1, 19998, step=5)
     summary = run_job(spark, job_config(src, tmp_path / "out"))
@@ -87,14 +111,11 @@ def test_partition_by_is_an_option_and_an_existing_table_keeps_its_layout(spark,
         parse_job_config(doc, "job.yaml", tmp_path)
 
 
-def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, tmp_path):
+def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, two_runs, tmp_path):
     """History of other days lives in files the run must not read: they are deleted, and a
     rerun of the batch (all keys reused) still succeeds."""
-    early = _uci_slice(tmp_path / "early.csv", 1, 3000)  # December 2010
-    late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # later days
-    out = tmp_path / "out"
-    first = run_job(spark, job_config(early, out))
-    second = run_job(spark, job_config(late, out))
+    _, _, late, first, second = two_runs
+    out = _copy(two_runs, tmp_path / "out")
     assert first.keys_created > 0 and second.keys_created > 0
     late_keys = (
         spark.read.format("delta")
@@ -122,6 +143,11 @@ def test_a_run_reads_only_its_days_of_the_key_store_and_data_subjects(spark, tmp
     again = run_job(spark, job_config(late, out))
     assert again.keys_created == 0 and again.keys_reused == second.keys_needed
     assert again.data_subject_links_added == 0
+    # The rerun's row in the job's table of runs says so.
+    runs = spark.read.format("delta").load(again.outputs["run summary"])
+    assert (
+        json.loads(runs.where(f"runId = '{again.run_id}'").first()["summary"])["keys_created"] == 0
+    )
 
 
 def _delete_files_outside(table: Path, lo: str, hi: str) -> int:
@@ -135,21 +161,15 @@ def _delete_files_outside(table: Path, lo: str, hi: str) -> int:
     return removed
 
 
-def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, tmp_path):
+def test_export_and_forget_read_only_the_files_of_the_subjects_days(spark, two_runs, tmp_path):
     """Two runs of different days give unpartitioned tables of several files; the files of
     other days are deleted, and the export and the forget of a subject of the later run
     still succeed with all their rows: they never opened those files."""
     from strm_spark.subjects import export_subject, forget
 
-    early = _uci_slice(tmp_path / "early.csv", 1, 3000)  # 2010-12-01, moved to November:
-    early.write_text(
-        early.read_text(encoding="utf-8").replace(",2010-12-01 ", ",2010-11-01 "), encoding="utf-8"
-    )
-    late = _uci_slice(tmp_path / "late.csv", 15000, 19998)  # 2010-12-07 .. 2010-12-09
-    out = tmp_path / "out"
-    run_job(spark, job_config(early, out))
+    _, early, late, _, _ = two_runs
+    out = _copy(two_runs, tmp_path / "out")
     config = job_config(late, out)
-    run_job(spark, config)
     csv = spark.read.option("header", True).csv
     earlier = csv(str(early)).select("CustomerID").distinct()
     counts = (
@@ -213,10 +233,12 @@ def test_a_failed_run_releases_its_caches_views_and_settings(spark, tmp_path, mo
     assert spark.conf.get("spark.sql.csv.parser.columnPruning.enabled", None) == before
 
 
-def test_the_run_summary_is_a_row_of_the_jobs_table_of_runs(spark, tmp_path):
-    src = _uci_slice(tmp_path / "in.csv", 1, 300)
-    config = job_config(src, tmp_path / "out")
-    one, two = run_job(spark, config), run_job(spark, config)
+def test_the_run_summary_is_a_row_of_the_jobs_table_of_runs(spark, two_runs):
+    _, _, _, one, two = two_runs
     runs = spark.read.format("delta").load(one.outputs["run summary"])
-    assert {r["runId"]: r["rowsRead"] for r in runs.collect()} == {one.run_id: 300, two.run_id: 300}
-    assert json.loads(runs.where(f"runId = '{two.run_id}'").first()["summary"])["keys_created"] == 0
+    assert {r["runId"]: r["rowsRead"] for r in runs.collect()} == {
+        one.run_id: 3000,
+        two.run_id: 4999,
+    }
+    summary = json.loads(runs.where(f"runId = '{two.run_id}'").first()["summary"])
+    assert summary["keys_created"] == two.keys_created > 0
