@@ -40,7 +40,11 @@ def _cached_primitive(
         handle = masterkey.open_keyset(keyset, key_link, master)
     else:
         handle = _parse_keyset(keyset)
-    return handle.primitive(daead.DeterministicAead)
+    try:
+        return handle.primitive(daead.DeterministicAead)
+    except tink.TinkError:
+        # A keyset of other keys than AES-SIV (or none enabled): as unusable as an unreadable one.
+        raise CryptoError("invalid Tink keyset") from None
 
 
 def _parse_keyset(keyset: bytes | str) -> tink.KeysetHandle:

@@ -86,3 +86,18 @@ def test_hmac_sha256_known_vector():
     assert hmac_sha256_hex(b"Jefe", "what do ya want for nothing?") == (
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     )
+
+
+def test_a_keyset_of_other_keys_than_aes_siv_is_an_invalid_keyset():
+    # tink-py reads it, but it gives no DeterministicAead: refused like an unreadable keyset, so
+    # the decrypt functions give null (or their fixed error) as the JVM ones do.
+    from tink import aead
+
+    from strm_spark.errors import CryptoError
+
+    aead.register()
+    handle = tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM)
+    gcm = tink.json_proto_keyset_format.serialize(handle, tink.secret_key_access.TOKEN)
+    with pytest.raises(CryptoError, match="invalid Tink keyset") as info:
+        crypto.primitive(gcm.encode())
+    assert json.loads(gcm)["key"][0]["keyData"]["value"][:24] not in str(info.value)
