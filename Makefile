@@ -18,10 +18,13 @@ S3A_JARS    := $(M2)/org/apache/hadoop/hadoop-aws/$(HADOOP_VERSION)/hadoop-aws-$
                $(M2)/software/amazon/awssdk/bundle/$(AWS_SDK_VERSION)/bundle-$(AWS_SDK_VERSION).jar \
                $(M2)/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/$(S3_ANALYTICS_VERSION)/analyticsaccelerator-s3-$(S3_ANALYTICS_VERSION).jar
 DEMO_ROWS   ?= 100000
-# strm_decrypt in the JVM (optional fast path of the SQL functions), compiled against the
-# Tink and Spark jars that ship with pyspark.
+# strm_encrypt and strm_decrypt in the JVM (optional fast path of the job and the SQL functions):
+# the Maven module jvm/ (pom.xml) builds one jar with Tink, protobuf-java and gson bundled and
+# relocated under io.strmspark.shaded. Maven fetches them and its plugins into ~/.m2 the first
+# time; later builds need no network (MVN="mvn -q -B -o" to make sure).
 UDF_JAR     := strm_spark/jars/strm-spark-udf.jar
-UDF_SOURCES := $(wildcard jvm/io/strmspark/*.java)
+UDF_SOURCES := jvm/pom.xml $(wildcard jvm/src/main/java/io/strmspark/*.java)
+MVN         ?= mvn -q -B
 
 # The runtime-compatibility venv (tests/e2e/test_runtime_compat.py): Python 3.12 with Spark 4.0's
 # pyspark and Delta 4.0, the Spark line of Databricks Runtime 17.3 LTS, and pandas/pyarrow pinned
@@ -41,11 +44,10 @@ setup: venv jars udf
 
 udf: $(UDF_JAR)
 
-$(UDF_JAR): $(UDF_SOURCES) | venv
-	@rm -rf build/udf && mkdir -p build/udf $(dir $@)
-	javac --release 17 -nowarn -cp "$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')/*" \
-	  -d build/udf $(UDF_SOURCES) > build/udf.log 2>&1 || { cat build/udf.log; exit 1; }
-	jar cf $@ -C build/udf .
+$(UDF_JAR): $(UDF_SOURCES)
+	@rm -rf build/jvm && mkdir -p build $(dir $@)
+	$(MVN) -f jvm/pom.xml package > build/udf.log 2>&1 || { cat build/udf.log; exit 1; }
+	cp build/jvm/strm-spark-udf.jar $@
 
 venv: $(VENV)/.installed
 
