@@ -1,5 +1,5 @@
 """The two encryption engines over DataFrame columns: Arrow (pandas) UDFs on tink-py, and the JVM
-functions of strm-spark's UDF jar (jvm/io/strmspark/, `make udf`), which give the same cells."""
+functions of strm-spark's UDF jar (the Maven module jvm/, `make udf`), which give the same cells."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
     return pd.Series(out, dtype=object)
 
 
-# The JVM implementations of strm_decrypt and of the job's encryption (jvm/io/strmspark/,
-# `make udf`): Tink's AES-SIV from Spark's own jars, no Python worker, the same results as
-# the Arrow UDFs. They also accept keysets in the compact form strm_keyset_compact_jvm makes,
-# which is what the views and the job carry with their rows.
+# The JVM implementations of strm_decrypt and of the job's encryption (jvm/, `make udf`): Tink
+# Java's DeterministicAead (bundled in the jar), no Python worker, the same results as the Arrow
+# UDFs. They also accept keysets in Tink's binary keyset format, which strm_keyset_compact_jvm
+# makes of the JSON and the views and the job carry with their rows.
 JVM_FUNCTIONS = {
     "strm_decrypt_jvm": ("io.strmspark.StrmDecrypt", T.StringType()),
     "strm_decrypt_strict_jvm": ("io.strmspark.StrmDecrypt$Strict", T.StringType()),
@@ -79,9 +79,10 @@ def register_jvm(spark: SparkSession) -> bool:
 
 
 def compact_keyset_column(keyset: Column) -> Column:
-    """A cleartext keyset column (BINARY or STRING) in the compact form the JVM functions read
-    without parsing JSON (about 70 bytes per key instead of about 390). Apply it once per key,
-    where keys are looked up, not per row; a keyset it cannot read is kept as it is."""
+    """A cleartext keyset column (BINARY or STRING) in Tink's binary keyset format, which the JVM
+    functions read without a JSON parser (about 140 bytes for one key instead of about 390).
+    Apply it once per key, where keys are looked up, not per row; a keyset it cannot read is
+    kept as it is."""
     return F.call_function("strm_keyset_compact_jvm", keyset.cast("binary"))
 
 

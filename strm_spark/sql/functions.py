@@ -37,7 +37,8 @@ def register(spark: SparkSession, mask_seed: bytes | None = None) -> list[str]:
     - strm_consent_allows(consentLevels, 'CUMULATIVE' | 'GRANULAR', level or array of levels)
     - strm_decrypt_jvm, strm_decrypt_strict_jvm: the decrypt functions in the JVM (faster; only
       when the UDF jar is on the class path, see `register_jvm`), strm_encrypt_jvm, and
-      strm_keyset_compact_jvm(keyset) -> the compact form of a keyset the JVM functions accept
+      strm_keyset_compact_jvm(keyset) -> a JSON keyset in Tink's binary format (more compact),
+      which the JVM functions accept too
     """
     names = list(JVM_FUNCTIONS) if register_jvm(spark) else []
 
