@@ -1,5 +1,6 @@
 package io.strmspark;
 
+import java.util.Arrays;
 import org.apache.spark.sql.api.java.UDF1;
 
 /**
@@ -14,15 +15,30 @@ import org.apache.spark.sql.api.java.UDF1;
 public class StrmCompactKeyset implements UDF1<byte[], byte[]> {
   private static final long serialVersionUID = 1L;
 
+  /**
+   * The last keyset converted in this task thread and its result. Spark's generated code may
+   * evaluate a join side's column once per joined row instead of once per row of that side (a
+   * view's key is converted again for each of its rows), and Tink's JSON parser costs several
+   * microseconds: the same keyset again gives the last result.
+   */
+  private static final ThreadLocal<byte[][]> LAST = ThreadLocal.withInitial(() -> new byte[2][]);
+
   @Override
   public byte[] call(byte[] keyset) {
     if (keyset == null || !Keysets.isJson(keyset)) {
       return keyset;
     }
-    try {
-      return Keysets.compact(keyset);
-    } catch (RuntimeException | java.security.GeneralSecurityException e) {
-      return keyset;
+    byte[][] last = LAST.get();
+    if (!Arrays.equals(keyset, last[0])) {
+      byte[] out;
+      try {
+        out = Keysets.compact(keyset);
+      } catch (RuntimeException | java.security.GeneralSecurityException e) {
+        out = keyset.clone();
+      }
+      last[0] = keyset.clone();  // the caller's array may be reused
+      last[1] = out;
     }
+    return last[1].clone();
   }
 }
