@@ -158,6 +158,26 @@ def test_entry_points_fail_loudly(tmp_path, monkeypatch, capsys):
     assert entrypoints._finish("run", 0) == 0
 
 
+def test_the_udf_jar_bundles_its_tink_relocated_and_ships_in_the_wheel(wheel):
+    # The jar brings Tink, protobuf-java and gson under io.strmspark.shaded: nothing of them
+    # under their own names, which the runtime's copies (Spark 4.0: Tink 1.16; no
+    # protobuf-java in pyspark) would shadow or clash with. Spark's own classes stay out.
+    with zipfile.ZipFile(session.UDF_JAR) as zf:
+        names = zf.namelist()
+    ours = [n for n in names if n.startswith("io/strmspark/") and "/shaded/" not in n]
+    assert {f"{cls.replace('.', '/')}.class" for cls, _ in engines.JVM_FUNCTIONS.values()} <= set(
+        ours
+    )
+    shaded = "io/strmspark/shaded/com/google/"
+    for cls in ("crypto/tink/KeysetHandle", "protobuf/MessageOrBuilder", "gson/JsonParser"):
+        assert f"{shaded}{cls}.class" in names, cls
+    strays = [n for n in names if n.endswith(".class") and not n.startswith("io/strmspark/")]
+    assert not strays, strays[:5]
+    assert not [n for n in names if n.startswith(("com/", "google/", "org/"))]
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("strm_spark/jars/strm-spark-udf.jar") == session.UDF_JAR.read_bytes()
+
+
 # ---------------------------------------------------------------- the Databricks bundle
 
 
