@@ -105,7 +105,7 @@ def jar_conf(master: str) -> dict[str, str]:
         if delta
         else {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
     )
-    if UDF_JAR.is_file():  # a few KB: shipped to executors with the session
+    if UDF_JAR.is_file():  # about 5 MB (Tink bundled): shipped to executors with the session
         conf["spark.jars"] = ",".join([*filter(None, [conf.get("spark.jars")]), str(UDF_JAR)])
     if s3a and (master == "local" or master.startswith("local[")):
         conf["spark.driver.extraClassPath"] = os.pathsep.join(s3a)
