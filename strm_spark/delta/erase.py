@@ -52,10 +52,8 @@ def version(spark: SparkSession, path: str) -> int:
     return int(_history(spark, path, 1)[0]["version"])
 
 
-def _metric_since(
-    spark: SparkSession, path: str, since: int, operations: set[str], metric: str
-) -> int:
-    rows = _history(spark, path, since=since)
+def _metric_since(rows: list[Row], operations: set[str], metric: str) -> int:
+    """The sum of `metric` over the commits of `rows` (history rows) of these operations."""
     return sum(
         int((r["operationMetrics"] or {}).get(metric, 0))
         for r in rows
@@ -102,20 +100,19 @@ def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
 
 
 def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
-    counts = PurgeCounts()
     before = version(spark, path)
     features = (
         spark.sql(f"DESCRIBE DETAIL {sql_path(path)}").select("tableFeatures").first()[0] or []
     )
     if "deletionVectors" in features:
         spark.sql(f"REORG TABLE {sql_path(path)} APPLY (PURGE)")
-        counts.files_rewritten = _metric_since(
-            spark, path, before, {"REORG", "OPTIMIZE"}, "numRemovedFiles"
-        )
-    mark = version(spark, path)
     spark.sql(f"VACUUM {sql_path(path)} RETAIN 0 HOURS")
-    counts.files_removed = _metric_since(spark, path, mark, {"VACUUM END"}, "numDeletedFiles")
-    return counts
+    # One read of the commits since `before` gives both counts (REORG's and VACUUM's).
+    done = _history(spark, path, since=before)
+    return PurgeCounts(
+        files_rewritten=_metric_since(done, {"REORG", "OPTIMIZE"}, "numRemovedFiles"),
+        files_removed=_metric_since(done, {"VACUUM END"}, "numDeletedFiles"),
+    )
 
 
 # Metrics through which a commit says it removed files or marked rows deleted.
