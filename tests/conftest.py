@@ -31,20 +31,26 @@ UCI_CONTRACT = REPO / "conf" / "online_retail_contract.yaml"
 SUBPROCESS_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 os.environ.setdefault("JAVA_TOOL_OPTIONS", SUBPROCESS_JAVA_OPTIONS)
 
-
-TIERS = ("unit", "spark", "e2e")
-
 # The session's queries run on a few hundred rows, where generating and compiling Java code for
 # each plan costs far more than it saves: a warm 300-row job took 10.1-10.9 CPU seconds with
 # expressions and plans interpreted against 14.5-16.2 with Spark's code generation (and 7.3-7.6
 # s against 10.2-11.6 s wall), mostly Janino and the JIT compiling generated classes, and
-# Delta's encoders formatting their code. Results are the same by Spark's contract; the
-# processes the suite starts (CLI runs, the Connect server, the cluster) keep the defaults,
-# so generated code, the JVM UDFs' included, still runs end to end.
+# Delta's encoders formatting their code. Results are the same by Spark's contract. Processes
+# the suite starts only to be processes of their own (the SIGKILL and concurrency runs, the
+# Connect server) interpret too (INTERPRETED_JAVA_OPTIONS, TEST_CONF); the CLI run of
+# tests/e2e/test_cli.py, the standalone cluster and the Spark 4.0 runtime keep Spark's
+# defaults, so generated code, the JVM UDFs' included, still runs end to end.
 TEST_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+# The same for a subprocess JVM: Spark reads `spark.*` system properties into its conf.
+INTERPRETED_JAVA_OPTIONS = SUBPROCESS_JAVA_OPTIONS + "".join(
+    f" -D{key}={value}" for key, value in TEST_CONF.items()
+)
+
+
+TIERS = ("unit", "spark", "e2e")
 
 
 def pytest_collection_modifyitems(config, items):

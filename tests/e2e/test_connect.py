@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chispa import assert_df_equality
-from conftest import BLOGPOST, UCI_CSV, require_shared
+from conftest import BLOGPOST, TEST_CONF, UCI_CSV, require_shared
 from connect_server import connect_server
 from helpers import job_doc
 
@@ -32,7 +32,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with connect_server(tmp_path_factory.mktemp("connect")) as url:
+    with connect_server(tmp_path_factory.mktemp("connect"), conf=TEST_CONF) as url:
         yield url
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import UCI_CSV, require_shared
+from conftest import INTERPRETED_JAVA_OPTIONS, UCI_CSV, require_shared
 from helpers import job_config, job_doc, key_ring
 from pyspark.sql import functions as F
 
@@ -133,7 +133,12 @@ def test_incremental_config_errors(tmp_path):
 
 
 def _cli(config: Path, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
+    env = dict(
+        os.environ,
+        PYSPARK_PYTHON=sys.executable,
+        STRM_SPARK_MASTER="local[2]",
+        JAVA_TOOL_OPTIONS=INTERPRETED_JAVA_OPTIONS,
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "strm_spark.cli", "run", str(config)],
         cwd=cwd,
