@@ -270,12 +270,12 @@ def _number(letter: str, count: int) -> _Num | None:
         return _Num(count, 19, chain=19 if count == 19 else None)
     if letter == "g":
         return _Num(count, 19)
-    if letter in "ec":  # localized day of week: a 1-2 digit parser, fixed width in chains
-        return None if count >= 3 else _Num(count, 2, chain=count)
+    if letter in "ec":  # localized day of week: exactly as many digits as letters (Java 17)
+        return None if count >= 3 else _Num(count, count, chain=count)
     if letter == "w":
         return _Num(count, 2, chain=2 if count == 2 else None)
-    if letter == "W":
-        return _Num(1, 2, chain=1)
+    if letter == "W":  # exactly one digit (Java 17)
+        return _Num(1, 1, chain=1)
     return None
 
 

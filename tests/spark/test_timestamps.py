@@ -200,6 +200,10 @@ WEEK_FIELDS = [  # Y, w, W with Locale.US weeks: Sunday first, week 1 holds 1 Ja
     ("YYYY-'W'ww-e HH:mm", UTC, "2020-W53-7 06:43", 1608964980000),
     ("YYYY-'W'ww-e HH:mm", UTC, "2020-W54-7 06:43", None),
     ("YYYY-'W'ww-e HH:mm", UTC, "2022-W05-8 06:43", None),
+    ("YYYY-'W'ww-e HH:mm", UTC, "2015-W19-2 21:24", 1430774640000),
+    ("YYYY-'W'ww-e HH:mm", UTC, "2015-W19-02 21:24", None),  # e: exactly one digit
+    ("yyyy-MM W e", UTC, "2022-02 02 1", None),  # W: exactly one digit
+    ("yyyy-MM-dd c", UTC, "2022-02-06 01", None),
     ("YY-'W'w-EEE HH:mm", AMS, "22-W5-Mon 06:43", 1643002980000),
     ("yyyy-MM-dd YYYY ww HH", UTC, "2021-12-26 2022 01 06", 1640498400000),
     ("yyyy-MM-dd YYYY ww HH", UTC, "2021-12-25 2021 52 06", 1640412000000),
