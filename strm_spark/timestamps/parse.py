@@ -18,6 +18,12 @@ rejects every row) and compiled once into Spark SQL expressions:
 Both paths append the default zone as a `VV` field when the text has none, so results never
 depend on the Spark session time zone; an offset in the text wins over any zone. Text that does
 not parse gives null. docs/timestamps.md lists the letters and how each is handled.
+
+Where the UDF jar is on the class path, patterns Spark cannot parse itself go to the JVM
+function strm_parse_timestamp_jvm instead of the rewritten path: java.time's DateTimeFormatter
+with the same rules (io.strmspark.StrmParseTimestamp), 2 to 3 times faster (bench/timestamps.py,
+docs/timestamps.md). Without the jar (Spark Connect, Databricks serverless) the rewritten path
+parses them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from strm_spark.errors import UnsupportedError
 from strm_spark.timestamps.dates import (
@@ -53,14 +60,26 @@ from strm_spark.timestamps.plan import (
     _spark_letters,
 )
 
+JVM_PARSER = "strm_parse_timestamp_jvm"
+JVM_PARSER_CLASS = "io.strmspark.StrmParseTimestamp"
 
-def parse_event_time(value: Column, pattern: str, default_time_zone: str) -> Column:
+
+def parse_event_time(
+    value: Column, pattern: str, default_time_zone: str, engine: str = "auto"
+) -> Column:
     """Parse text to a TIMESTAMP; an offset or zone in the text wins over the default zone.
 
     Without a zone in the text, the default zone id is parsed as a `VV` field, so the result
     does not depend on the Spark session time zone (DST gaps and overlaps resolve as in
     java.time). Unparseable text gives null.
+
+    `engine` chooses how a pattern Spark cannot parse itself is parsed: 'auto' with the JVM
+    function when the UDF jar is on the class path, else with Spark SQL expressions (the
+    rewritten path); 'jvm' or 'expressions' force one. Patterns Spark parses natively always
+    take the native path.
     """
+    if engine not in ("auto", "jvm", "expressions"):
+        raise UnsupportedError(f"unknown engine {engine!r}; expected auto, jvm or expressions")
     plan = _plan(pattern)
     session = SparkSession.getActiveSession()
     policy = "spark.sql.legacy.timeParserPolicy"
@@ -71,7 +90,33 @@ def parse_event_time(value: Column, pattern: str, default_time_zone: str) -> Col
         )
     if plan.spark_pattern is not None:
         return _parse_native(value, plan, default_time_zone)
+    if engine != "expressions" and register_jvm_parser(session, required=engine == "jvm"):
+        return _parse_jvm(value, pattern, default_time_zone)
     return _parse_rewritten(value, plan, default_time_zone)
+
+
+def register_jvm_parser(session: SparkSession | None, required: bool = False) -> bool:
+    """Register strm_parse_timestamp_jvm if the UDF jar is on the class path; False if not (or,
+    when `required`, an error)."""
+    try:
+        if session is None:
+            raise RuntimeError("no active Spark session")
+        session.udf.registerJavaFunction(JVM_PARSER, JVM_PARSER_CLASS, T.LongType())
+    except Exception as e:  # the class is not on the class path
+        if required:
+            raise UnsupportedError(
+                "the JVM timestamp parser is not on the class path; run `make udf` "
+                "(or pass strm-spark-udf.jar with --jars)"
+            ) from e
+        return False
+    return True
+
+
+def _parse_jvm(value: Column, pattern: str, zone: str) -> Column:
+    """java.time's DateTimeFormatter in the JVM function (epoch milliseconds, truncated), with
+    the rules of the other paths; the TIMESTAMP holds whole milliseconds."""
+    millis = F.call_function(JVM_PARSER, value, F.lit(pattern), F.lit(zone))
+    return F.timestamp_millis(millis)
 
 
 def _parse_native(value: Column, plan: _Plan, zone: str) -> Column:

@@ -1,4 +1,5 @@
-"""Java patterns: checked on the driver, parsed in Spark with zones and offsets, no Python UDFs.
+"""Java patterns: checked on the driver, parsed in Spark with zones and offsets, no Python UDFs:
+by Spark SQL expressions, and by the JVM function (java.time) where Spark cannot parse a pattern.
 
 Expected epoch millis marked "Java" come from Java 17:
 `Instant.from(DateTimeFormatter.ofPattern(pattern, Locale.US).withZone(defaultZone).parse(text))`
@@ -12,17 +13,27 @@ import pytest
 from pyspark.sql import functions as F
 
 from strm_spark.errors import UnsupportedError
-from strm_spark.timestamps.parse import _parse_rewritten, epoch_millis, parse_event_time, utc_day
-from strm_spark.timestamps.plan import _plan, check_pattern
+from strm_spark.timestamps import parse
+from strm_spark.timestamps.parse import (
+    _parse_jvm,
+    _parse_rewritten,
+    epoch_millis,
+    parse_event_time,
+    register_jvm_parser,
+    utc_day,
+)
+from strm_spark.timestamps.plan import _plan
 
 AMS, NY, UTC = "Europe/Amsterdam", "America/New_York", "UTC"
 
 
 def _millis(spark, cases, codegen=False):
-    """Epoch ms of each (pattern, zone, text) case by both paths, in one Spark job.
+    """Epoch ms of each (pattern, zone, text) case by every engine, in one Spark job.
 
-    Returns {case: (parse_event_time, rewritten path)}: for patterns Spark parses natively the
-    rewritten path is forced too, so the two are compared. Whole-stage code generation is off
+    Returns {case: (parse_event_time, rewritten path, JVM function)}: parse_event_time takes the
+    native path or, for patterns Spark cannot parse, the JVM function; the rewritten path (Spark
+    SQL expressions, used without the UDF jar) and the JVM function are forced for every
+    pattern, so all are compared. Whole-stage code generation is off
     unless asked for: compiling one projection of dozens of parsers takes seconds; the tests
     passing codegen=True cover the generated code.
     """
@@ -35,28 +46,27 @@ def _millis(spark, cases, codegen=False):
 
 
 def _collect_millis(spark, cases):
+    assert register_jvm_parser(spark)
     pairs = sorted({(p, z) for p, z, _ in cases})
     df = spark.createDataFrame([(i, v) for i, (_, _, v) in enumerate(cases)], "i int, s string")
     cols = []
     for k, (pattern, zone) in enumerate(pairs):
         cols.append(epoch_millis(parse_event_time(F.col("s"), pattern, zone)).alias(f"a{k}"))
-        if check_pattern(pattern).native:
-            rewritten = _parse_rewritten(F.col("s"), _plan(pattern), zone)
-            cols.append(epoch_millis(rewritten).alias(f"b{k}"))
+        rewritten = _parse_rewritten(F.col("s"), _plan(pattern), zone)
+        cols.append(epoch_millis(rewritten).alias(f"b{k}"))
+        cols.append(epoch_millis(_parse_jvm(F.col("s"), pattern, zone)).alias(f"c{k}"))
     rows = {r["i"]: r.asDict() for r in df.select("i", *cols).collect()}
     out = {}
     for i, (pattern, zone, value) in enumerate(cases):
         k = pairs.index((pattern, zone))
-        out[(pattern, zone, value)] = (rows[i][f"a{k}"], rows[i].get(f"b{k}", rows[i][f"a{k}"]))
+        out[(pattern, zone, value)] = tuple(rows[i][f"{e}{k}"] for e in "abc")
     return out
 
 
 def _check(spark, vectors, codegen=False):
     got = _millis(spark, [(p, z, v) for p, z, v, _ in vectors], codegen)
     wrong = {
-        (p, v): (got[(p, z, v)], want)
-        for p, z, v, want in vectors
-        if got[(p, z, v)] != (want, want)
+        (p, v): (got[(p, z, v)], want) for p, z, v, want in vectors if got[(p, z, v)] != (want,) * 3
     }
     assert not wrong, wrong
 
@@ -281,8 +291,8 @@ def test_week_fields_around_new_year(spark):
     got = _millis(spark, [(pattern, UTC, t) for t in texts + wrong])
     for t in texts:
         midnight = int(datetime.strptime(t[:10] + "+0000", "%Y-%m-%d%z").timestamp())
-        assert got[(pattern, UTC, t)] == (midnight * 1000,) * 2, t
-    assert not [t for t in wrong if got[(pattern, UTC, t)] != (None, None)]
+        assert got[(pattern, UTC, t)] == (midnight * 1000,) * 3, t
+    assert not [t for t in wrong if got[(pattern, UTC, t)] != (None,) * 3]
     # Week dates resolve to a day (Java: "YYYY ww e" of 2016-01-01 and 2027-12-31).
     got = _millis(spark, [("YYYY ww e", UTC, "2016 01 6"), ("YYYY ww e", UTC, "2028 01 6")])
     assert got[("YYYY ww e", UTC, "2016 01 6")][0] == 1451606400000
@@ -317,7 +327,7 @@ def test_unparseable_values_give_null_without_raising(spark):
         None,
     ]
     got = _millis(spark, [(p, AMS, v) for p in patterns for v in values], codegen=True)
-    assert {k: v for k, v in got.items() if v != (None, None)} == {}
+    assert {k: v for k, v in got.items() if v != (None,) * 3} == {}
 
 
 def test_strict_resolution_where_java_is_smart(spark):
@@ -330,11 +340,11 @@ def test_strict_resolution_where_java_is_smart(spark):
             ("yyyy-MM-dd HH:mm:ss", UTC, "2022-02-06 24:00:00"),
         ],
     )
-    assert set(got.values()) == {(None, None)}
+    assert set(got.values()) == {(None,) * 3}
     # Missing fields default as in Spark (Java could not make an instant from these).
     got = _millis(spark, [("yyyy-MM", UTC, "2022-03"), ("HH:mm", AMS, "06:43")])
-    assert got[("yyyy-MM", UTC, "2022-03")] == (1646092800000, 1646092800000)
-    assert got[("HH:mm", AMS, "06:43")] == (20580000, 20580000)  # 1970-01-01, CET
+    assert got[("yyyy-MM", UTC, "2022-03")] == (1646092800000,) * 3
+    assert got[("HH:mm", AMS, "06:43")] == (20580000,) * 3  # 1970-01-01, CET
 
 
 def _parse(spark, values, pattern, zone):
@@ -425,3 +435,32 @@ def test_legacy_time_parser_policy_is_refused(spark):
             parse_event_time(F.col("s"), "yyyy-MM-dd HH:mm:ss", UTC)
     finally:
         spark.conf.set(key, before)
+
+
+def test_zone_ids_match_case_insensitively_in_every_engine(spark):
+    # Not Java (which gives null): Spark matches zone ids and names case-insensitively, and the
+    # JVM function does the same, so the engines agree.
+    got = _millis(
+        spark,
+        [
+            ("yyyy-MM-dd HH:mm:ss VV", UTC, "2022-02-06 06:43:12 europe/amsterdam"),
+            ("yyyy-MM-dd'T'HH:mm:ss[XXX][ VV]", AMS, "2022-10-30T02:30:00 asia/tokyo"),
+        ],
+    )
+    assert set(got.values()) == {(1644126192000,) * 3, (1667064600000,) * 3}
+
+
+def test_engine_choice(spark, monkeypatch):
+    # Native patterns never use the JVM function; rewritten ones do when it can be registered.
+    native, rewritten = "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH.mm.ss.nnnnnn:Z"
+    assert parse.JVM_PARSER not in str(parse_event_time(F.col("s"), native, UTC, engine="jvm"))
+    assert parse.JVM_PARSER in str(parse_event_time(F.col("s"), rewritten, UTC))
+    expressions = parse_event_time(F.col("s"), rewritten, UTC, engine="expressions")
+    assert parse.JVM_PARSER not in str(expressions)
+    with pytest.raises(UnsupportedError, match="unknown engine"):
+        parse_event_time(F.col("s"), rewritten, UTC, engine="python")
+    # Without the class (no UDF jar: Spark Connect, Databricks serverless): the expressions.
+    monkeypatch.setattr(parse, "JVM_PARSER_CLASS", "io.strmspark.NoSuchClass")
+    assert parse.JVM_PARSER not in str(parse_event_time(F.col("s"), rewritten, UTC))
+    with pytest.raises(UnsupportedError, match="not on the class path"):
+        parse_event_time(F.col("s"), rewritten, UTC, engine="jvm")
