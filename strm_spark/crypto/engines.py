@@ -11,6 +11,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from strm_spark import jvm
 from strm_spark._pandas import is_null
 from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.crypto import cells as crypto
@@ -53,16 +54,8 @@ def _decrypt_series(ciphertexts: pd.Series, keysets: pd.Series, strict: bool) ->
     return pd.Series(out, dtype=object)
 
 
-# The JVM implementations of strm_decrypt and of the job's encryption (jvm/, `make udf`): Tink
-# Java's DeterministicAead (bundled in the jar), no Python worker, the same results as the Arrow
-# UDFs. They also accept keysets in Tink's binary keyset format, which strm_keyset_compact_jvm
-# makes of the JSON and the views and the job carry with their rows.
-JVM_FUNCTIONS = {
-    "strm_decrypt_jvm": ("io.strmspark.StrmDecrypt", T.StringType()),
-    "strm_decrypt_strict_jvm": ("io.strmspark.StrmDecrypt$Strict", T.StringType()),
-    "strm_encrypt_jvm": ("io.strmspark.StrmEncrypt", T.StringType()),
-    "strm_keyset_compact_jvm": ("io.strmspark.StrmCompactKeyset", T.BinaryType()),
-}
+# The JVM implementations of strm_decrypt and of the job's encryption (strm_spark.jvm).
+JVM_FUNCTIONS = jvm.CRYPTO
 
 
 def register_jvm(spark: SparkSession) -> bool:
@@ -70,12 +63,7 @@ def register_jvm(spark: SparkSession) -> bool:
     ciphertext under a cleartext keyset), and strm_keyset_compact_jvm, when the UDF jar is on
     the class path (strm-spark's local sessions add it; on a cluster pass it with --jars);
     False if not."""
-    try:
-        for name, (cls, returns) in JVM_FUNCTIONS.items():
-            spark.udf.registerJavaFunction(name, cls, returns)
-    except Exception:  # the class is not on the class path
-        return False
-    return True
+    return jvm.register(spark, JVM_FUNCTIONS)
 
 
 def compact_keyset_column(keyset: Column) -> Column:

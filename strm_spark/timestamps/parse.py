@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from strm_spark import jvm
 from strm_spark.errors import UnsupportedError
 from strm_spark.timestamps.dates import (
     _MAX_EPOCH_DAY,
@@ -61,7 +61,6 @@ from strm_spark.timestamps.plan import (
 )
 
 JVM_PARSER = "strm_parse_timestamp_jvm"
-JVM_PARSER_CLASS = "io.strmspark.StrmParseTimestamp"
 
 
 def parse_event_time(
@@ -98,18 +97,14 @@ def parse_event_time(
 def register_jvm_parser(session: SparkSession | None, required: bool = False) -> bool:
     """Register strm_parse_timestamp_jvm if the UDF jar is on the class path; False if not (or,
     when `required`, an error)."""
-    try:
-        if session is None:
-            raise RuntimeError("no active Spark session")
-        session.udf.registerJavaFunction(JVM_PARSER, JVM_PARSER_CLASS, T.LongType())
-    except Exception as e:  # the class is not on the class path
-        if required:
-            raise UnsupportedError(
-                "the JVM timestamp parser is not on the class path; run `make udf` "
-                "(or pass strm-spark-udf.jar with --jars)"
-            ) from e
-        return False
-    return True
+    if jvm.register(session, jvm.TIMESTAMPS):
+        return True
+    if required:
+        raise UnsupportedError(
+            "the JVM timestamp parser is not on the class path; run `make udf` "
+            "(or pass strm-spark-udf.jar with --jars)"
+        )
+    return False
 
 
 def _parse_jvm(value: Column, pattern: str, zone: str) -> Column:

@@ -33,11 +33,10 @@ import yaml
 from conftest import REPO, UCI_CSV, require_shared
 from helpers import job_doc, key_ring
 
-from strm_spark import session
+from strm_spark import jvm, session
 from strm_spark.cli import entrypoints
 from strm_spark.cli.main import build_parser
 from strm_spark.crypto import cells as crypto
-from strm_spark.crypto import engines
 from strm_spark.errors import CommandFailed
 from strm_spark.session import delta_jars
 
@@ -165,9 +164,7 @@ def test_the_udf_jar_bundles_its_tink_relocated_and_ships_in_the_wheel(wheel):
     with zipfile.ZipFile(session.UDF_JAR) as zf:
         names = zf.namelist()
     ours = [n for n in names if n.startswith("io/strmspark/") and "/shaded/" not in n]
-    assert {f"{cls.replace('.', '/')}.class" for cls, _ in engines.JVM_FUNCTIONS.values()} <= set(
-        ours
-    )
+    assert {f"{cls.replace('.', '/')}.class" for cls, _ in jvm.FUNCTIONS.values()} <= set(ours)
     shaded = "io/strmspark/shaded/com/google/"
     for cls in ("crypto/tink/KeysetHandle", "protobuf/MessageOrBuilder", "gson/JsonParser"):
         assert f"{shaded}{cls}.class" in names, cls
@@ -246,7 +243,7 @@ def test_bundle_tasks_call_entry_points_of_the_wheel(wheel, bare_python):
         for jar in jars:
             with zipfile.ZipFile(REPO / jar) as zf:
                 classes = set(zf.namelist())
-            for cls, _ in engines.JVM_FUNCTIONS.values():
+            for cls, _ in jvm.FUNCTIONS.values():
                 assert cls.replace(".", "/") + ".class" in classes, f"{jar} lacks {cls}"
         mode = cluster["data_security_mode"]
         assert mode == "${var.access_mode}", key

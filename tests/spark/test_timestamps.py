@@ -12,6 +12,7 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
+from strm_spark import jvm
 from strm_spark.errors import UnsupportedError
 from strm_spark.timestamps import parse
 from strm_spark.timestamps.parse import (
@@ -460,7 +461,9 @@ def test_engine_choice(spark, monkeypatch):
     with pytest.raises(UnsupportedError, match="unknown engine"):
         parse_event_time(F.col("s"), rewritten, UTC, engine="python")
     # Without the class (no UDF jar: Spark Connect, Databricks serverless): the expressions.
-    monkeypatch.setattr(parse, "JVM_PARSER_CLASS", "io.strmspark.NoSuchClass")
+    monkeypatch.setitem(
+        jvm.TIMESTAMPS, parse.JVM_PARSER, ("io.strmspark.NoSuchClass", jvm.T.LongType())
+    )
     assert parse.JVM_PARSER not in str(parse_event_time(F.col("s"), rewritten, UTC))
     with pytest.raises(UnsupportedError, match="not on the class path"):
         parse_event_time(F.col("s"), rewritten, UTC, engine="jvm")

@@ -13,7 +13,7 @@ MAX_MODULE_LINES = 460
 MAX_FUNCTION_LINES = 80
 
 # What each package may import of strm_spark, besides itself and the basics every layer uses.
-BASICS = {"errors", "config", "contract", "private", "session", "_pandas"}
+BASICS = {"errors", "config", "contract", "private", "session", "_pandas", "jvm"}
 ALLOWED = {
     "consent": set(),
     "timestamps": set(),
