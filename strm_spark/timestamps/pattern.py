@@ -250,6 +250,7 @@ class _Num:
     hi: int
     exceeds_pad: bool = False  # years of 4+ letters: more digits than letters need a '+' sign
     chain: int | None = None
+    year: bool = False  # a year read as at most 5 significant digits (strm_spark.timestamps.plan)
 
 
 def _number(letter: str, count: int) -> _Num | None:

@@ -35,6 +35,28 @@ def _rx_digits(lo: int, hi: int, possessive: bool = False) -> str:
     return rf"\d{{{lo},{hi}}}" + ("+" if possessive else "")
 
 
+# Years of more than 5 digits are rejected on every path: Spark's timestamps end in year 294247,
+# and its parser raises an overflow (uncaught by try_to_timestamp, failing the job) beyond.
+_MAX_YEAR_DIGITS = 5
+
+
+def _regex_num(tok: _Token) -> _Num | None:
+    """`_number` for the regex: years capped at 5 significant digits (zeros may lead), as the
+    JVM function does too. Other fields as Java reads them."""
+    num = _number(tok.letter, tok.count)
+    if num is None or tok.letter not in "yuY" or num.hi <= _MAX_YEAR_DIGITS:
+        return num
+    return _Num(num.lo, num.hi, num.exceeds_pad, num.chain, year=True)
+
+
+def _rx_year(num: _Num, possessive: bool) -> str:
+    """lo..hi digits of a year whose value has at most 5 digits."""
+    if num.exceeds_pad:  # exactly lo digits (unsigned)
+        return rf"0{{{num.lo - _MAX_YEAR_DIGITS}}}\d{{{_MAX_YEAR_DIGITS}}}"
+    body = rf"0*\d{{{num.lo},{_MAX_YEAR_DIGITS}}}"
+    return f"(?>{body})" if possessive else body
+
+
 def _rx_zone(letter: str, count: int) -> str:
     if letter == "V":  # region id, or an offset-style id (Z, +01:00, UTC+1, GMT+01:00)
         return r"(?>[+-][0-9:]{1,8}+|[A-Za-z][A-Za-z0-9~/._+:-]*+)"
@@ -49,8 +71,10 @@ def _rx_zone(letter: str, count: int) -> str:
 
 def _rx_field(tok: _Token) -> str:
     """Regex of one field on its own (not in an adjacent-value chain)."""
-    num = _number(tok.letter, tok.count)
+    num = _regex_num(tok)
     if num is not None:
+        if num.year:
+            return _rx_year(num, possessive=True) + r"(?!\d)"
         if num.exceeds_pad:
             return _rx_digits(num.lo, num.lo) + r"(?!\d)"
         return _rx_digits(num.lo, num.hi, possessive=True)
@@ -75,15 +99,21 @@ def _chain_rx(chain: list[tuple[_Token, _Num, int]], greedy: bool) -> str:
     greedily instead (`greedy`).
     """
     (_, head, _), rest = chain[0], chain[1:]
+
+    def digits(possessive: bool) -> str:
+        if head.year:
+            return _rx_year(head, possessive)
+        return _rx_digits(head.lo, head.lo if head.exceeds_pad else head.hi, possessive)
+
     if head.exceeds_pad:  # unsigned: exactly as many digits as letters
-        out = "(" + _rx_digits(head.lo, head.lo) + ")"
+        out = "(" + digits(False) + ")"
         return out + "".join(f"(\\d{{{n.chain}}})" for _, n, _ in rest) + r"(?!\d)"
     if not rest:
-        return "(" + _rx_digits(head.lo, head.hi, possessive=True) + ")"
+        return "(" + digits(True) + ")"
     fixed_rest = "".join(f"(\\d{{{n.chain}}})" for _, n, _ in rest)
     if greedy or head.lo == head.hi:
-        return "(" + _rx_digits(head.lo, head.hi, possessive=True) + ")" + fixed_rest
-    return "(" + _rx_digits(head.lo, head.hi) + ")" + fixed_rest + r"(?!\d)"
+        return "(" + digits(True) + ")" + fixed_rest
+    return "(" + digits(False) + ")" + fixed_rest + r"(?!\d)"
 
 
 def _compile(tokens: list[_Token], seps: str) -> tuple[str, tuple[_Field, ...]]:
@@ -107,7 +137,7 @@ def _compile(tokens: list[_Token], seps: str) -> tuple[str, tuple[_Field, ...]]:
             continue
         group = len(fields) + 1
         fields.append(_Field(tok, group, tok.depth > 0))
-        num = _number(tok.letter, tok.count)
+        num = _regex_num(tok)
         if tok.pad:  # the padded region, checked again when the field is read
             close_chain(greedy=False)
             parts.append(f"([^{_rx_escape(seps)}]{{{tok.pad}}})")
@@ -225,12 +255,14 @@ def _native_pattern(tokens: list[_Token]) -> str | None:
 
 
 def _needs_check(tokens: list[_Token]) -> bool:
-    """Spark matches text and literals case-insensitively and reads 1..n digits for 'S'."""
+    """Spark matches text and literals case-insensitively, reads 1..n digits for 'S', and
+    years of any size (raising an overflow beyond its range instead of giving null)."""
     for tok in tokens:
         if tok.kind == "literal" and any(ch.lower() != ch.upper() for ch in tok.text):
             return True
         if tok.kind == "field" and (
-            tok.letter == "S"
+            (tok.letter in "yu" and tok.count != 2)  # a year Spark would read beyond 5 digits
+            or tok.letter == "S"
             or tok.letter in _ZONE_LETTERS
             or _number(tok.letter, tok.count) is None
         ):

@@ -260,6 +260,30 @@ def test_matches_java(spark, vectors):
     _check(spark, vectors)
 
 
+def test_years_of_more_than_five_digits_give_null_in_every_engine(spark):
+    """Years are read without a sign and with at most 5 significant digits (4 and 5 letters:
+    exactly that many digits). Spark's timestamps end in year 294247: beyond it Spark's own
+    parser raised an overflow that try_to_timestamp did not catch, failing the whole job."""
+    _check(
+        spark,
+        [
+            ("yyyy-MM-dd HH:mm:ss", UTC, "+294248-01-01 00:00:00", None),  # raised before
+            ("yyyy-MM-dd HH:mm:ss", UTC, "+12345-06-01 00:00:00", None),
+            ("yyyy-MM-dd HH:mm:ss", UTC, "-2024-01-01 00:00:00", None),
+            ("yyyy-MM-dd HH:mm:ss", UTC, "2024-01-01 00:00:00", 1704067200000),
+            ("yyyyy-MM-dd", UTC, "12345-06-01", 327416428800000),
+            ("yyyyyy-MM-dd", UTC, "294248-01-01", None),  # raised before
+            ("yyyyyy-MM-dd", UTC, "100000-01-01", None),
+            ("yyyyyy-MM-dd", UTC, "099999-01-01", 3093496444800000),
+            ("y-MM-dd", UTC, "300000-01-01", None),
+            ("y-MM-dd", UTC, "99999-01-01", 3093496444800000),
+            ("y-MM-dd", UTC, "0002024-01-01", 1704067200000),  # leading zeros, as Java
+            ("yMMdd", UTC, "3000000101", None),
+            ("yMMdd", UTC, "20240101", 1704067200000),
+        ],
+    )
+
+
 def test_week_fields_around_new_year(spark):
     # Text formatted by Java (Locale.US) with "yyyy-MM-dd YYYY ww W e EEE QQQ g": every field
     # agrees with the date; changing any one of them must reject the row (as Java does).

@@ -13,10 +13,13 @@ import java.time.format.DateTimeFormatterBuilder;
 import java.time.format.ResolverStyle;
 import java.time.temporal.ChronoField;
 import java.time.temporal.TemporalAccessor;
+import java.time.temporal.TemporalField;
 import java.time.temporal.TemporalQueries;
 import java.time.temporal.WeekFields;
 import java.util.Locale;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.apache.spark.sql.api.java.UDF3;
 
 /**
@@ -49,11 +52,14 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
       new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, ZoneId> ZONES = new ConcurrentHashMap<>();
   private static final WeekFields WEEKS = WeekFields.of(Locale.US);
+  private static final Pattern YEAR_LETTERS = Pattern.compile("y+|u+|Y+");
 
   // The last pattern and zone of this task's copy of the function: no map lookup per row.
   private transient String lastPattern;
   private transient DateTimeFormatter lastFormatter;
   private transient boolean lastChecksWeek;
+  private transient long lastYearBound;
+  private transient TemporalField lastYearField;
   private transient String lastZoneText;
   private transient ZoneId lastZone;
 
@@ -74,6 +80,8 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
     if (!pattern.equals(lastPattern)) {
       lastFormatter = FORMATTERS.computeIfAbsent(pattern, StrmParseTimestamp::compile);
       lastChecksWeek = checksWeek(pattern);
+      lastYearBound = yearBound(pattern);
+      lastYearField = yearField(pattern);
       lastPattern = pattern;
     }
     return lastFormatter;
@@ -148,6 +156,30 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
   }
 
   /**
+   * One more than the largest year the expressions accept for the pattern's year field (letters
+   * 'y', 'u' or 'Y'), which are read without a sign: exactly as many digits as letters for 4 and
+   * 5 letters (10^4, 10^5), at most 5 significant digits otherwise (10^5; Spark's timestamps
+   * end in year 294247); 0 for no check ('yy', or no year field).
+   */
+  static long yearBound(String pattern) {
+    Matcher m = YEAR_LETTERS.matcher(pattern.replaceAll("'[^']*'", ""));
+    if (!m.find() || m.group().length() == 2) {
+      return 0;
+    }
+    return m.group().length() == 4 ? 10_000L : 100_000L;
+  }
+
+  /** The field of the year that yearBound limits, read from the resolved date. */
+  static TemporalField yearField(String pattern) {
+    String letters = pattern.replaceAll("'[^']*'", "");
+    Matcher m = YEAR_LETTERS.matcher(letters);
+    if (m.find() && m.group().charAt(0) == 'Y') {
+      return WEEKS.weekBasedYear();
+    }
+    return letters.indexOf('G') >= 0 ? ChronoField.YEAR_OF_ERA : ChronoField.YEAR;
+  }
+
+  /**
    * Whether a week of week-based year 'w' is only checked against a date of 'y'/'u' with month
    * and day or day of year. STRICT resolution clamps week 53 of a 52-week year before that
    * check, where Java's default resolver (and the expressions) reject it: checked again.
@@ -165,6 +197,12 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
     LocalDate date = parsed.query(TemporalQueries.localDate());
     if (date == null) {
       date = defaultDate(parsed);
+    }
+    if (lastYearBound > 0) { // the expressions' rule: see yearBound
+      long year = date.getLong(lastYearField);
+      if (year < 0 || year >= lastYearBound) {
+        return null;
+      }
     }
     if (checksWeek) {
       TemporalAccessor raw = formatter.parseUnresolved(text, new ParsePosition(0));
