@@ -12,6 +12,8 @@ import java.time.format.DateTimeFormatter;
 import java.time.format.DateTimeFormatterBuilder;
 import java.time.format.ResolverStyle;
 import java.time.temporal.ChronoField;
+import java.time.temporal.IsoFields;
+import java.time.temporal.JulianFields;
 import java.time.temporal.TemporalAccessor;
 import java.time.temporal.TemporalField;
 import java.time.temporal.TemporalQueries;
@@ -52,12 +54,22 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
       new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, ZoneId> ZONES = new ConcurrentHashMap<>();
   private static final WeekFields WEEKS = WeekFields.of(Locale.US);
+  // The fields a pattern can give that restate the resolved date (see restatesDate).
+  private static final TemporalField[] DATE_FIELDS = {
+    ChronoField.DAY_OF_WEEK,
+    WEEKS.dayOfWeek(),
+    IsoFields.QUARTER_OF_YEAR,
+    WEEKS.weekBasedYear(),
+    WEEKS.weekOfWeekBasedYear(),
+    WEEKS.weekOfMonth(),
+    JulianFields.MODIFIED_JULIAN_DAY,
+  };
   private static final Pattern YEAR_LETTERS = Pattern.compile("y+|u+|Y+");
 
   // The last pattern and zone of this task's copy of the function: no map lookup per row.
   private transient String lastPattern;
   private transient DateTimeFormatter lastFormatter;
-  private transient boolean lastChecksWeek;
+  private transient boolean lastRestatesDate;
   private transient long lastYearBound;
   private transient TemporalField lastYearField;
   private transient String lastZoneText;
@@ -70,7 +82,7 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
     }
     try {
       DateTimeFormatter formatter = formatter(pattern);
-      return parse(text, formatter, lastChecksWeek, defaultZone);
+      return parse(text, formatter, lastRestatesDate, defaultZone);
     } catch (RuntimeException e) { // DateTimeException, ArithmeticException, a bad pattern
       return null;
     }
@@ -79,7 +91,7 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
   private DateTimeFormatter formatter(String pattern) {
     if (!pattern.equals(lastPattern)) {
       lastFormatter = FORMATTERS.computeIfAbsent(pattern, StrmParseTimestamp::compile);
-      lastChecksWeek = checksWeek(pattern);
+      lastRestatesDate = restatesDate(pattern);
       lastYearBound = yearBound(pattern);
       lastYearField = yearField(pattern);
       lastPattern = pattern;
@@ -180,19 +192,52 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
   }
 
   /**
-   * Whether a week of week-based year 'w' is only checked against a date of 'y'/'u' with month
-   * and day or day of year. STRICT resolution clamps week 53 of a 52-week year before that
-   * check, where Java's default resolver (and the expressions) reject it: checked again.
+   * Whether the pattern has a full date (year with month and day, or day of year) and a field
+   * that only restates it (day of week 'E', 'e', 'c'; quarter 'Q', 'q'; week fields 'Y', 'w',
+   * 'W'; modified Julian day 'g'), which parse checks against the resolved date itself. java.time's own check is not dependable: its resolver
+   * visits the parsed fields in hash order (identity hash codes), so whether a wrong 'E' beside
+   * 'e' is rejected depends on the JVM (with "uuuu-MM-dd YYYY ww W e EEE QQQ g", Java 17
+   * accepted "2016-12-31 2016 53 5 7 Sun Q4 57753" by default and rejected it with
+   * -XX:hashCode=2, and one test JVM of the suite accepted it where the others rejected it).
+   * STRICT resolution also clamps week 53 of a 52-week year before its check.
    */
-  static boolean checksWeek(String pattern) {
+  static boolean restatesDate(String pattern) {
     String letters = pattern.replaceAll("'[^']*'", "");
-    return letters.indexOf('w') >= 0
-        && (letters.indexOf('y') >= 0 || letters.indexOf('u') >= 0)
-        && ((letters.indexOf('M') >= 0 || letters.indexOf('L') >= 0) && letters.indexOf('d') >= 0
-            || letters.indexOf('D') >= 0);
+    boolean fullDate =
+        (letters.indexOf('y') >= 0 || letters.indexOf('u') >= 0)
+            && ((letters.indexOf('M') >= 0 || letters.indexOf('L') >= 0)
+                    && letters.indexOf('d') >= 0
+                || letters.indexOf('D') >= 0);
+    // Without a full y-M-d or y-D date the week fields or 'g' are the date's source, resolved
+    // by java.time (week 53 of a 52-week year included), not restatements of it.
+    return fullDate && letters.matches(".*[EecQqYwWg].*");
   }
 
-  private Long parse(String text, DateTimeFormatter formatter, boolean checksWeek, String defaultZone) {
+  /**
+   * Each field as parsed (unresolved), or computed from parsed fields, must equal its value in
+   * the resolved date. A field the parsed ones cannot give is skipped (week fields ask
+   * isSupported for fields of their own, and throw when those are missing).
+   */
+  private static boolean agreesWithDate(TemporalAccessor raw, LocalDate date) {
+    for (TemporalField field : DATE_FIELDS) {
+      long value;
+      try {
+        if (!raw.isSupported(field)) {
+          continue;
+        }
+        value = raw.getLong(field);
+      } catch (DateTimeException e) { // UnsupportedTemporalTypeException
+        continue;
+      }
+      if (value != date.getLong(field)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private Long parse(
+      String text, DateTimeFormatter formatter, boolean restatesDate, String defaultZone) {
     TemporalAccessor parsed = formatter.parse(text);
     LocalDate date = parsed.query(TemporalQueries.localDate());
     if (date == null) {
@@ -204,11 +249,9 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
         return null;
       }
     }
-    if (checksWeek) {
+    if (restatesDate) {
       TemporalAccessor raw = formatter.parseUnresolved(text, new ParsePosition(0));
-      if (raw != null
-          && raw.isSupported(WEEKS.weekOfWeekBasedYear())
-          && raw.getLong(WEEKS.weekOfWeekBasedYear()) != date.getLong(WEEKS.weekOfWeekBasedYear())) {
+      if (raw == null || !agreesWithDate(raw, date)) {
         return null;
       }
     }
