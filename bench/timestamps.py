@@ -33,8 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 OUT = REPO / "out" / "bench"
-UDF_NAME = "strm_parse_timestamp_jvm"
-UDF_CLASS = "io.strmspark.StrmParseTimestamp"
 
 _DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -74,7 +72,7 @@ PATTERNS = {
     "strm-uci": (  # STRM's blog post job (UCI Online Retail)
         "yyyy-MM-dd HH:mm:ss",
         "Europe/Amsterdam",
-        "native",
+        "native, regex check",  # the year (at most 4 digits, no sign)
         lambda t, n, o: f"{t:%Y-%m-%d %H:%M:%S}",
     ),
     "strm-demo": (  # STRM's batch demo notebook: n is nano-of-second, at least 6 digits
@@ -152,7 +150,7 @@ def _timed(frame) -> float:
 def bench(spark, name: str, rows: int, bad: float, seed: int, repeats: int) -> dict:
     from pyspark.sql import functions as F
 
-    from strm_spark.timestamps.parse import epoch_millis, parse_event_time
+    from strm_spark.timestamps.parse import JVM_PARSER, epoch_millis, parse_event_time
     from strm_spark.timestamps.plan import check_pattern
 
     pattern, zone, path_kind, _ = PATTERNS[name]
@@ -162,7 +160,7 @@ def bench(spark, name: str, rows: int, bad: float, seed: int, repeats: int) -> d
     assert df.count() == rows
     text = F.col("value")
     expr = epoch_millis(parse_event_time(text, pattern, zone, engine="expressions"))
-    udf = F.call_function(UDF_NAME, text, F.lit(pattern), F.lit(zone))
+    udf = F.call_function(JVM_PARSER, text, F.lit(pattern), F.lit(zone))
     # A new DataFrame per run: collecting the same one again would reuse its finished shuffle
     # stage (adaptive execution) and time only the final aggregation.
     frames = {
@@ -241,9 +239,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown patterns {sorted(unknown)}; known: {', '.join(PATTERNS)}")
 
-    from pyspark.sql import types as T
-
     from strm_spark.session import UDF_JAR, get_spark
+    from strm_spark.timestamps.parse import register_jvm_parser
 
     if not UDF_JAR.is_file():
         parser.error(f"{UDF_JAR} is missing: run `make udf`")
@@ -254,7 +251,9 @@ def main() -> int:
         master=args.master,
         extra_conf={"spark.driver.memory": "2g", "spark.ui.enabled": "false"},
     )
-    spark.udf.registerJavaFunction(UDF_NAME, UDF_CLASS, T.LongType())
+    if not register_jvm_parser(spark):
+        print("the UDF jar is not on the class path: run `make udf` first", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     results = []
     for name in names:
