@@ -45,13 +45,12 @@ import org.apache.spark.sql.api.java.UDF3;
  *
  * Text that does not parse, a null argument, or a bad pattern or zone gives null: it never
  * throws. Patterns are checked on the driver (check_pattern) before this is called. The compiled
- * formatter is cached per pattern.
+ * pattern (formatter and checks) is cached per pattern.
  */
 public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
   private static final long serialVersionUID = 1L;
 
-  private static final ConcurrentHashMap<String, DateTimeFormatter> FORMATTERS =
-      new ConcurrentHashMap<>();
+  private static final ConcurrentHashMap<String, Compiled> COMPILED = new ConcurrentHashMap<>();
   private static final ConcurrentHashMap<String, ZoneId> ZONES = new ConcurrentHashMap<>();
   private static final WeekFields WEEKS = WeekFields.of(Locale.US);
   // The fields a pattern can give that restate the resolved date (see restatesDate).
@@ -68,10 +67,7 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
 
   // The last pattern and zone of this task's copy of the function: no map lookup per row.
   private transient String lastPattern;
-  private transient DateTimeFormatter lastFormatter;
-  private transient boolean lastRestatesDate;
-  private transient long lastYearBound;
-  private transient TemporalField lastYearField;
+  private transient Compiled lastCompiled;
   private transient String lastZoneText;
   private transient ZoneId lastZone;
 
@@ -81,22 +77,34 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
       return null;
     }
     try {
-      DateTimeFormatter formatter = formatter(pattern);
-      return parse(text, formatter, lastRestatesDate, defaultZone);
+      return parse(text, compiled(pattern), defaultZone);
     } catch (RuntimeException e) { // DateTimeException, ArithmeticException, a bad pattern
       return null;
     }
   }
 
-  private DateTimeFormatter formatter(String pattern) {
+  private Compiled compiled(String pattern) {
     if (!pattern.equals(lastPattern)) {
-      lastFormatter = FORMATTERS.computeIfAbsent(pattern, StrmParseTimestamp::compile);
-      lastRestatesDate = restatesDate(pattern);
-      lastYearBound = yearBound(pattern);
-      lastYearField = yearField(pattern);
+      lastCompiled = COMPILED.computeIfAbsent(pattern, Compiled::new);
       lastPattern = pattern;
     }
-    return lastFormatter;
+    return lastCompiled;
+  }
+
+  /** A pattern's formatter and the checks parse adds to java.time's, derived once. */
+  private static final class Compiled {
+    final DateTimeFormatter formatter;
+    final boolean restatesDate;
+    final long yearBound;
+    final TemporalField yearField;
+
+    Compiled(String pattern) {
+      String letters = pattern.replaceAll("'[^']*'", ""); // the pattern's letters, no literals
+      formatter = compile(pattern);
+      restatesDate = restatesDate(letters);
+      yearBound = yearBound(letters);
+      yearField = yearField(letters);
+    }
   }
 
   private ZoneId zone(String zone) {
@@ -173,8 +181,8 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
    * 5 letters (10^4, 10^5), at most 5 significant digits otherwise (10^5; Spark's timestamps
    * end in year 294247); 0 for no check ('yy', or no year field).
    */
-  static long yearBound(String pattern) {
-    Matcher m = YEAR_LETTERS.matcher(pattern.replaceAll("'[^']*'", ""));
+  static long yearBound(String letters) {
+    Matcher m = YEAR_LETTERS.matcher(letters);
     if (!m.find() || m.group().length() == 2) {
       return 0;
     }
@@ -182,8 +190,7 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
   }
 
   /** The field of the year that yearBound limits, read from the resolved date. */
-  static TemporalField yearField(String pattern) {
-    String letters = pattern.replaceAll("'[^']*'", "");
+  static TemporalField yearField(String letters) {
     Matcher m = YEAR_LETTERS.matcher(letters);
     if (m.find() && m.group().charAt(0) == 'Y') {
       return WEEKS.weekBasedYear();
@@ -194,15 +201,15 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
   /**
    * Whether the pattern has a full date (year with month and day, or day of year) and a field
    * that only restates it (day of week 'E', 'e', 'c'; quarter 'Q', 'q'; week fields 'Y', 'w',
-   * 'W'; modified Julian day 'g'), which parse checks against the resolved date itself. java.time's own check is not dependable: its resolver
-   * visits the parsed fields in hash order (identity hash codes), so whether a wrong 'E' beside
+   * 'W'; modified Julian day 'g'), which parse checks against the resolved date itself.
+   * java.time's own check is not dependable: its resolver visits the parsed fields in hash
+   * order (identity hash codes), so whether a wrong 'E' beside
    * 'e' is rejected depends on the JVM (with "uuuu-MM-dd YYYY ww W e EEE QQQ g", Java 17
    * accepted "2016-12-31 2016 53 5 7 Sun Q4 57753" by default and rejected it with
    * -XX:hashCode=2, and one test JVM of the suite accepted it where the others rejected it).
    * STRICT resolution also clamps week 53 of a 52-week year before its check.
    */
-  static boolean restatesDate(String pattern) {
-    String letters = pattern.replaceAll("'[^']*'", "");
+  static boolean restatesDate(String letters) {
     boolean fullDate =
         (letters.indexOf('y') >= 0 || letters.indexOf('u') >= 0)
             && ((letters.indexOf('M') >= 0 || letters.indexOf('L') >= 0)
@@ -236,20 +243,20 @@ public class StrmParseTimestamp implements UDF3<String, String, String, Long> {
     return true;
   }
 
-  private Long parse(
-      String text, DateTimeFormatter formatter, boolean restatesDate, String defaultZone) {
+  private Long parse(String text, Compiled pattern, String defaultZone) {
+    DateTimeFormatter formatter = pattern.formatter;
     TemporalAccessor parsed = formatter.parse(text);
     LocalDate date = parsed.query(TemporalQueries.localDate());
     if (date == null) {
       date = defaultDate(parsed);
     }
-    if (lastYearBound > 0) { // the expressions' rule: see yearBound
-      long year = date.getLong(lastYearField);
-      if (year < 0 || year >= lastYearBound) {
+    if (pattern.yearBound > 0) { // the expressions' rule: see yearBound
+      long year = date.getLong(pattern.yearField);
+      if (year < 0 || year >= pattern.yearBound) {
         return null;
       }
     }
-    if (restatesDate) {
+    if (pattern.restatesDate) {
       TemporalAccessor raw = formatter.parseUnresolved(text, new ParsePosition(0));
       if (raw == null || !agreesWithDate(raw, date)) {
         return null;
