@@ -23,7 +23,7 @@ DEMO_ROWS   ?= 100000
 # relocated under io.strmspark.shaded. Maven fetches them and its plugins into ~/.m2 the first
 # time; later builds need no network (MVN="mvn -q -B -o" to make sure).
 UDF_JAR     := strm_spark/jars/strm-spark-udf.jar
-UDF_SOURCES := jvm/pom.xml $(wildcard jvm/src/main/java/io/strmspark/*.java)
+UDF_SOURCES := jvm/pom.xml $(wildcard jvm/src/main/java/io/strmspark/*.java jvm/src/main/java/io/strmspark/*/*.java)
 MVN         ?= mvn -q -B
 
 # The runtime-compatibility venv (tests/e2e/test_runtime_compat.py): Python 3.12 with Spark 4.0's

@@ -210,17 +210,22 @@ class KeyStore:
         found = self._read_secret(path, group_id)
         if found is not None:
             return found
+        secret = secrets.token_bytes(32)
         candidate = self.spark.createDataFrame(
-            [(group_id, bytearray(secrets.token_bytes(32)))], "groupId string, hashKey binary"
+            [(group_id, bytearray(secret))], "groupId string, hashKey binary"
         ).withColumn("createdAt", F.current_timestamp())
-        # Insert-only, so concurrent first runs of a group agree on one secret.
-        merge(
+        # Insert-only, so concurrent first runs of a group agree on one secret: a MERGE that
+        # inserted committed against a table without the group's secret (a concurrent insert
+        # makes it conflict and retry), so its secret is the one; otherwise another's is read.
+        metrics = merge(
             candidate,
             path,
             "t.groupId = s.groupId",
             "WHEN NOT MATCHED THEN INSERT *",
             f"key store {self.location}: group secret",
         )
+        if metrics is not None and metrics["num_inserted_rows"] == 1:
+            return secret
         found = self._read_secret(path, group_id)
         if found is None:
             raise KeyStoreError(

@@ -165,6 +165,8 @@ def test_the_udf_jar_bundles_its_tink_relocated_and_ships_in_the_wheel(wheel):
         names = zf.namelist()
     ours = [n for n in names if n.startswith("io/strmspark/") and "/shaded/" not in n]
     assert {f"{cls.replace('.', '/')}.class" for cls, _ in jvm.FUNCTIONS.values()} <= set(ours)
+    # The local file system's classes too; Hadoop's own stay with the runtime ("org/" below).
+    assert {f"{cls.replace('.', '/')}.class" for cls in session.LOCAL_FS_CONF.values()} <= set(ours)
     shaded = "io/strmspark/shaded/com/google/"
     for cls in ("crypto/tink/KeysetHandle", "protobuf/MessageOrBuilder", "gson/JsonParser"):
         assert f"{shaded}{cls}.class" in names, cls

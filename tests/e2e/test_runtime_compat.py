@@ -126,8 +126,12 @@ def test_the_wheel_runs_on_spark_4_0_classic_and_over_connect(runtime, spark, tm
             [
                 runtime,
                 "-c",
-                "import json; from strm_spark.session import "
-                "local_conf; print(json.dumps(local_conf('local[2]', 2)))",
+                # A server without the UDF jar, as serverless compute is (no jar libraries):
+                # the conf of a session that finds no jar (neither the jar nor its local file
+                # system).
+                "import json, pathlib; from strm_spark import session; "
+                "session.UDF_JAR = pathlib.Path('/no/strm-spark-udf.jar'); "
+                "print(json.dumps(session.local_conf('local[2]', 2)))",
             ],
             runtime,
             tmp_path,
@@ -135,11 +139,9 @@ def test_the_wheel_runs_on_spark_4_0_classic_and_over_connect(runtime, spark, tm
         ).stdout
     )
     submit = Path(module).parent.parent / "pyspark" / "bin" / "spark-submit"
-    # A server without the UDF jar, as serverless compute is (no jar libraries): the Python
-    # (Arrow) functions encrypt, the summary says why, and the rows are the same.
-    conf["spark.jars"] = ",".join(
-        j for j in conf["spark.jars"].split(",") if not j.endswith("strm-spark-udf.jar")
-    )
+    # Without the jar the Python (Arrow) functions encrypt, the summary says why, and the rows
+    # are the same.
+    assert "strm-spark-udf.jar" not in json.dumps(conf)
     with connect_server(
         tmp_path / "server", python=str(runtime), spark_submit=str(submit), base_conf=conf
     ) as url:

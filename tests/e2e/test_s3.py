@@ -65,7 +65,15 @@ def test_s3a_jars_go_on_a_local_sessions_class_path_when_present(tmp_path, monke
     udf_jar = tmp_path / "strm-spark-udf.jar"
     udf_jar.touch()
     monkeypatch.setattr(session, "UDF_JAR", udf_jar)
+    # The UDF jar's local file system goes with it, for local masters only (the driver runs
+    # every task there; a cluster's executors would not find the class).
     assert jar_conf("local[2]") == {
+        "spark.jars.packages": ",".join(DELTA_PACKAGES),
+        "spark.jars": str(udf_jar),
+        "spark.driver.extraClassPath": str(udf_jar),
+        **session.LOCAL_FS_CONF,
+    }
+    assert jar_conf("spark://master:7077") == {
         "spark.jars.packages": ",".join(DELTA_PACKAGES),
         "spark.jars": str(udf_jar),
     }
@@ -83,6 +91,10 @@ def test_s3a_jars_go_on_a_local_sessions_class_path_when_present(tmp_path, monke
         "analyticsaccelerator-s3-1.3.1.jar",
     ]
     assert "spark.driver.extraClassPath" not in jar_conf("spark://master:7077")
+    assert "spark.hadoop.fs.file.impl" not in local  # no UDF jar, Hadoop's own
+    monkeypatch.setattr(session, "UDF_JAR", udf_jar)
+    with_udf = jar_conf("local[2]")["spark.driver.extraClassPath"]
+    assert with_udf == f"{local['spark.driver.extraClassPath']}:{udf_jar}"
 
 
 def test_config_keeps_s3a_uris(tmp_path):
