@@ -17,12 +17,9 @@ import org.apache.hadoop.fs.local.LocalConfigKeys;
  * NioRawLocalFileSystem}: {@code org.apache.hadoop.fs.local.LocalFs} with another raw layer.
  */
 public class LocalFs extends ChecksumFs {
+  /** The constructor Hadoop's AbstractFileSystem.newInstance calls. */
   public LocalFs(URI uri, Configuration conf) throws IOException, URISyntaxException {
     super(new Raw(uri, conf));
-  }
-
-  public LocalFs(Configuration conf) throws IOException, URISyntaxException {
-    this(FsConstants.LOCAL_FS_URI, conf);
   }
 
   /** {@code org.apache.hadoop.fs.local.RawLocalFs}, delegating to {@link NioRawLocalFileSystem}. */
