@@ -26,12 +26,13 @@ _LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism
 
 
 __all__ = [
+    "Pending",
     "PurgeCounts",
     "delete_where",
     "in_parallel",
     "is_delta",
     "merge_delete",
-    "needs_purge",
+    "pending_purge",
     "purge",
     "version",
 ]
@@ -84,46 +85,52 @@ class PurgeCounts:
     files_removed: int = 0
 
 
-def purge(spark: SparkSession, paths: list[str]) -> dict[str, PurgeCounts]:
-    """Physically remove what earlier deletes left behind, in each table of `paths`
-    (concurrently: they are independent): rewrite files carrying deletion vectors, then VACUUM
-    with zero retention. Older versions of these tables become unreadable; do not run this
-    while a job writes to the same tables."""
+@dataclass(frozen=True)
+class Pending:
+    """What a table has to purge, read from its history: its version when read, and whether
+    some commit since its last VACUUM may have left deletion vectors (then `REORG ... APPLY
+    (PURGE)` rewrites the files they mark before the VACUUM)."""
+
+    version: int
+    deletion_vectors: bool
+
+
+def purge(spark: SparkSession, tables: dict[str, Pending]) -> dict[str, PurgeCounts]:
+    """Physically remove what earlier deletes left behind, in each table of `tables` (path ->
+    what `pending_purge` found; concurrently: they are independent): rewrite files carrying
+    deletion vectors, then VACUUM with zero retention. Older versions of these tables become
+    unreadable; do not run this while a job writes to the same tables."""
     # VACUUM ... RETAIN 0 HOURS needs the retention check off, and it lists a table's folders
     # with `_LISTING_PARALLELISM` tasks (default 10,000: minutes of task overhead on a small
     # cluster for a table of a few hundred folders). Neither has a per-statement form.
     listing = str(max(4, 2 * int(spark.conf.get("spark.sql.shuffle.partitions", "8"))))
     settings = {_RETENTION_CHECK: "false", _VACUUM_LOGGING: "true", _LISTING_PARALLELISM: listing}
     with scoped_conf(spark, settings):
-        results = in_parallel([lambda p=p: _purge_one(spark, p) for p in paths])
-    return dict(zip(paths, results))
+        results = in_parallel([lambda p=p, t=t: _purge_one(spark, p, t) for p, t in tables.items()])
+    return dict(zip(tables, results))
 
 
-def _purge_one(spark: SparkSession, path: str) -> PurgeCounts:
-    before = version(spark, path)
-    features = (
-        spark.sql(f"DESCRIBE DETAIL {sql_path(path)}").select("tableFeatures").first()[0] or []
-    )
-    if "deletionVectors" in features:
+def _purge_one(spark: SparkSession, path: str, pending: Pending) -> PurgeCounts:
+    if pending.deletion_vectors:
         spark.sql(f"REORG TABLE {sql_path(path)} APPLY (PURGE)")
     spark.sql(f"VACUUM {sql_path(path)} RETAIN 0 HOURS")
-    # One read of the commits since `before` gives both counts (REORG's and VACUUM's).
-    done = _history(spark, path, since=before)
+    # One read of the commits since the pending version gives both counts (REORG's, VACUUM's).
+    done = _history(spark, path, since=pending.version)
     return PurgeCounts(
         files_rewritten=_metric_since(done, {"REORG", "OPTIMIZE"}, "numRemovedFiles"),
         files_removed=_metric_since(done, {"VACUUM END"}, "numDeletedFiles"),
     )
 
 
-# Metrics through which a commit says it removed files or marked rows deleted.
-_REMOVALS = (
-    "numRemovedFiles",
-    "numTargetFilesRemoved",
+# Metrics through which a commit says it marked rows deleted with deletion vectors.
+_DELETION_VECTORS = (
     "numDeletionVectorsAdded",
     "numDeletionVectorsUpdated",
     "numTargetDeletionVectorsAdded",
     "numTargetDeletionVectorsUpdated",
 )
+# Metrics through which a commit says it removed files or marked rows deleted.
+_REMOVALS = ("numRemovedFiles", "numTargetFilesRemoved", *_DELETION_VECTORS)
 # Operations that add no data file and remove none.
 _NO_FILES = {
     "CREATE TABLE",
@@ -135,25 +142,48 @@ _NO_FILES = {
     "VACUUM START",
 }
 _APPENDS = {"WRITE", "MERGE", "STREAMING UPDATE"}
+# Operations whose metrics say whether they added deletion vectors; REORG and OPTIMIZE remove them.
+_DV_METERED = _APPENDS | {"DELETE", "UPDATE", "REORG", "OPTIMIZE"}
 
 
-def needs_purge(spark: SparkSession, path: str) -> bool:
-    """Whether a table may hold files that a delete left behind: some commit since its last
-    completed VACUUM removed files or added deletion vectors (a delete, an overwrite, a crashed
-    erasure). Read from the table's history only; unknown operations count as removals."""
+def pending_purge(spark: SparkSession, path: str) -> Pending | None:
+    """Whether a table may hold files that a delete left behind (None if not): some commit
+    since its last completed VACUUM removed files or added deletion vectors (a delete, an
+    overwrite, a crashed erasure). Read from the table's history in one read; unknown
+    operations count as removals, and as leaving deletion vectors when the table has them on."""
     rows = sorted(_history(spark, path), key=lambda r: r["version"], reverse=True)
+    since: list[Row] = []
     for r in rows:
-        op, metrics = r["operation"], r["operationMetrics"] or {}
-        if op == "VACUUM END":
-            return False
-        if op in _NO_FILES:
-            continue
-        if op not in _APPENDS or (r["operationParameters"] or {}).get("mode") == "Overwrite":
-            return True
-        if any(int(metrics.get(m, 0) or 0) > 0 for m in _REMOVALS):
-            return True
-    # Reached the oldest commit still in the log: safe only if that is the table's creation.
-    return not rows or rows[-1]["version"] != 0
+        if r["operation"] == "VACUUM END":
+            break
+        since.append(r)
+    # Without a VACUUM END, the oldest commit still in the log must be the table's creation.
+    complete = len(since) < len(rows) or (bool(rows) and rows[-1]["version"] == 0)
+    if complete and not any(_removes(r) for r in since):
+        return None
+    metered = complete and all(r["operation"] in _DV_METERED | _NO_FILES for r in since)
+    dvs = any(_metric(r, _DELETION_VECTORS) for r in since) or (
+        not metered and "deletionVectors" in _features(spark, path)
+    )
+    return Pending(int(rows[0]["version"]) if rows else -1, dvs)
+
+
+def _metric(row: Row, names: tuple[str, ...]) -> bool:
+    metrics = row["operationMetrics"] or {}
+    return any(int(metrics.get(m, 0) or 0) > 0 for m in names)
+
+
+def _removes(row: Row) -> bool:
+    op = row["operation"]
+    if op in _NO_FILES:
+        return False
+    if op not in _APPENDS or (row["operationParameters"] or {}).get("mode") == "Overwrite":
+        return True
+    return _metric(row, _REMOVALS)
+
+
+def _features(spark: SparkSession, path: str) -> list[str]:
+    return spark.sql(f"DESCRIBE DETAIL {sql_path(path)}").select("tableFeatures").first()[0] or []
 
 
 def in_parallel(tasks: list[Callable[[], T]], max_workers: int = 4) -> list[T]:

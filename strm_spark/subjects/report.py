@@ -163,12 +163,10 @@ def purge(spark: SparkSession, config: JobConfig, store: KeyStore, report: Erasu
     """Step 3 on every table that may hold files a delete left behind: the ones this request
     deleted from, and any other with removals since its last VACUUM (a crashed earlier erasure,
     an overwrite by a job). A table with nothing pending is skipped: nothing to remove."""
-    tables = [
-        (name, path)
-        for name, path in _purge_tables(spark, config, store)
-        if ops.needs_purge(spark, path)
-    ]
-    results = ops.purge(spark, [path for _, path in tables])
+    candidates = _purge_tables(spark, config, store)
+    found = ops.in_parallel([lambda p=path: ops.pending_purge(spark, p) for _, path in candidates])
+    tables = {t: p for t, p in zip(candidates, found) if p is not None}
+    results = ops.purge(spark, {path: p for (_, path), p in tables.items()})
     for name, path in tables:
         counts = results[path]
         report.tables_purged[name] = {
