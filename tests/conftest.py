@@ -46,9 +46,14 @@ SESSION_JAVA_OPTIONS = "-XX:+UseParallelGC"
 # Connect server) interpret too (INTERPRETED_JAVA_OPTIONS, TEST_CONF); the CLI run of
 # tests/e2e/test_cli.py, the standalone cluster and the Spark 4.0 runtime keep Spark's
 # defaults, so generated code, the JVM UDFs' included, still runs end to end.
+# Adaptive query execution is off for the same reason: on a few hundred rows it only splits each
+# query into more Spark jobs (a warm forget 293 jobs with it, 142 without; a warm 300-row run 54
+# and 36), each paying task serialization and scheduling; the forget-heavy files
+# test_subjects, test_sql and test_forget_shared took 289 CPU seconds with it, 274 without.
 TEST_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
 }
 # The same for a subprocess JVM: Spark reads `spark.*` system properties into its conf.
 INTERPRETED_JAVA_OPTIONS = SUBPROCESS_JAVA_OPTIONS + "".join(

@@ -118,7 +118,8 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"|{_derived(spark, remote_out).count()}" in proc.stdout.replace(" ", "")
 
-    # Listing pages through every data subject the job linked, the forgotten one excepted.
+    # Listing pages (two of 12) through every data subject the job linked, the forgotten one
+    # excepted.
     listed, token = [], None
     while True:
         proc = _cli(
@@ -127,7 +128,7 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
             "list",
             "job.yaml",
             "--page-size",
-            "7",
+            "12",
             "--json",
             *(["--page-token", token] if token else []),
             cwd=tmp_path,
@@ -139,7 +140,7 @@ def test_job_rerun_subjects_and_views_over_connect_equal_classic(spark, server, 
             break
     subjects = spark.read.format("delta").load(str(remote_out / "data_subjects"))
     expected = {r[0] for r in subjects.select("dataSubject").distinct().collect()}
-    assert sorted(listed) == sorted(expected) and subject not in listed and len(listed) > 7
+    assert sorted(listed) == sorted(expected) and subject not in listed and len(listed) > 12
 
     # purge-expired with a cut-off past every key's expiry removes every key and derived row.
     keys = spark.read.format("delta").load(str(remote_out / "keystore" / "keys")).count()
