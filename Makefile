@@ -110,8 +110,8 @@ lint: venv
 
 # The tiers (tests/conftest.py): unit needs only the venv and no JVM; test runs all three after
 # lint, in TEST_WORKERS pytest-xdist workers that each take whole files (a module's fixtures
-# and its shared job outputs stay in one worker). On 2 cores two workers took 783-818 s against
-# about 980 s for the tiers one after another in one process, and three workers 855 s.
+# and its shared job outputs stay in one worker). On 2 cores two workers took 670-710 s against
+# about 835 s for the tiers one after another in one process; three workers were slower.
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
