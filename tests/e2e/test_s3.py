@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -94,7 +95,7 @@ def test_s3a_jars_go_on_a_local_sessions_class_path_when_present(tmp_path, monke
     assert "spark.hadoop.fs.file.impl" not in local  # no UDF jar, Hadoop's own
     monkeypatch.setattr(session, "UDF_JAR", udf_jar)
     with_udf = jar_conf("local[2]")["spark.driver.extraClassPath"]
-    assert with_udf == f"{local['spark.driver.extraClassPath']}:{udf_jar}"
+    assert with_udf == os.pathsep.join([local["spark.driver.extraClassPath"], str(udf_jar)])
 
 
 def test_config_keeps_s3a_uris(tmp_path):
