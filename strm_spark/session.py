@@ -218,19 +218,28 @@ _SCOPED: dict[tuple[int, str], list] = {}
 
 
 @contextlib.contextmanager
-def scoped_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+def scoped_conf(
+    spark: SparkSession, settings: Mapping[str, str], optional: bool = False
+) -> Iterator[None]:
     """Session settings Spark offers no per-read or per-statement form of, set for the duration
     of the block and restored afterwards. Threads of one process may overlap (two jobs, a purge
     beside a job): the first to enter saves the caller's values, the last to leave restores
-    them, and none restores a value another still relies on."""
+    them, and none restores a value another still relies on. `optional`: a setting the session
+    refuses (a Databricks serverless session accepts only a few) is left as it is."""
     entered = []
     try:
         with _SCOPED_LOCK:
             for key, value in settings.items():
                 slot = _SCOPED.get((id(spark), key))
                 if slot is None:
-                    _SCOPED[(id(spark), key)] = [spark.conf.get(key, None), 1, value]
-                    spark.conf.set(key, value)
+                    try:
+                        before = spark.conf.get(key, None)
+                        spark.conf.set(key, value)
+                    except Exception:
+                        if not optional:
+                            raise
+                        continue
+                    _SCOPED[(id(spark), key)] = [before, 1, value]
                 elif slot[2] != value:
                     raise UsageError(f"{key} is held at another value by a concurrent task")
                 else:

@@ -25,14 +25,17 @@ def with_keys(rows: DataFrame, keymap: DataFrame) -> DataFrame:
     ).drop("__jk_value", "__jk_day")
 
 
-def _row_numbers(src: DataFrame) -> DataFrame:
-    """(file, block) -> the id of its first row and the rows before it in its file.
+def _row_numbers(groups: DataFrame) -> DataFrame:
+    """(file, block) -> the id of its first row and the rows before it in its file, from the
+    run's scan (`keys.scan`): one small aggregate, collected.
 
     Rows of one file split are read in order by one task, so their monotonically increasing
-    ids are consecutive; the offsets of earlier splits come from a small aggregate."""
+    ids are consecutive; the offsets of earlier splits come from the blocks' row counts."""
     blocks = (
-        src.groupBy(FILE, BLOCK)
-        .agg(F.min(ROW_ID).alias("first_id"), F.count("*").alias("n"))
+        groups.groupBy(FILE, BLOCK)
+        .agg(
+            F.min("first_id").alias("first_id"), F.sum(F.col("n") + F.col("tombstoned")).alias("n")
+        )
         .collect()
     )
     offsets = []
@@ -41,17 +44,17 @@ def _row_numbers(src: DataFrame) -> DataFrame:
         for b in sorted((b for b in blocks if b[FILE] == file), key=lambda b: b[BLOCK]):
             offsets.append((file, b[BLOCK], b["first_id"], before))
             before += b["n"]
-    return src.sparkSession.createDataFrame(
+    return groups.sparkSession.createDataFrame(
         offsets, f"{FILE} string, {BLOCK} long, first_id long, before long"
     )
 
 
-def with_row_numbers(df: DataFrame, rows: DataFrame, any_rejected: bool) -> DataFrame:
+def with_row_numbers(df: DataFrame, groups: DataFrame, any_rejected: bool) -> DataFrame:
     """`rowNumber`: the 1-based record number in its file (header not counted) of each row,
-    needed by rejected rows only (null when no row was rejected)."""
+    needed by rejected rows only (null when no row was rejected). `groups`: the run's scan."""
     if not any_rejected:
         return df.withColumn("rowNumber", F.lit(None).cast("long"))
-    numbers = _row_numbers(rows)
+    numbers = _row_numbers(groups)
     return (
         df.join(F.broadcast(numbers), [FILE, BLOCK], "left")
         .withColumn("rowNumber", F.col(ROW_ID) - F.col("first_id") + F.col("before") + 1)
@@ -102,14 +105,12 @@ def rejected_rows(
     return tf.rejected_rows(rejected, config.contract, config.event_contract_ref, run_id)
 
 
-def data_subject_links(matched: DataFrame, group_id: str) -> DataFrame:
-    """Distinct (data subject, key link) entries of the rows that name a subject."""
+def data_subject_links(entries: DataFrame, keymap: DataFrame, group_id: str) -> DataFrame:
+    """Distinct (data subject, key link) entries: the scan's (subject, key value, day) entries
+    (`keys.subject_entries`) matched with the batch's key map."""
     return (
-        matched.where(
-            F.col(cols.SUBJECT).isNotNull()
-            & F.col(cols.DAY).isNotNull()
-            & F.col(cols.KEY_LINK).isNotNull()
-        )
+        with_keys(entries, keymap)
+        .where(F.col(cols.KEY_LINK).isNotNull())
         .select(
             F.col(cols.SUBJECT).alias("dataSubject"),
             F.col(cols.KEY_LINK).alias("keyLink"),

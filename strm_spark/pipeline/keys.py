@@ -30,6 +30,7 @@ BROADCAST_KEYS = 200_000
 class Totals:
     rows: int
     rejected: int
+    tombstoned: int
     pairs: int
     quarantine: int
     first_day: date | None
@@ -38,10 +39,15 @@ class Totals:
     reasons: dict[str, int]
 
 
-def with_pairs(rows: DataFrame, config: JobConfig, hash_key: bytes, run_id: str) -> DataFrame:
-    """The batch's (key value, day) pairs, each with its key hash (rows whose day is unknown
-    share the run's quarantine pair) and its row, reject and derived-output counts."""
-    valid = F.size(cols.REASONS) == 0
+def scan(rows: DataFrame, config: JobConfig) -> DataFrame:
+    """The one aggregate a run reads every row for: groups of (key value, day, reasons of a
+    rejected row, file, block), each with its row counts (kept and tombstoned), derived-output
+    counts, first row id and the data subjects it names. Valid rows share an empty reason list,
+    and a (value, day) lies in one or two blocks, so there are about as many groups as (value,
+    day) pairs. The pairs, the counts, the rejection reasons, the row numbers' block offsets
+    and the data subjects' entries all come from it (`rows`: validated, maybe with TOMBSTONED)."""
+    kept = ~F.col(cols.TOMBSTONED) if cols.TOMBSTONED in rows.columns else F.lit(True)
+    valid = kept & (F.size(cols.REASONS) == 0)
     derived = [
         F.count_if(
             valid
@@ -49,27 +55,28 @@ def with_pairs(rows: DataFrame, config: JobConfig, hash_key: bytes, run_id: str)
         ).alias(f"__d{i}")
         for i, d in enumerate(config.derived)
     ]
-    pairs = rows.groupBy(cols.KEY_VALUE, cols.DAY).agg(
-        F.count("*").alias("n"), F.count_if(~valid).alias("rejected"), *derived
-    )
-    return pairs.withColumn(
-        "keyHash",
-        F.when(F.col(cols.DAY).isNull(), F.lit(f"quarantine:{run_id}")).otherwise(
-            hmac_column(F.col(cols.KEY_VALUE), hash_key)
-        ),
+    return rows.groupBy(cols.KEY_VALUE, cols.DAY, cols.REASONS, cols.FILE, cols.BLOCK).agg(
+        F.count_if(kept).alias("n"),
+        F.count_if(~kept).alias("tombstoned"),
+        F.min(cols.ROW_ID).alias("first_id"),
+        F.collect_set(F.when(kept, F.col(cols.SUBJECT))).alias("subjects"),
+        *derived,
     )
 
 
-def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
-    """The run's counts from the (cached) pairs in one aggregate; rejection reasons in a second
+def totals(groups: DataFrame, config: JobConfig) -> Totals:
+    """The run's counts from the (cached) scan in one aggregate; rejection reasons in a second
     one, only when rows were rejected."""
-    t = pairs.agg(
+    kept = F.col("n") > 0
+    rejected = F.size(cols.REASONS) > 0
+    t = groups.agg(
         F.coalesce(F.sum("n"), F.lit(0)).alias("rows"),
-        F.coalesce(F.sum("rejected"), F.lit(0)).alias("rejected"),
-        F.count("*").alias("pairs"),
-        F.count_if(F.col(cols.DAY).isNull()).alias("quarantine"),
-        F.min(cols.DAY).alias("first"),
-        F.max(cols.DAY).alias("last"),
+        F.coalesce(F.sum(F.when(rejected, F.col("n"))), F.lit(0)).alias("rejected"),
+        F.coalesce(F.sum("tombstoned"), F.lit(0)).alias("tombstoned"),
+        F.count_distinct(F.when(kept, F.struct(cols.KEY_VALUE, cols.DAY))).alias("pairs"),
+        F.count_if(kept & F.col(cols.DAY).isNull()).alias("quarantine"),
+        F.min(F.when(kept, F.col(cols.DAY))).alias("first"),
+        F.max(F.when(kept, F.col(cols.DAY))).alias("last"),
         *[
             F.coalesce(F.sum(f"__d{i}"), F.lit(0)).alias(f"__d{i}")
             for i in range(len(config.derived))
@@ -78,22 +85,46 @@ def totals(rows: DataFrame, pairs: DataFrame, config: JobConfig) -> Totals:
     reasons = {}
     if t["rejected"]:
         reasons = {
-            r["r"]: r["count"]
-            for r in rows.where(F.size(cols.REASONS) > 0)
-            .select(F.explode(cols.REASONS).alias("r"))
+            r["r"]: int(r["count"])
+            for r in groups.where(rejected & kept)
+            .select(F.explode(cols.REASONS).alias("r"), "n")
             .groupBy("r")
-            .count()
+            .agg(F.sum("n").alias("count"))
             .collect()
         }
     return Totals(
         t["rows"],
         t["rejected"],
+        t["tombstoned"],
         t["pairs"],
-        t["quarantine"],
+        min(t["quarantine"], 1),
         t["first"],
         t["last"],
         {d.name: t[f"__d{i}"] for i, d in enumerate(config.derived)},
         reasons,
+    )
+
+
+def pairs(groups: DataFrame, hash_key: bytes, run_id: str) -> DataFrame:
+    """The batch's (key value, day) pairs from the scan, each with its key hash (rows whose
+    day is unknown share the run's quarantine pair)."""
+    found = (
+        groups.where(F.col("n") > 0).groupBy(cols.KEY_VALUE, cols.DAY).agg(F.sum("n").alias("n"))
+    )
+    return found.withColumn(
+        "keyHash",
+        F.when(F.col(cols.DAY).isNull(), F.lit(f"quarantine:{run_id}")).otherwise(
+            hmac_column(F.col(cols.KEY_VALUE), hash_key)
+        ),
+    )
+
+
+def subject_entries(groups: DataFrame) -> DataFrame:
+    """The distinct (data subject, key value, day) entries of the scan (rows of a known day)."""
+    return (
+        groups.where(F.col(cols.DAY).isNotNull() & (F.size("subjects") > 0))
+        .select(cols.KEY_VALUE, cols.DAY, F.explode("subjects").alias(cols.SUBJECT))
+        .distinct()
     )
 
 

@@ -31,7 +31,13 @@ from strm_spark.pipeline.tombstones import with_tombstoned
 from strm_spark.pipeline.validate import with_validation
 from strm_spark.session import scoped_conf
 
-_CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
+# Session settings held while a run runs, restored after it. The CSV reader only flags
+# malformed records reliably when it parses every column (a SQL conf only: no reader option
+# exists). Adaptive execution runs each shuffle stage of a plan as a Spark job of its own; a run's
+# plans are aggregates to a few rows and joins with a broadcast key map, which it cannot improve,
+# so it is turned off where the session allows (a Databricks serverless session may refuse it).
+RUN_CONF = {"spark.sql.csv.parser.columnPruning.enabled": "false"}
+RUN_CONF_OPTIONAL = {"spark.sql.adaptive.enabled": "false"}
 
 
 def run_job(
@@ -81,19 +87,24 @@ def _run(
     progress = summary.Progress(6)
 
     with contextlib.ExitStack() as release:
-        read, rows = _read_stage(spark, config, store, batch, out, release)
-        progress(1, "source read")
+        release.enter_context(scoped_conf(spark, RUN_CONF))
+        release.enter_context(scoped_conf(spark, RUN_CONF_OPTIONAL, optional=True))
+        rows = _read_stage(spark, config, store, batch)
+        groups, counts = _scan_stage(rows, config, out, release)
+        progress(1, "read %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
+        summary.check_rejected_fraction(config, out)
         private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
         store.ensure()
+        pairs = keys.pairs(groups, store.hash_key(config.group_id), plan.run_id)
+        pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
+        release.callback(pairs.unpersist)
         progress(2, "key store ready: %s", store.location)
-        pairs, counts = _count_stage(rows, config, store, plan.run_id, out, release)
-        progress(3, "validated %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
-        summary.check_rejected_fraction(config, out)
 
         batch_keys = keys.BatchKeys(store, config, pairs, counts, plan.run_id)
         release.callback(batch_keys.release)
         batch_keys.look_up(encryptor)
         _note_cleartext(out, store.master, batch_keys.cleartext)
+        progress(3, "keys looked up: %s needed", f"{out.keys_needed:,}")
         if batch is not None:
             files.claim(batch)
         out.keys_created = batch_keys.create_missing()
@@ -108,7 +119,12 @@ def _run(
         )
 
         # Row numbers count every record of a file, dropped ones too.
-        matched = derive.with_row_numbers(derive.with_keys(rows, keymap), read, counts.rejected > 0)
+        kept = (
+            rows.where(~F.col(TOMBSTONED)).drop(TOMBSTONED) if TOMBSTONED in rows.columns else rows
+        )
+        matched = derive.with_row_numbers(
+            derive.with_keys(kept, keymap), groups, counts.rejected > 0
+        )
         valid = derive.valid_rows(matched, config, encryptor)
         _write_outputs(
             spark,
@@ -128,7 +144,7 @@ def _run(
         private.prepare([config.data_subjects.path])  # subject ids in clear
         out.data_subject_links_added = write.merge_data_subjects(
             spark,
-            derive.data_subject_links(matched, config.group_id),
+            derive.data_subject_links(keys.subject_entries(groups), keymap, config.group_id),
             config,
             expires_first,
             expires_last,
@@ -183,52 +199,35 @@ def _plan_run(
 
 
 def _read_stage(
-    spark: SparkSession,
-    config: JobConfig,
-    store: KeyStore,
-    batch: Batch | None,
-    out: summary.RunSummary,
-    release: contextlib.ExitStack,
-) -> tuple[DataFrame, DataFrame]:
-    """The validated source rows, cached (every record, for row numbers), and those of them
-    not dropped by a tombstone. Read before the key store is touched: a CSV header that does
-    not match the contract fails here, with nothing created."""
-    # The CSV reader only flags malformed records reliably when it parses every column
-    # (a SQL conf only: no reader option exists), restored when the run ends.
-    release.enter_context(scoped_conf(spark, {_CSV_PRUNING: "false"}))
-    read = with_validation(
+    spark: SparkSession, config: JobConfig, store: KeyStore, batch: Batch | None
+) -> DataFrame:
+    """The validated source rows (with TOMBSTONED where subjects were forgotten earlier): a
+    plan, not a cache. Each output reads the source again, which costs less than caching every
+    row (docs/performance.md). Only tombstones already in the store are read."""
+    rows = with_validation(
         read_source(spark, config.source, config.contract, batch.paths if batch else None),
         config,
     )
     tombs = tombstone_table.read(spark, config.key_store, config.group_id)
     if tombs is not None:  # subjects forgotten earlier: their earlier rows are dropped
-        read = with_tombstoned(read, tombs, store.audit_key(config.group_id), config)
-    read = read.persist(StorageLevel.MEMORY_AND_DISK)
-    release.callback(read.unpersist)
-    dropped = F.count_if(F.col(TOMBSTONED)) if tombs is not None else F.lit(0)
-    out.rows_tombstoned = int(read.agg(dropped.alias("n")).first()["n"])
-    rows = read.where(~F.col(TOMBSTONED)).drop(TOMBSTONED) if tombs is not None else read
-    return read, rows
+        rows = with_tombstoned(rows, tombs, store.audit_key(config.group_id), config)
+    return rows
 
 
-def _count_stage(
-    rows: DataFrame,
-    config: JobConfig,
-    store: KeyStore,
-    run_id: str,
-    out: summary.RunSummary,
-    release: contextlib.ExitStack,
+def _scan_stage(
+    rows: DataFrame, config: JobConfig, out: summary.RunSummary, release: contextlib.ExitStack
 ) -> tuple[DataFrame, keys.Totals]:
-    """The batch's (key value, day) pairs, cached, and the counts of one aggregate, in the
-    summary."""
-    hash_key = store.hash_key(config.group_id)
-    pairs = keys.with_pairs(rows, config, hash_key, run_id).persist(StorageLevel.MEMORY_AND_DISK)
-    release.callback(pairs.unpersist)
-    counts = keys.totals(rows, pairs, config)
-    out.rows_read, out.rows_rejected = counts.rows + out.rows_tombstoned, counts.rejected
+    """The run's one aggregate over every row (`keys.scan`), cached (a few rows per (value,
+    day) pair), and its counts, in the summary. Runs before the key store is touched: a CSV
+    header that does not match the contract fails here, with nothing created."""
+    groups = keys.scan(rows, config).persist(StorageLevel.MEMORY_AND_DISK)
+    release.callback(groups.unpersist)
+    counts = keys.totals(groups, config)
+    out.rows_tombstoned = counts.tombstoned
+    out.rows_read, out.rows_rejected = counts.rows + counts.tombstoned, counts.rejected
     out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
     out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
-    return pairs, counts
+    return groups, counts
 
 
 def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> None:

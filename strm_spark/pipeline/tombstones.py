@@ -21,13 +21,17 @@ def with_tombstoned(
 ) -> DataFrame:
     """`rows` with a TOMBSTONED flag: the row's subject has a tombstone and the row's event
     time is before the forget, or unknown (no readable time, or a malformed record whose raw
-    text names the subject). Only the batch's distinct subjects are hashed."""
+    text names the subject). Only the batch's distinct subjects are hashed, in one small action
+    whose result (the forgotten subjects the batch names) is collected, so that the run's later
+    reads of `rows` do not repeat it."""
     subjects = rows.where(F.col(cols.SUBJECT).isNotNull()).select(cols.SUBJECT).distinct()
-    hit = (
+    found = (
         subjects.withColumn("subjectHash", hmac_column(F.col(cols.SUBJECT), audit_key))
         .join(tombs, "subjectHash")
         .select(cols.SUBJECT, F.unix_millis("forgottenAt").alias("__forgotten_ms"))
+        .collect()
     )
+    hit = rows.sparkSession.createDataFrame(found, f"{cols.SUBJECT} string, __forgotten_ms bigint")
     flagged = rows.join(F.broadcast(hit), cols.SUBJECT, "left")
     before = F.col("__forgotten_ms").isNotNull() & (
         F.col(cols.EPOCH_MS).isNull() | (F.col(cols.EPOCH_MS) < F.col("__forgotten_ms"))

@@ -28,8 +28,9 @@ from strm_spark.pipeline.columns import (
 from strm_spark.timestamps.parse import epoch_millis, parse_event_time, utc_day
 
 
-def _reason(cond: Column, text: str) -> Column:
-    return F.when(cond, F.lit(text))
+def _reason(cond: Column, text: str) -> tuple[Column, str]:
+    """A reject reason: `text` where `cond` holds (a null condition holds no reason)."""
+    return F.coalesce(cond, F.lit(False)), text
 
 
 def with_typed_fields(df: DataFrame, contract: Contract) -> DataFrame:
@@ -55,12 +56,21 @@ def with_typed_fields(df: DataFrame, contract: Contract) -> DataFrame:
     return _add_reasons(df, reasons)
 
 
-def _add_reasons(df: DataFrame, reasons: Sequence[Column]) -> DataFrame:
+def _add_reasons(df: DataFrame, reasons: Sequence[tuple[Column, str]]) -> DataFrame:
+    """REASONS extended by the texts whose condition holds. A valid row costs its conditions
+    only: the array is built (with `concat`, no higher-order function, which Spark would not
+    compile) where one of them holds, which in practice is a rare row."""
     existing = col(REASONS) if REASONS in df.columns else F.array().cast("array<string>")
     if not reasons:
         return df.withColumn(REASONS, existing)
-    new = F.filter(F.array(*reasons), lambda x: x.isNotNull())
-    return df.withColumn(REASONS, F.concat(existing, new))
+    empty = F.array().cast("array<string>")
+    found = F.concat(
+        existing, *[F.when(cond, F.array(F.lit(text))).otherwise(empty) for cond, text in reasons]
+    )
+    any_found = reasons[0][0]
+    for cond, _ in reasons[1:]:
+        any_found = any_found | cond
+    return df.withColumn(REASONS, F.when(any_found, found).otherwise(existing))
 
 
 def with_event_time(df: DataFrame, field: str, pattern: str, default_time_zone: str) -> DataFrame:

@@ -1,6 +1,6 @@
 """Stage 6, write: the output tables (Delta by default, Parquet, CSV, or STRM's one-file CSV)
-and the data subjects MERGE. Tables are not partitioned unless the config asks: rows are written
-sorted by `strmDay`, whose min/max statistics let Delta skip files by day."""
+and the data subjects MERGE. Tables are not partitioned unless the config asks: `strmDay` keeps
+min/max statistics, by which Delta skips the files of other days (a file holds one run's days)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pyspark.sql import types as T
 
 from strm_spark.config.model import DerivedConfig, JobConfig, OutputConfig
 from strm_spark.delta.outputs import write_strm_csv, write_table
-from strm_spark.delta.tables import create_table, merge
+from strm_spark.delta.tables import create_table, is_delta, merge
 from strm_spark.pipeline.columns import ORDER_COLUMNS
 
 DATA_SUBJECTS_SCHEMA = T.StructType(
@@ -27,10 +27,11 @@ DATA_SUBJECTS_SCHEMA = T.StructType(
 
 
 def stats_columns(config: JobConfig) -> list[str]:
-    """Columns of the encrypted and derived tables that keep min/max statistics: no PII."""
-    contract = config.contract
-    cols = [n for n in contract.field_names if n not in contract.sensitive_columns]
-    return cols + ["strmMeta.eventContractRef", "strmMeta.timestamp", "strmMeta.keyLink", "strmDay"]
+    """Columns of the encrypted and derived tables that keep min/max statistics: the day, which
+    every bounded read (a run's, an export's, a forget's) skips files by, and the event time.
+    Each statistics column costs write time (docs/performance.md); a contract field gets them
+    with `ALTER TABLE ... SET TBLPROPERTIES ('delta.dataSkippingStatsColumns' = ...)`."""
+    return ["strmMeta.timestamp", "strmDay"]
 
 
 # The rejected table keeps statistics only on what the job writes: any source field of a bad
@@ -47,13 +48,12 @@ def write_output(
     txn: tuple[str, int] | None,
     stats: Sequence[str],
 ) -> None:
-    """One data output: rows sorted by day within each file, in the output's format and layout
-    (`partition_by` / `cluster_by` from the config; an existing table keeps its own)."""
+    """One data output in its format and layout (`partition_by` / `cluster_by` from the config;
+    an existing table keeps its own). Rows are not sorted: each task writes one file, whose
+    statistics cover the days of its rows whatever their order (docs/performance.md)."""
     if out.format == "strm-csv":
         write_strm_csv(rows, out.path, out.charset, ORDER_COLUMNS)
         return
-    if not out.partition_by:
-        rows = rows.sortWithinPartitions("strmDay")
     stats = [c for c in stats if c not in out.partition_by]  # Delta keeps partition values apart
     write_table(
         rows,
@@ -77,19 +77,14 @@ def write_rejected(
     any_rejected: bool,
 ) -> None:
     stats = REJECTED_STATS
-    if any_rejected or mode != "append" or config.rejected.format != "delta":
-        write_table(
-            rejected,
-            config.rejected.path,
-            config.rejected.format,
-            mode,
-            (),
-            stats,
-            txn,
-            formula_guard=config.csv_formula_guard,
-        )
-    else:  # nothing to append: the table only has to exist (one commit saved per run)
-        create_table(spark, config.rejected.path, rejected.schema, (), stats)
+    path, fmt = config.rejected.path, config.rejected.format
+    if not any_rejected and fmt == "delta" and (mode == "append" or not is_delta(spark, path)):
+        # nothing to add, nothing to empty: the table only has to exist (one commit saved)
+        create_table(spark, path, rejected.schema, (), stats)
+        return
+    if not any_rejected:  # an emptied table (or files), without reading the source
+        rejected = spark.createDataFrame([], rejected.schema)
+    write_table(rejected, path, fmt, mode, (), stats, txn, formula_guard=config.csv_formula_guard)
 
 
 def merge_data_subjects(

@@ -212,3 +212,39 @@ def test_a_rerun_that_only_needs_its_quarantine_key_appends_it(spark, tmp_path):
     assert sorted(r["strmMeta"]["keyLink"] for r in rejected) == sorted(quarantine)
     for r in rejected:  # each run's bad row decrypts under that run's own quarantine key
         assert crypto.decrypt(quarantine[r["strmMeta"]["keyLink"]], r["CustomerID"]) == "99001"
+
+
+def test_counts_equal_the_outputs_rows(spark, reject_run):
+    """The summary's counts come from the run's one scan, not from the outputs: each must
+    equal the rows the outputs hold (a scan and a write that read the source differently
+    would not)."""
+    config, summary, _ = reject_run
+    load = spark.read.format("delta").load
+    assert load(config.encrypted.path).count() == summary.rows_encrypted
+    assert load(config.rejected.path).count() == summary.rows_rejected
+    assert summary.rows_encrypted + summary.rows_rejected == summary.rows_read
+    assert load(config.data_subjects.path).count() == summary.data_subject_links_added
+    keys = load(f"{config.key_store}/keys").where(F.col("kind") == "row").count()
+    assert keys == summary.keys_needed == summary.keys_created
+
+
+@pytest.mark.parametrize("mode", ["append", "overwrite"])
+def test_no_rejected_row_writes_the_rejected_table_without_reading_the_rows(
+    spark, tmp_path, mode
+):
+    """With no row rejected the rejected table is created (append) or emptied (overwrite)
+    without evaluating the rows: a plan that fails on any row it reads still succeeds."""
+    from strm_spark.pipeline.write import write_rejected
+
+    config = job_config(tmp_path / "in.csv", tmp_path / "out")
+    poisoned = spark.range(3).select(
+        F.raise_error(F.lit("the rows were read")).cast("string").alias("InvoiceNo"),
+        F.raise_error(F.lit("the rows were read")).cast("array<string>").alias("rejectReasons"),
+    )
+    path = config.rejected.path
+    spark.createDataFrame([("old", ["r"])], poisoned.schema).write.format("delta").save(path)
+    write_rejected(spark, poisoned, config, mode, None, any_rejected=False)
+    left = spark.read.format("delta").load(path).count()
+    assert left == (1 if mode == "append" else 0)
+    with pytest.raises(Exception, match="the rows were read"):
+        write_rejected(spark, poisoned, config, "append", None, any_rejected=True)
