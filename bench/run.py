@@ -10,7 +10,7 @@ a store with only its own keys and one with 3,000,000 more keys and links (histo
 and `strm-spark run` end to end in new processes (JVM start included), the demo job's wall time,
 the encryption stage alone, the key store size per million keys and on-the-fly decryption
 against a plaintext query. Results: out/bench/results.json, extra.json, results.md (with issue
-#14's targets) and ratios.png.
+#30's targets) and ratios.png.
 """
 
 from __future__ import annotations
@@ -217,6 +217,14 @@ def main() -> int:
                     + (f", {jobs['jobs']} Spark jobs" if mark is not None else ""),
                     flush=True,
                 )
+        profile = None
+        if counter is not None:  # one more warm job run, stage by stage
+            target = work / "job-profile"
+            shutil.rmtree(target, ignore_errors=True)
+            cfg = _config(src, target, derived=False)
+            profile = parts.stage_profile(spark, counter, lambda: run_job(spark, cfg))
+            shutil.rmtree(target, ignore_errors=True)
+            print(parts.stages_markdown(profile, rows), flush=True)
         keys_dir = work / f"job-{args.repeats - 1}" / "keystore" / "keys"
         key_count = spark.read.format("delta").load(str(keys_dir)).count()
         key_bytes = sum(p.stat().st_size for p in keys_dir.rglob("*.parquet"))
@@ -240,6 +248,9 @@ def main() -> int:
                 # Spark jobs (and stages) of the last job run: warm session, new key store.
                 "spark_jobs_per_run": jobs["jobs"] if jobs else None,
                 "spark_stages_per_run": jobs["stages"] if jobs else None,
+                # One more warm run, stage by stage: seconds, Spark jobs, driver time.
+                "driver_s": profile["driver_s"] if profile else None,
+                "stages": profile,
                 "spread_s": {k: _stats(v) for k, v in times.items()},
                 "rows_per_s": {k: round(rows / v) for k, v in med.items()},
                 "keys": key_count,
@@ -548,6 +559,10 @@ def _markdown(results: list[dict], extra: dict) -> str:
         lines.append(
             f"Key store: {r['key_store_mb_per_million_keys']} MB per million keys ({r['keys']:,} keys)."
         )
+    for r in results:
+        if r.get("stages"):
+            lines.append("")
+            lines.append(parts.stages_markdown(r["stages"], r["rows"]))
     if "scaling" in extra:
         s = extra["scaling"]
         lines.append(f"Scaling: {s['rows_ratio']}x rows took {s['job_time_ratio']}x the job time.")

@@ -229,9 +229,7 @@ def test_counts_equal_the_outputs_rows(spark, reject_run):
 
 
 @pytest.mark.parametrize("mode", ["append", "overwrite"])
-def test_no_rejected_row_writes_the_rejected_table_without_reading_the_rows(
-    spark, tmp_path, mode
-):
+def test_no_rejected_row_writes_the_rejected_table_without_reading_the_rows(spark, tmp_path, mode):
     """With no row rejected the rejected table is created (append) or emptied (overwrite)
     without evaluating the rows: a plan that fails on any row it reads still succeeds."""
     from strm_spark.pipeline.write import write_rejected
