@@ -93,15 +93,8 @@ def _run(
         groups, counts = _scan_stage(rows, config, out, release)
         progress(1, "read %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
         summary.check_rejected_fraction(config, out)
-        private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
-        store.ensure()
-        pairs = keys.pairs(groups, store.hash_key(config.group_id), plan.run_id)
-        pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
-        release.callback(pairs.unpersist)
+        batch_keys = _key_stage(config, store, groups, counts, plan.run_id, release)
         progress(2, "key store ready: %s", store.location)
-
-        batch_keys = keys.BatchKeys(store, config, pairs, counts, plan.run_id)
-        release.callback(batch_keys.release)
         batch_keys.look_up(encryptor)
         _note_cleartext(out, store.master, batch_keys.cleartext)
         progress(3, "keys looked up: %s needed", f"{out.keys_needed:,}")
@@ -228,6 +221,26 @@ def _scan_stage(
     out.rows_encrypted, out.rejected_by_reason = counts.rows - counts.rejected, counts.reasons
     out.quarantine_key, out.keys_needed = counts.quarantine > 0, counts.pairs - counts.quarantine
     return groups, counts
+
+
+def _key_stage(
+    config: JobConfig,
+    store: KeyStore,
+    groups: DataFrame,
+    counts: keys.Totals,
+    run_id: str,
+    release: contextlib.ExitStack,
+) -> keys.BatchKeys:
+    """The key store made ready (owner-only where local) and the batch's (value, day) pairs,
+    keyed by the group's hash key and cached, for the key lookup."""
+    private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
+    store.ensure()
+    pairs = keys.pairs(groups, store.hash_key(config.group_id), run_id)
+    pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
+    release.callback(pairs.unpersist)
+    batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
+    release.callback(batch_keys.release)
+    return batch_keys
 
 
 def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> None:
