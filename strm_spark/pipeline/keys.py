@@ -40,11 +40,12 @@ class Totals:
 
 
 def scan(rows: DataFrame, config: JobConfig) -> DataFrame:
-    """The one aggregate a run reads every row for: groups of (key value, day, reasons of a
-    rejected row, file, block), each with its row counts (kept and tombstoned), derived-output
-    counts, first row id and the data subjects it names. Valid rows share an empty reason list,
-    and a (value, day) lies in one or two blocks, so there are about as many groups as (value,
-    day) pairs. The pairs, the counts, the rejection reasons, the row numbers' block offsets
+    """The one aggregate a run reads every row for: groups of (key value, day, data subject,
+    reasons of a rejected row, file, block), each with its row counts (kept and tombstoned),
+    derived-output counts and first row id. Valid rows share an empty reason list, a key value
+    names one subject or a few, and a (value, day) lies in one or two blocks, so there are about
+    as many groups as (value, day) pairs. Only counts and a minimum, which Spark's compiled hash
+    aggregate computes (a set of subjects per pair made it fall back to sorting). The pairs, the counts, the rejection reasons, the row numbers' block offsets
     and the data subjects' entries all come from it (`rows`: validated, maybe with TOMBSTONED)."""
     kept = ~F.col(cols.TOMBSTONED) if cols.TOMBSTONED in rows.columns else F.lit(True)
     valid = kept & (F.size(cols.REASONS) == 0)
@@ -55,11 +56,11 @@ def scan(rows: DataFrame, config: JobConfig) -> DataFrame:
         ).alias(f"__d{i}")
         for i, d in enumerate(config.derived)
     ]
-    return rows.groupBy(cols.KEY_VALUE, cols.DAY, cols.REASONS, cols.FILE, cols.BLOCK).agg(
+    keys = (cols.KEY_VALUE, cols.DAY, cols.SUBJECT, cols.REASONS, cols.FILE, cols.BLOCK)
+    return rows.groupBy(*keys).agg(
         F.count_if(kept).alias("n"),
         F.count_if(~kept).alias("tombstoned"),
         F.min(cols.ROW_ID).alias("first_id"),
-        F.collect_set(F.when(kept, F.col(cols.SUBJECT))).alias("subjects"),
         *derived,
     )
 
@@ -122,8 +123,10 @@ def pairs(groups: DataFrame, hash_key: bytes, run_id: str) -> DataFrame:
 def subject_entries(groups: DataFrame) -> DataFrame:
     """The distinct (data subject, key value, day) entries of the scan (rows of a known day)."""
     return (
-        groups.where(F.col(cols.DAY).isNotNull() & (F.size("subjects") > 0))
-        .select(cols.KEY_VALUE, cols.DAY, F.explode("subjects").alias(cols.SUBJECT))
+        groups.where(
+            F.col(cols.DAY).isNotNull() & F.col(cols.SUBJECT).isNotNull() & (F.col("n") > 0)
+        )
+        .select(cols.KEY_VALUE, cols.DAY, cols.SUBJECT)
         .distinct()
     )
 

@@ -101,3 +101,30 @@ def test_a_keyset_of_other_keys_than_aes_siv_is_an_invalid_keyset():
     with pytest.raises(CryptoError, match="invalid Tink keyset") as info:
         crypto.primitive(gcm.encode())
     assert json.loads(gcm)["key"][0]["keyData"]["value"][:24] not in str(info.value)
+
+
+def test_new_keyset_is_what_tinks_serializer_writes():
+    """Keysets are made without a Tink handle: Tink parses each one, writes it back byte for
+    byte, and its primitive is AES-SIV (a 64-byte key: 16-byte SIV, ciphertext as long as the
+    text); two keysets share neither key id nor key."""
+    keysets = [crypto.new_keyset() for _ in range(50)]
+    for keyset in keysets:
+        handle = tink.json_proto_keyset_format.parse(keyset.decode(), tink.secret_key_access.TOKEN)
+        assert (
+            tink.json_proto_keyset_format.serialize(handle, tink.secret_key_access.TOKEN).encode()
+            == keyset
+        )
+        info = handle.keyset_info()
+        assert info.key_info[0].type_url.endswith("AesSivKey") and info.primary_key_id > 0
+        ct = handle.primitive(daead.DeterministicAead).encrypt_deterministically(b"abc", b"")
+        assert len(ct) == 5 + 16 + 3
+    docs = [json.loads(k) for k in keysets]
+    assert len({d["primaryKeyId"] for d in docs}) == len(docs)
+    assert len({d["key"][0]["keyData"]["value"] for d in docs}) == len(docs)
+    plain = tink.new_keyset_handle(daead.deterministic_aead_key_templates.AES256_SIV)
+    made_by_tink = json.loads(
+        tink.json_proto_keyset_format.serialize(plain, tink.secret_key_access.TOKEN)
+    )
+    assert list(made_by_tink) == list(docs[0]) and list(made_by_tink["key"][0]) == list(
+        docs[0]["key"][0]
+    )
