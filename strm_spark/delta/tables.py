@@ -181,6 +181,8 @@ def create_table(
     that exists keeps its layout. Another process may be creating the same table: its log folder
     exists but holds no commit yet, which Delta reports as a non-empty or non-Delta location, so
     this waits for the other commit."""
+    if is_delta(spark, path):  # the common case: one read of the log, no CREATE statement
+        return
     props = ", ".join(
         f"{sql_string(k)} = {sql_string(v)}" for k, v in delta_properties(stats_columns).items()
     )

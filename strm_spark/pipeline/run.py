@@ -33,11 +33,21 @@ from strm_spark.session import scoped_conf
 
 # Session settings held while a run runs, restored after it. The CSV reader only flags
 # malformed records reliably when it parses every column (a SQL conf only: no reader option
-# exists). Adaptive execution runs each shuffle stage of a plan as a Spark job of its own; a run's
-# plans are aggregates to a few rows and joins with a broadcast key map, which it cannot improve,
-# so it is turned off where the session allows (a Databricks serverless session may refuse it).
+# exists).
 RUN_CONF = {"spark.sql.csv.parser.columnPruning.enabled": "false"}
-RUN_CONF_OPTIONAL = {"spark.sql.adaptive.enabled": "false"}
+# On a local master, adaptive execution is off during a run: it runs each shuffle stage of a
+# plan as a Spark job of its own, and a run's plans (aggregates to a few rows, joins with a
+# broadcast key map, over the few shuffle partitions a local session has) give it nothing to
+# improve. A cluster keeps it: its coalescing matters with 200 shuffle partitions.
+LOCAL_RUN_CONF = {"spark.sql.adaptive.enabled": "false"}
+
+
+def _run_conf(spark: SparkSession) -> dict[str, str]:
+    try:
+        local = str(spark.conf.get("spark.master", "")).startswith("local")
+    except Exception:  # a session that does not say (Databricks serverless)
+        local = False
+    return LOCAL_RUN_CONF if local else {}
 
 
 def run_job(
@@ -88,7 +98,7 @@ def _run(
 
     with contextlib.ExitStack() as release:
         release.enter_context(scoped_conf(spark, RUN_CONF))
-        release.enter_context(scoped_conf(spark, RUN_CONF_OPTIONAL, optional=True))
+        release.enter_context(scoped_conf(spark, _run_conf(spark), optional=True))
         rows = _read_stage(spark, config, store, batch)
         groups, counts = _scan_stage(rows, config, out, release)
         progress(1, "read %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
