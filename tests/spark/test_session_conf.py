@@ -50,3 +50,25 @@ def test_a_scope_that_fails_restores_and_a_clashing_value_is_refused(spark):
                 pass
         assert spark.conf.get(KEY) == "false"
     assert spark.conf.get(KEY) == "true"
+
+
+def test_an_optional_setting_the_session_refuses_is_left_as_it_is(spark):
+    """A static setting cannot change at run time, as a serverless session refuses most: an
+    optional scope skips it and still holds the others; a required one fails."""
+    static = "spark.sql.warehouse.dir"
+    before = spark.conf.get(static)
+    spark.conf.set(KEY, "true")
+    with scoped_conf(spark, {static: "/elsewhere", KEY: "false"}, optional=True):
+        assert spark.conf.get(static) == before
+        assert spark.conf.get(KEY) == "false"
+    assert spark.conf.get(KEY) == "true"
+    with pytest.raises(Exception, match="(?i)static"):
+        with scoped_conf(spark, {static: "/elsewhere"}):
+            pass
+
+
+def test_a_run_turns_adaptive_execution_off_on_a_local_master(spark):
+    from strm_spark.pipeline.run import _run_conf
+
+    assert spark.conf.get("spark.master").startswith("local")
+    assert _run_conf(spark) == {"spark.sql.adaptive.enabled": "false"}
