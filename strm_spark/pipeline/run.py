@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +97,7 @@ def _run(
     store = KeyStore.for_job(spark, config)
     encryptor = Encryptor.for_session(spark, engine)
     out.engine = f"{encryptor.engine} ({encryptor.reason})"
-    progress = summary.Progress(6)
+    progress = summary.Progress(5)
 
     with contextlib.ExitStack() as release:
         release.enter_context(scoped_conf(spark, RUN_CONF))
@@ -129,31 +132,18 @@ def _run(
             derive.with_keys(kept, keymap), groups, counts.rejected > 0
         )
         valid = derive.valid_rows(matched, config, encryptor)
-        _write_outputs(
-            spark,
-            config,
-            out,
-            store,
-            matched,
-            valid,
-            encryptor,
-            plan.mode,
-            plan.txn,
-            mask_seed,
-            counts,
+        tasks = _output_tasks(
+            spark, config, out, store, matched, valid, encryptor, plan, mask_seed, counts
         )
-        progress(5, "encrypted, derived and rejected tables written")
-
+        links = derive.data_subject_links(keys.subject_entries(groups), keymap, config.group_id)
         private.prepare([config.data_subjects.path])  # subject ids in clear
-        out.data_subject_links_added = write.merge_data_subjects(
-            spark,
-            derive.data_subject_links(keys.subject_entries(groups), keymap, config.group_id),
-            config,
-            expires_first,
-            expires_last,
+        tasks.append(
+            lambda: write.merge_data_subjects(spark, links, config, expires_first, expires_last)
         )
+        *written, out.data_subject_links_added = _side_by_side(tasks)
+        out.notes += [note for note in written if isinstance(note, str)]
         out.outputs["data subjects"] = config.data_subjects.path
-        progress(6, "data subjects updated")
+        progress(5, "encrypted, derived, rejected and data subjects tables written")
         if batch is not None:
             files.finish(batch)
     return summary.finish(spark, config, out, started)
@@ -266,23 +256,25 @@ def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> 
         )
 
 
-def _warn_formula_cells(out: summary.RunSummary, output, rows, name: str) -> None:
-    """STRM's one-file CSV keeps STRM's bytes, so its cells are not guarded: the summary says
-    how many rows hold a cell a spreadsheet would run as a formula (one count, STRM CSV only)."""
+def _formula_cells_note(output, rows, name: str) -> str | None:
+    """STRM's one-file CSV keeps STRM's bytes, so its cells are not guarded: a note for the
+    summary saying how many rows hold a cell a spreadsheet would run as a formula (one count,
+    STRM CSV only)."""
     if output.format != "strm-csv":
-        return
+        return None
     texts = [
         F.col(f"`{f.name}`") for f in rows.schema.fields if f.dataType.simpleString() == "string"
     ]
     if not texts:
-        return
+        return None
     risky = rows.where(F.exists(F.array(*texts), lambda c: c.rlike(FORMULA_START))).count()
-    if risky:
-        out.notes.append(
-            f"{name}: {risky:,} rows hold a cell starting with = + - @ tab or CR, written as STRM "
-            "wrote it (STRM's CSV layout is kept byte for byte); open the file in a spreadsheet "
-            "only with formulas off"
-        )
+    if not risky:
+        return None
+    return (
+        f"{name}: {risky:,} rows hold a cell starting with = + - @ tab or CR, written as STRM "
+        "wrote it (STRM's CSV layout is kept byte for byte); open the file in a spreadsheet "
+        "only with formulas off"
+    )
 
 
 def _rows_for(valid, config, out):
@@ -293,14 +285,38 @@ def _rows_for(valid, config, out):
     return valid, ()
 
 
-def _write_outputs(
-    spark, config, out, store, matched, valid, encryptor, mode, txn, mask_seed, counts
-) -> None:
+def _side_by_side(tasks: list[Callable[[], Any]]) -> list[Any]:
+    """Run independent writes at the same time, each in a thread of its own, and return their
+    results in order: one output's Spark jobs run while another's driver plans or commits. All
+    of them finish before the first error, in the tasks' order, is raised; each write is
+    idempotent (its transaction, or an overwrite), so a rerun completes what a failure left."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="strm-write") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        wait(futures)
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()
+    return [future.result() for future in futures]
+
+
+def _output_tasks(
+    spark, config, out, store, matched, valid, encryptor, plan, mask_seed, counts
+) -> list[Callable[[], Any]]:
+    """The data outputs' writes, as tasks for `_side_by_side` (a data output's task returns its
+    note for the summary, if any); the summary's outputs are filled here, in a fixed order."""
+    mode, txn = plan.mode, plan.txn
     stats = write.stats_columns(config)
+    tasks: list[Callable[[], Any]] = []
+
+    def data_output(output, rows, name: str) -> str | None:
+        write.write_output(rows, output, config, mode, txn, stats)
+        return _formula_cells_note(output, rows, name)
+
     source, carry = _rows_for(valid, config, config.encrypted)
     encrypted = derive.encrypted_rows(source, config, carry)
-    write.write_output(encrypted, config.encrypted, config, mode, txn, stats)
-    _warn_formula_cells(out, config.encrypted, encrypted, "encrypted")
+    tasks.append(lambda: data_output(config.encrypted, encrypted, "encrypted"))
     out.outputs["encrypted"] = config.encrypted.path
     out.outputs["keys"] = store.keys_path
     if config.keys_export is not None:
@@ -308,11 +324,10 @@ def _write_outputs(
             config.group_id, counts.first_day, counts.last_day, out.run_id
         )
         export = store.keys_export(valid.select(cols.KEY_LINK, *ORDER_COLUMNS), bounded)
-        write.write_strm_csv(
-            export, config.keys_export.path, config.keys_export.charset, ORDER_COLUMNS
-        )
-        out.outputs["keys export"] = config.keys_export.path
-        out.notes.append(f"{config.keys_export.path} holds cleartext keysets: protect or delete it")
+        path, charset = config.keys_export.path, config.keys_export.charset
+        tasks.append(lambda: write.write_strm_csv(export, path, charset, ORDER_COLUMNS))
+        out.outputs["keys export"] = path
+        out.notes.append(f"{path} holds cleartext keysets: protect or delete it")
     for d in config.derived:
         if d.masked_fields and d.hash_type == "MURMUR3":
             out.notes.append(
@@ -326,16 +341,12 @@ def _write_outputs(
         source, carry = _rows_for(valid, config, d)
         private.prepare([d.path])  # plaintext PII: 0700 before the first file
         derived = derive.derived_rows(source, config, d, mask_seed, carry)
-        write.write_output(derived, d, config, mode, txn, stats)
-        _warn_formula_cells(out, d, derived, f"derived {d.name}")
+        tasks.append(functools.partial(data_output, d, derived, f"derived {d.name}"))
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path
-    write.write_rejected(
-        spark,
-        derive.rejected_rows(matched, config, encryptor, out.run_id),
-        config,
-        mode,
-        txn,
-        counts.rejected > 0,
+    rejected = derive.rejected_rows(matched, config, encryptor, out.run_id)
+    tasks.append(
+        lambda: write.write_rejected(spark, rejected, config, mode, txn, counts.rejected > 0)
     )
     out.outputs["rejected"] = config.rejected.path
+    return tasks
