@@ -51,7 +51,7 @@ def test_run_prints_summary_and_exits_zero(spark, cli_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "strm-spark run summary: job test_job" in proc.stdout
     assert "rows read         300" in proc.stdout
-    assert "[4/6] keys:" in proc.stderr  # progress, one line per stage
+    assert "[4/5] keys:" in proc.stderr  # progress, one line per stage
     assert run_record(spark, root / "out" / "_runs" / "runs")["rows_encrypted"] == 300
     # No plaintext customer id on the console.
     # Parsed as CSV: descriptions hold commas. Ids are 5 digits, as "17850".
