@@ -22,6 +22,10 @@ DAY = "__day"
 CONSENT = "__consent"
 TOMBSTONED = "__tombstoned"  # the subject was forgotten before the row's event time
 
+# The scan: a rejected row's every column, kept with the scan's groups (so the rejected table
+# needs no second read of the source).
+REJECTED_ROW = "__rejected_row"
+
 # Keys: the key-field value and data subject of a row, and the key matched to it.
 KEY_VALUE = "__kv"
 SUBJECT = "__subject"

@@ -41,12 +41,16 @@ class Totals:
 
 def scan(rows: DataFrame, config: JobConfig) -> DataFrame:
     """The one aggregate a run reads every row for: groups of (key value, day, data subject,
-    reasons of a rejected row, file, block), each with its row counts (kept and tombstoned),
-    derived-output counts and first row id. Valid rows share an empty reason list, a key value
-    names one subject or a few, and a (value, day) lies in one or two blocks, so there are about
-    as many groups as (value, day) pairs. Only counts and a minimum, which Spark's compiled hash
-    aggregate computes (a set of subjects per pair made it fall back to sorting). The pairs, the counts, the rejection reasons, the row numbers' block offsets
-    and the data subjects' entries all come from it (`rows`: validated, maybe with TOMBSTONED)."""
+    reasons of a rejected row, file, block, and a rejected row's every column), each with its
+    row counts (kept and tombstoned), derived-output counts and first row id.
+
+    Valid rows share an empty reason list and a null row, a key value names one subject or a
+    few, and a (value, day) lies in one or two blocks, so there are about as many groups as
+    (value, day) pairs, plus one per rejected row: the rejected table is made from them
+    (`rejected_source`) without reading the source again. Only counts and a minimum, which
+    Spark's compiled hash aggregate computes (a set of subjects per pair made it fall back to
+    sorting). The pairs, the counts, the rejection reasons, the row numbers' block offsets and
+    the data subjects' entries come from it too (`rows`: validated, maybe with TOMBSTONED)."""
     kept = ~F.col(cols.TOMBSTONED) if cols.TOMBSTONED in rows.columns else F.lit(True)
     valid = kept & (F.size(cols.REASONS) == 0)
     derived = [
@@ -56,7 +60,9 @@ def scan(rows: DataFrame, config: JobConfig) -> DataFrame:
         ).alias(f"__d{i}")
         for i, d in enumerate(config.derived)
     ]
-    keys = (cols.KEY_VALUE, cols.DAY, cols.SUBJECT, cols.REASONS, cols.FILE, cols.BLOCK)
+    row = F.struct(*[cols.col(c) for c in rows.columns if c != cols.TOMBSTONED])
+    rejected = F.when(kept & (F.size(cols.REASONS) > 0), row).alias(cols.REJECTED_ROW)
+    keys = (cols.KEY_VALUE, cols.DAY, cols.SUBJECT, cols.REASONS, cols.FILE, cols.BLOCK, rejected)
     return rows.groupBy(*keys).agg(
         F.count_if(kept).alias("n"),
         F.count_if(~kept).alias("tombstoned"),
@@ -118,6 +124,11 @@ def pairs(groups: DataFrame, hash_key: bytes, run_id: str) -> DataFrame:
             hmac_column(F.col(cols.KEY_VALUE), hash_key)
         ),
     )
+
+
+def rejected_source(groups: DataFrame) -> DataFrame:
+    """The rejected rows as validation left them (every column), from the scan's groups."""
+    return groups.where(F.col(cols.REJECTED_ROW).isNotNull()).select(f"{cols.REJECTED_ROW}.*")
 
 
 def subject_entries(groups: DataFrame) -> DataFrame:

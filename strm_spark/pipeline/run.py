@@ -124,16 +124,17 @@ def _run(
             f"{out.keys_reused:,}",
         )
 
-        # Row numbers count every record of a file, dropped ones too.
         kept = (
             rows.where(~F.col(TOMBSTONED)).drop(TOMBSTONED) if TOMBSTONED in rows.columns else rows
         )
-        matched = derive.with_row_numbers(
-            derive.with_keys(kept, keymap), groups, counts.rejected > 0
+        valid = derive.valid_rows(derive.with_keys(kept, keymap), config, encryptor)
+        # Rejected rows come from the scan; row numbers count every record of a file, dropped
+        # ones too.
+        rejected = derive.with_row_numbers(
+            derive.with_keys(keys.rejected_source(groups), keymap), groups, counts.rejected > 0
         )
-        valid = derive.valid_rows(matched, config, encryptor)
         tasks = _output_tasks(
-            spark, config, out, store, matched, valid, encryptor, plan, mask_seed, counts
+            spark, config, out, store, rejected, valid, encryptor, plan, mask_seed, counts
         )
         links = derive.data_subject_links(keys.subject_entries(groups), keymap, config.group_id)
         private.prepare([config.data_subjects.path])  # subject ids in clear
@@ -302,7 +303,7 @@ def _side_by_side(tasks: list[Callable[[], Any]]) -> list[Any]:
 
 
 def _output_tasks(
-    spark, config, out, store, matched, valid, encryptor, plan, mask_seed, counts
+    spark, config, out, store, rejected, valid, encryptor, plan, mask_seed, counts
 ) -> list[Callable[[], Any]]:
     """The data outputs' writes, as tasks for `_side_by_side` (a data output's task returns its
     note for the summary, if any); the summary's outputs are filled here, in a fixed order."""
@@ -344,9 +345,7 @@ def _output_tasks(
         tasks.append(functools.partial(data_output, d, derived, f"derived {d.name}"))
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path
-    rejected = derive.rejected_rows(matched, config, encryptor, out.run_id)
-    tasks.append(
-        lambda: write.write_rejected(spark, rejected, config, mode, txn, counts.rejected > 0)
-    )
+    bad = derive.rejected_rows(rejected, config, encryptor, out.run_id)
+    tasks.append(lambda: write.write_rejected(spark, bad, config, mode, txn, counts.rejected > 0))
     out.outputs["rejected"] = config.rejected.path
     return tasks

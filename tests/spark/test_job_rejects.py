@@ -246,3 +246,28 @@ def test_no_rejected_row_writes_the_rejected_table_without_reading_the_rows(spar
     assert left == (1 if mode == "append" else 0)
     with pytest.raises(Exception, match="the rows were read"):
         write_rejected(spark, poisoned, config, "append", None, any_rejected=True)
+
+
+def test_rejected_rows_come_from_the_scan_without_a_second_read(spark, reject_run):
+    """The scan keeps every column of each rejected row, so the rejected table is made from its
+    groups, not from a second read of the source: they equal the validated rows' rejects."""
+    from chispa import assert_df_equality
+
+    from strm_spark.pipeline import columns as cols
+    from strm_spark.pipeline import keys
+    from strm_spark.pipeline.read import read_source
+    from strm_spark.pipeline.validate import with_validation
+
+    config, _, _ = reject_run
+    rows = with_validation(read_source(spark, config.source, config.contract), config)
+    groups = keys.scan(rows, config).cache()
+    try:
+        from_scan = keys.rejected_source(groups)
+        expected = rows.where(F.size(cols.REASONS) > 0)
+        assert from_scan.columns == expected.columns
+        assert from_scan.count() == len(BAD)
+        assert_df_equality(from_scan, expected, ignore_row_order=True, ignore_nullable=True)
+        valid_groups = groups.where(F.col(cols.REJECTED_ROW).isNull())
+        assert valid_groups.agg(F.sum("n")).first()[0] == 2 * GOOD_PER_FILE
+    finally:
+        groups.unpersist()
