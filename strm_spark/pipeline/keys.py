@@ -81,7 +81,9 @@ def totals(groups: DataFrame, config: JobConfig) -> Totals:
         F.coalesce(F.sum(F.when(rejected, F.col("n"))), F.lit(0)).alias("rejected"),
         F.coalesce(F.sum("tombstoned"), F.lit(0)).alias("tombstoned"),
         F.count_distinct(F.when(kept, F.struct(cols.KEY_VALUE, cols.DAY))).alias("pairs"),
-        F.count_if(kept & F.col(cols.DAY).isNull()).alias("quarantine"),
+        F.coalesce(F.max((kept & F.col(cols.DAY).isNull()).cast("int")), F.lit(0)).alias(
+            "quarantine"
+        ),
         F.min(F.when(kept, F.col(cols.DAY))).alias("first"),
         F.max(F.when(kept, F.col(cols.DAY))).alias("last"),
         *[
@@ -104,7 +106,7 @@ def totals(groups: DataFrame, config: JobConfig) -> Totals:
         t["rejected"],
         t["tombstoned"],
         t["pairs"],
-        min(t["quarantine"], 1),
+        t["quarantine"],
         t["first"],
         t["last"],
         {d.name: t[f"__d{i}"] for i, d in enumerate(config.derived)},

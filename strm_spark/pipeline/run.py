@@ -291,8 +291,6 @@ def _side_by_side(tasks: list[Callable[[], Any]]) -> list[Any]:
     results in order: one output's Spark jobs run while another's driver plans or commits. All
     of them finish before the first error, in the tasks' order, is raised; each write is
     idempotent (its transaction, or an overwrite), so a rerun completes what a failure left."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
     with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="strm-write") as pool:
         futures = [pool.submit(task) for task in tasks]
         wait(futures)
