@@ -4,7 +4,7 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 M2          := $(HOME)/.m2/repository
 # Delta's JVM jars. pip's delta-spark 4.4.1 has no 4.4.1 jars on Maven Central; 4.4.0 is the
-# newest Delta release built for Spark 4.2 there (see README, "Versions").
+# newest Delta release built for Spark 4.2 there (see docs/development.md, "Versions").
 DELTA_JAR_VERSION := 4.4.0
 DELTA_JARS  := $(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/delta-spark_4.2_2.13-$(DELTA_JAR_VERSION).jar \
                $(M2)/io/delta/delta-storage/$(DELTA_JAR_VERSION)/delta-storage-$(DELTA_JAR_VERSION).jar

@@ -18,10 +18,10 @@ def encryption_stage(spark, rows: int, work: Path, repeats: int = 3) -> dict:
     from pyspark.sql import functions as F
 
     from demo.generate import generate
+    from strm_spark import columns as cols
     from strm_spark.crypto import cells as crypto
     from strm_spark.crypto import engines
     from strm_spark.crypto.engines import register_jvm
-    from strm_spark.pipeline import columns as cols
 
     src = work / f"webshop_{rows}.csv"
     if not src.exists():

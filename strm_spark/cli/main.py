@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
 
+from strm_spark.cli.options import session_options, spark_for
+from strm_spark.cli.subjects import add_subjects_commands
 from strm_spark.errors import StrmSparkError
 
 log = logging.getLogger("strm_spark.cli")
@@ -21,10 +22,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.source:
         config = config.with_source_path(args.source)
     from strm_spark.pipeline.run import run_job
-    from strm_spark.session import get_spark
 
-    spark = get_spark(f"strm-spark {config.name}", master=args.master, remote=args.remote)
-    summary = run_job(spark, config, reprocess=args.reprocess)
+    summary = run_job(spark_for(args, config.name), config, reprocess=args.reprocess)
     print(summary.render())
     return 0
 
@@ -38,13 +37,12 @@ def _run_strm(args: argparse.Namespace) -> int:
         args.schema,
         parse_connectors(args.connector),
         key_store=args.keys_store,
+        key_schema=args.keys_schema,
         master_key_file=args.master_key,
     )
     from strm_spark.pipeline.run import run_job
-    from strm_spark.session import get_spark
 
-    spark = get_spark(f"strm-spark {config.name}", master=args.master, remote=args.remote)
-    summary = run_job(spark, config)
+    summary = run_job(spark_for(args, config.name), config)
     print(summary.render())
     return 0
 
@@ -53,11 +51,10 @@ def _sql(args: argparse.Namespace) -> int:
     from strm_spark.config.load import load_job_config
 
     config = load_job_config(args.config)
-    from strm_spark.session import get_spark
     from strm_spark.sql.views import check_read_only, register_job_views
 
     query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
-    spark = get_spark(f"strm-spark sql {config.name}", master=args.master, remote=args.remote)
+    spark = spark_for(args, f"sql {config.name}")
     names = register_job_views(spark, config)
     print(
         f"views: {', '.join(names)} (derived outputs decrypt at query time); functions: strm_decrypt, "
@@ -115,101 +112,6 @@ def _new_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subjects_session(args: argparse.Namespace):
-    """The job config (validated before Spark starts) and a Spark session for a subjects command."""
-    from strm_spark.config.load import load_job_config
-
-    config = load_job_config(args.config)
-    from strm_spark.session import get_spark
-
-    return config, get_spark(
-        f"strm-spark subjects {args.action}", master=args.master, remote=args.remote
-    )
-
-
-def _subjects_list(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.listing import list_subjects
-
-    config, spark = _subjects_session(args)
-    page = list_subjects(spark, config, page_size=args.page_size, page_token=args.page_token)
-    if args.json:
-        print(
-            json.dumps(
-                {"data_subject_ids": list(page.subjects), "next_page_token": page.next_page_token},
-                indent=2,
-            )
-        )
-    else:
-        for subject in page.subjects:
-            print(subject)
-        if page.next_page_token:
-            print(f"next-page-token: {page.next_page_token}")
-    return 0
-
-
-def _subjects_keylinks(args: argparse.Namespace) -> int:
-    from strm_spark.cli.subject_args import read_subject_ids
-    from strm_spark.subjects.listing import key_links
-
-    ids = read_subject_ids(args.subjects, args.from_file)
-    config, spark = _subjects_session(args)
-    found = key_links(spark, config, ids)
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {"data_subject_id": s, "key_links": [k.to_json() for k in links]}
-                    for s, links in found.items()
-                ],
-                indent=2,
-            )
-        )
-        return 0
-    width = max([len("data subject")] + [len(s) for s in found])
-    print(f"{'data subject':<{width}}  {'key link':<36}  {'day':<10}  {'expires at':<20}  key")
-    for subject, links in found.items():
-        if not links:
-            print(f"{subject:<{width}}  (no key links)")
-        for k in links:
-            doc = k.to_json()
-            print(
-                f"{subject:<{width}}  {k.key_link:<36}  {doc['day'] or '-':<10}  {doc['expiry_time']:<20}  "
-                f"{'stored' if k.key_present else 'deleted'}"
-            )
-    return 0
-
-
-def _subjects_export(args: argparse.Namespace) -> int:
-    from strm_spark.subjects.export import export_subject
-
-    config, spark = _subjects_session(args)
-    result = export_subject(spark, config, args.subject, args.out, fmt=args.format)
-    print(result.render())
-    return 0
-
-
-def _subjects_forget(args: argparse.Namespace) -> int:
-    from strm_spark.cli.subject_args import read_subject_ids
-    from strm_spark.subjects.erasure import forget
-
-    ids = read_subject_ids(args.subjects, args.from_file)
-    config, spark = _subjects_session(args)
-    report = forget(spark, config, ids)
-    print(report.to_json() if args.json else report.render())
-    return 0
-
-
-def _subjects_purge_expired(args: argparse.Namespace) -> int:
-    from strm_spark.cli.subject_args import parse_timestamp
-    from strm_spark.subjects.retention import purge_expired
-
-    now = parse_timestamp(args.now) if args.now else None
-    config, spark = _subjects_session(args)
-    report = purge_expired(spark, config, now)
-    print(report.to_json() if args.json else report.render())
-    return 0
-
-
 def _keys_new_master_key(args: argparse.Namespace) -> int:
     from strm_spark.crypto.envelope import new_master_key_file
 
@@ -227,64 +129,6 @@ def _keys_new_master_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_subjects_commands(sub: argparse._SubParsersAction) -> None:
-    subjects = sub.add_parser(
-        "subjects", help="data subjects: list, keylinks, export, forget, purge-expired"
-    )
-    actions = subjects.add_subparsers(dest="action", required=True)
-
-    def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text)
-        p.add_argument(
-            "config", help="the job config file (YAML or JSON) whose outputs hold the subjects"
-        )
-        _session_options(p)
-        p.set_defaults(func=func)
-        return p
-
-    p = action("list", "list data subject ids, paged", _subjects_list)
-    p.add_argument("--page-size", type=int, default=100)
-    p.add_argument("--page-token", help="the token printed with the previous page")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = action("keylinks", "each subject's key links with their expiry", _subjects_keylinks)
-    p.add_argument("subjects", nargs="*", metavar="SUBJECT")
-    p.add_argument(
-        "--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = action(
-        "export", "access request: the subject's rows, decrypted, plus a manifest", _subjects_export
-    )
-    p.add_argument("subject", metavar="SUBJECT")
-    p.add_argument(
-        "--out", required=True, help="a new folder for the export files and manifest.json"
-    )
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-
-    p = action(
-        "forget",
-        "erasure request: delete keys, derived and rejected rows, purge files, audit",
-        _subjects_forget,
-    )
-    p.add_argument("subjects", nargs="*", metavar="SUBJECT")
-    p.add_argument(
-        "--from-file", metavar="FILE", help="read subject ids from FILE, one per line ('-': stdin)"
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    p = action(
-        "purge-expired",
-        "delete and purge keys past expiresAt with their rows",
-        _subjects_purge_expired,
-    )
-    p.add_argument(
-        "--now", help="the cut-off time (ISO; default: now); keys with expiresAt <= it are purged"
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
 def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="key store tools")
     actions = keys.add_subparsers(dest="action", required=True)
@@ -293,16 +137,6 @@ def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path")
     p.set_defaults(func=_keys_new_master_key)
-
-
-def _session_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--master", help="Spark master for a new local session (default local[*])")
-    parser.add_argument(
-        "--remote",
-        metavar="sc://HOST:PORT",
-        default=None,
-        help="run on this Spark Connect server (default: SPARK_REMOTE when set)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="incremental jobs: process every source file again and overwrite the outputs "
         "(existing keys are reused)",
     )
-    _session_options(run)
+    session_options(run)
     run.set_defaults(func=_run)
 
     strm = sub.add_parser(
@@ -338,12 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--keys-store", help="key store location (default: beside keys.csv, in strm-spark/keystore)"
     )
     strm.add_argument(
+        "--keys-schema",
+        metavar="[CATALOG.]SCHEMA",
+        help="keep the key store's tables in this schema instead (tables by name)",
+    )
+    strm.add_argument(
         "--master-key",
         metavar="FILE",
         help="Tink AEAD keyset file that encrypts the key store's keysets at rest "
         "(create one with `strm-spark keys new-master-key FILE`)",
     )
-    _session_options(strm)
+    session_options(strm)
     strm.set_defaults(func=_run_strm)
 
     sql = sub.add_parser(
@@ -353,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--query", "-q", help="SQL to run (e.g. SELECT * FROM analytics LIMIT 5)")
     sql.add_argument("--file", "-f", help="a file with the SQL to run")
     sql.add_argument("--limit", type=int, default=20, help="rows to print")
-    _session_options(sql)
+    session_options(sql)
     sql.add_argument(
         "--allow-writes",
         action="store_true",
@@ -369,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     sec.add_argument("path")
     sec.set_defaults(func=_new_secret)
 
-    _add_subjects_commands(sub)
+    add_subjects_commands(sub)
     _add_keys_commands(sub)
     return parser
 

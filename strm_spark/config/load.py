@@ -8,27 +8,30 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config._document import Node, read_document
-from strm_spark.config.locations import _contains, check_locations, is_uri, resolve_location
+from strm_spark.config import outputs as where
 from strm_spark.config.model import (
     CONSENT_TYPES,
     DEFAULT_RETENTION_DAYS,
     KMS_URI_PREFIXES,
-    OUTPUT_FORMATS,
     SOURCE_FORMATS,
     WRITE_MODES,
     ConsentConfig,
     DerivedConfig,
     JobConfig,
     MasterKeyRef,
-    OutputConfig,
     SecretRef,
     SourceConfig,
     TimestampConfig,
 )
 from strm_spark.contract.model import Contract
 from strm_spark.contract.parse import field_ref, parse_contract
+from strm_spark.document import Node, read_document
 from strm_spark.errors import ConfigError, PatternError
+from strm_spark.storage.location import (
+    Location,
+    check_locations,
+    resolve_path,
+)
 from strm_spark.timestamps.plan import check_pattern
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -79,49 +82,6 @@ _TOP_FIELDS = {
 }
 
 
-def _output(
-    node: Node,
-    base: Path,
-    formats: tuple[str, ...] = OUTPUT_FORMATS,
-    layout_columns: tuple[str, ...] = (),
-) -> OutputConfig:
-    """An output: a path, or {path, format, partition_by, cluster_by}; the layout options only
-    where `layout_columns` (the columns a table may be laid out by) are given."""
-    if isinstance(node.value, str):
-        return OutputConfig(resolve_location(node.string(), base))
-    node.mapping({"path", "format"} | ({"partition_by", "cluster_by"} if layout_columns else set()))
-    fmt = node.child("format", "delta").choice(formats)
-    layout = {}
-    for key in ("partition_by", "cluster_by"):
-        if not node.has(key):
-            continue
-        child = node.child(key)
-        names = (
-            (child.string(),)
-            if isinstance(child.value, str)
-            else tuple(i.string() for i in child.items())
-        )
-        for name in names:
-            if name not in layout_columns:
-                raise child.error(
-                    f"{name!r} is not a column this output can be laid out by; expected one of "
-                    f"{', '.join(layout_columns)} (PII fields are never partition values)"
-                )
-        layout[key] = names
-    if "partition_by" in layout and "cluster_by" in layout:
-        raise node.error("set partition_by or cluster_by, not both")
-    if "cluster_by" in layout and fmt != "delta":
-        raise node.child("cluster_by").error("cluster_by (liquid clustering) needs a delta output")
-    if layout and fmt == "strm-csv":
-        raise node.error("a strm-csv output is one file: it takes no partition_by or cluster_by")
-    return OutputConfig(
-        resolve_location(node.child("path").string(), base),
-        fmt,
-        partition_by=layout.get("partition_by", ()),
-        cluster_by=layout.get("cluster_by", ()),
-    )
-
-
 def parse_job_config(
     data: Any, source: str = "<inline>", base_dir: Path | None = None
 ) -> JobConfig:
@@ -137,7 +97,7 @@ def parse_job_config(
     ref = root.child("event_contract_ref", f"strm-spark/{name}/1.0.0").string()
     consent = _consent(root.child("consent"), contract)
     timestamp = _timestamp(root.child("timestamp"), contract)
-    group_id, key_store, retention, master_key = _keys(root.child("keys"), base)
+    group_id, key_store, retention, master_key, apart = _keys(root.child("keys"), base)
     seed = _masking_seed(root, base)
 
     onode = root.child("outputs")
@@ -148,19 +108,19 @@ def parse_job_config(
         "strmDay",
         *[n for n in contract.field_names if n not in contract.sensitive_columns],
     )
-    encrypted = _output(onode.child("encrypted"), base, layout_columns=layout_columns)
-    subjects = _output(onode.child("data_subjects"), base, ("delta",))
-    rejected = _output(onode.child("rejected"), base)
+    encrypted = where.output(onode.child("encrypted"), base, layout_columns=layout_columns)
+    subjects = where.output(onode.child("data_subjects"), base, ("delta",))
+    rejected = where.output(onode.child("rejected"), base)
     derived = _derived(onode, contract, base, seed, layout_columns)
-    summary_dir = _summary_dir(onode, encrypted, base)
+    summary_dir = where.summary_dir(onode, encrypted, base)
     locations = [
         ("outputs.encrypted", encrypted.path),
         ("outputs.data_subjects", subjects.path),
         ("outputs.rejected", rejected.path),
     ]
     locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
-    check_locations(source, locations, ("keys.store", key_store), src.path)
-    audit = _audit(onode, locations, key_store, base)
+    check_locations(source, locations, ("keys.store", key_store), src.path, apart)
+    audit = where.audit(onode, locations, key_store, base)
     if src.incremental:
         _check_incremental(
             onode,
@@ -191,6 +151,7 @@ def parse_job_config(
         audit=audit,
         max_rejected_fraction=max_rejected,
         csv_formula_guard=formula_guard,
+        keys_apart_from_data=apart,
     )
 
 
@@ -207,6 +168,7 @@ _OUTPUT_FIELDS = {
 _DERIVED_FIELDS = {
     "name",
     "path",
+    "table",
     "format",
     "consent_type",
     "consent_levels",
@@ -219,7 +181,7 @@ _DERIVED_FIELDS = {
 def _contract(cnode: Node, source: str, base: Path) -> Contract:
     """The contract: a file path (relative to this config) or an inline mapping."""
     if isinstance(cnode.value, str):
-        cpath = resolve_location(cnode.string(), base)
+        cpath = resolve_path(cnode.string(), base)
         return parse_contract(read_document(cpath), cpath)
     return parse_contract(cnode.value, f"{source} (contract)")
 
@@ -231,7 +193,7 @@ def _field_ref(contract: Contract, node: Node, what: str, string_only: bool = Fa
 
 
 def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
-    snode.mapping({"path", "format", "options", "incremental"})
+    snode.mapping({"table" if snode.has("table") else "path", "format", "options", "incremental"})
     fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
     options = []
     for key, opt in snode.child("options", {}).entries():
@@ -246,7 +208,17 @@ def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
         raise snode.child("incremental").error(
             "a Delta source is a table, not files: incremental needs a csv, json or parquet source"
         )
-    path = resolve_location(snode.child("path").string(), base)
+    if snode.has("table"):
+        path = where.location(
+            Node(snode.source, {"table": snode.child("table").value}, snode.path), base
+        )
+        if incremental:
+            raise snode.child("incremental").error(
+                "a table source is read whole: incremental needs a csv, json or parquet source"
+            )
+        fmt = "delta"
+    else:
+        path = where.location(snode.child("path"), base)
     if fmt == "csv":
         for i, n in enumerate(contract.nodes):
             if n.type == "NODE" or n.repeated:
@@ -282,14 +254,16 @@ def _timestamp(tnode: Node, contract: Contract) -> TimestampConfig:
     )
 
 
-def _keys(knode: Node, base: Path) -> tuple[str, str, int, MasterKeyRef | None]:
-    """The key group, the store's location, the retention in days and the master key."""
-    knode.mapping({"group_id", "store", "retention_days", "master_key"})
+def _keys(knode: Node, base: Path) -> tuple[str, Location, int, MasterKeyRef | None, bool]:
+    """The key group, the store's location, the retention in days, the master key, and whether
+    a store in a schema must keep apart from the data outputs' schemas."""
+    knode.mapping({"group_id", "store", "retention_days", "master_key", "apart_from_data"})
     group_id = knode.child("group_id").string()
-    key_store = resolve_location(knode.child("store").string(), base)
+    key_store = where.location(knode.child("store"), base, ("schema",))
+    apart = knode.child("apart_from_data", True).boolean()
     retention = knode.child("retention_days", DEFAULT_RETENTION_DAYS).integer(minimum=0)
     master_key = _master_key(knode.child("master_key"), base) if knode.has("master_key") else None
-    return group_id, key_store, retention, master_key
+    return group_id, key_store, retention, master_key, apart
 
 
 def _masking_seed(root: Node, base: Path) -> SecretRef | None:
@@ -301,7 +275,7 @@ def _masking_seed(root: Node, base: Path) -> SecretRef | None:
         raise mnode.error("expected exactly one of seed_env or seed_file")
     if mnode.has("seed_env"):
         return SecretRef(env=mnode.child("seed_env").string(), config_field="masking.seed_env")
-    return SecretRef(file=resolve_location(mnode.child("seed_file").string(), base))
+    return SecretRef(file=resolve_path(mnode.child("seed_file").string(), base))
 
 
 def _derived(
@@ -332,9 +306,11 @@ def _derived(
         layout = {
             k: v
             for k, v in dnode.value.items()
-            if k in ("path", "format", "partition_by", "cluster_by")
+            if k in ("path", "table", "format", "partition_by", "cluster_by")
         }
-        out = _output(Node(dnode.source, layout, dnode.path), base, layout_columns=layout_columns)
+        out = where.output(
+            Node(dnode.source, layout, dnode.path), base, layout_columns=layout_columns
+        )
         derived.append(
             DerivedConfig(
                 dname,
@@ -348,33 +324,6 @@ def _derived(
             )
         )
     return derived
-
-
-def _summary_dir(onode: Node, encrypted: OutputConfig, base: Path) -> str:
-    if onode.has("summary_dir"):
-        return resolve_location(onode.child("summary_dir").string(), base)
-    if is_uri(encrypted.path):
-        return encrypted.path.rsplit("/", 1)[0] + "/_runs"
-    return str(Path(encrypted.path).parent / "_runs")
-
-
-def _audit(onode: Node, locations: list[tuple[str, str]], key_store: str, base: Path) -> str:
-    """The audit table: inside the key store by default; elsewhere, apart from the data outputs."""
-    if not onode.has("audit"):
-        return f"{key_store}/audit"
-    audit = resolve_location(onode.child("audit").string(), base)
-    for path_a, loc_a in locations:
-        if _contains(loc_a, audit) or _contains(audit, loc_a):
-            raise ConfigError(
-                onode.source,
-                "outputs.audit",
-                f"same or nested location as {path_a}: the audit table needs its own folder",
-            )
-    if audit == key_store or _contains(audit, key_store):
-        raise ConfigError(
-            onode.source, "outputs.audit", "the audit table must not contain the key store"
-        )
-    return audit
 
 
 def _check_incremental(onode: Node, mode: str, outputs: list[tuple[str, Any]]) -> None:
@@ -412,7 +361,7 @@ def _master_key(node: Node, base: Path) -> MasterKeyRef:
         if node.has("credentials_file"):
             raise node.child("credentials_file").error("credentials_file only applies to a kms_uri")
         return MasterKeyRef(
-            keyset_file=resolve_location(node.child("keyset_file").string(), base),
+            keyset_file=resolve_path(node.child("keyset_file").string(), base),
             config_field="keys.master_key.keyset_file",
         )
     uri = node.child("kms_uri").string()
@@ -421,7 +370,7 @@ def _master_key(node: Node, base: Path) -> MasterKeyRef:
             f"expected a Tink KMS key URI starting with {' or '.join(KMS_URI_PREFIXES)}"
         )
     creds = (
-        resolve_location(node.child("credentials_file").string(), base)
+        resolve_path(node.child("credentials_file").string(), base)
         if node.has("credentials_file")
         else None
     )

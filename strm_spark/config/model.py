@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from strm_spark.config.locations import resolve_location
 from strm_spark.contract.model import Contract
 from strm_spark.errors import SecretError
+from strm_spark.storage.location import KEY_STORE_TABLES, Location, resolve_location
 
 SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
 
@@ -78,10 +78,16 @@ class MasterKeyRef:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    path: str
+    path: Location  # files, or a table (read whole, as a batch)
     format: str
     options: tuple[tuple[str, str], ...] = ()
     incremental: bool = False  # process only files no earlier run of the job processed
+
+    @property
+    def delimiter(self) -> str:
+        """The field delimiter of a CSV source (Spark's `sep` or `delimiter` option)."""
+        options = dict(self.options)
+        return str(options.get("sep", options.get("delimiter", ",")))
 
     @property
     def charset(self) -> str:
@@ -106,7 +112,7 @@ class TimestampConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    path: str
+    path: Location
     format: str = "delta"  # delta | parquet | csv | strm-csv (one CSV file in STRM's layout)
     charset: str = "UTF-8"
     # Layout of a new table: none by default (rows sorted by strmDay, whose statistics skip
@@ -118,7 +124,7 @@ class OutputConfig:
 @dataclass(frozen=True)
 class DerivedConfig:
     name: str
-    path: str
+    path: Location
     format: str
     consent_type: str
     consent_levels: tuple[int, ...]
@@ -132,6 +138,11 @@ class DerivedConfig:
     inline_seed: str | None = field(default=None, repr=False)
 
 
+def _tables(where: Location, names: tuple[str, ...]) -> list[Location]:
+    """A folder as it is; a schema as the named tables of it that strm-spark writes."""
+    return [where] if where.is_files else [where.child(n) for n in names]
+
+
 @dataclass(frozen=True)
 class JobConfig:
     name: str
@@ -141,27 +152,47 @@ class JobConfig:
     consent: ConsentConfig
     timestamp: TimestampConfig
     group_id: str
-    key_store: str
+    key_store: Location  # a folder, or a schema of its tables
     retention_days: int
     encrypted: OutputConfig
     data_subjects: OutputConfig
     rejected: OutputConfig
     derived: tuple[DerivedConfig, ...]
-    summary_dir: str
+    summary_dir: Location  # a folder, or a schema, of the table of runs and processed files
     write_mode: str = "append"
     masking_seed: SecretRef | None = None
     config_path: str = "<inline>"
     keys_export: OutputConfig | None = None  # STRM's keys.csv for the key links of a run
     master_key: MasterKeyRef | None = None
-    audit: str = ""  # the audit table of forget / purge-expired; default <key store>/audit
+    audit: Location | None = (
+        None  # the audit table of forget / purge-expired; default <key store>/audit
+    )
     max_rejected_fraction: float | None = None  # fail the run, before any commit, above this
     # Native CSV outputs: a text cell starting with = + - @ tab or CR gets a leading ' (OWASP's
     # CSV-injection rule), so a spreadsheet does not run it as a formula.
     csv_formula_guard: bool = True
 
+    # A key store written {schema: ...} must not share a data output's schema (its grants).
+    keys_apart_from_data: bool = True
+
     def __post_init__(self) -> None:
-        if not self.audit:
-            object.__setattr__(self, "audit", f"{self.key_store}/audit")
+        if self.audit is None:
+            object.__setattr__(self, "audit", self.key_store.child("audit"))
+
+    def written_locations(self) -> list[Location]:
+        """Every table and file the job writes (all of them owner-only where they are files)."""
+        outs = [
+            *_tables(self.key_store, KEY_STORE_TABLES),
+            self.encrypted.path,
+            self.rejected.path,
+            self.data_subjects.path,
+            *_tables(self.summary_dir, ("strm_runs", "strm_files")),
+            self.audit,
+            *(d.path for d in self.derived),
+        ]
+        if self.keys_export is not None:
+            outs.append(self.keys_export.path)
+        return [o for o in outs if o]
 
     def with_source_path(self, path: str) -> JobConfig:
         from dataclasses import replace

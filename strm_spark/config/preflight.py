@@ -23,7 +23,6 @@ from pyspark.sql import functions as F
 
 from strm_spark.config.model import JobConfig
 from strm_spark.errors import ConfigError
-from strm_spark.private import local_path
 
 _GLOB = set("*?[{")
 
@@ -106,7 +105,7 @@ def _check_regexes_in_java(config: JobConfig) -> None:
 
 def _check_source(config: JobConfig) -> None:
     where = config.config_path or "job config"
-    source = local_path(config.source.path)
+    source = config.source.path.file_path
     if source is None or _GLOB & set(str(source)):
         return
     if not source.exists():
@@ -120,7 +119,7 @@ def _check_source(config: JobConfig) -> None:
         **{f"outputs.derived {d.name}": d.path for d in config.derived},
     }
     for name, location in outputs.items():
-        out = local_path(location)
+        out = location.file_path
         if out is None:
             continue
         out = out.resolve()

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config._document import Node, read_document
 from strm_spark.contract.model import (
     _FIELD_NAME,
     RESERVED_NAMES,
@@ -16,6 +15,7 @@ from strm_spark.contract.model import (
     Validation,
     resolve_path,
 )
+from strm_spark.document import Node, read_document
 from strm_spark.errors import ConfigError, FieldNotFound
 
 

@@ -6,14 +6,6 @@ from __future__ import annotations
 import csv
 import json
 
-from strm_spark.config.model import SourceConfig
-
-
-def source_delimiter(source: SourceConfig) -> str:
-    """The field delimiter of a CSV source (Spark's `sep` or `delimiter` option)."""
-    options = dict(source.options)
-    return str(options.get("sep", options.get("delimiter", ",")))
-
 
 def raw_record_values(
     raw: str | None, source_format: str, subject_field: str, delimiter: str

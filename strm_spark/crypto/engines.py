@@ -13,10 +13,10 @@ from pyspark.sql import types as T
 
 from strm_spark import jvm
 from strm_spark._pandas import is_null
+from strm_spark.columns import KEYSET, col
 from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.crypto import cells as crypto
 from strm_spark.errors import CryptoError, UnsupportedError, UsageError
-from strm_spark.pipeline.columns import KEYSET, col
 
 
 def _as_bytes(keyset: object) -> bytes:

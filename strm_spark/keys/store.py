@@ -25,8 +25,9 @@ from pyspark.sql import types as T
 from strm_spark.config.model import JobConfig
 from strm_spark.crypto import cells as crypto
 from strm_spark.crypto.envelope import MasterKey, load_master_key, open_keyset, unwrap, wrap
-from strm_spark.delta.tables import create_table, is_delta, merge, sql_string
 from strm_spark.errors import KeyStoreError
+from strm_spark.storage import Location
+from strm_spark.storage.tables import create_table, is_delta, merge, read, sql_string, write_table
 
 KEYS_SCHEMA = T.StructType(
     [
@@ -105,7 +106,7 @@ class KeyStore:
     stored ones are opened with it."""
 
     spark: SparkSession
-    location: str
+    location: Location
     master: MasterKey | None = None
 
     @classmethod
@@ -116,16 +117,16 @@ class KeyStore:
         return cls(spark, config.key_store, master)
 
     @property
-    def keys_path(self) -> str:
-        return f"{self.location}/keys"
+    def keys_path(self) -> Location:
+        return self.location.child("keys")
 
     @property
-    def hash_keys_path(self) -> str:
-        return f"{self.location}/hash_keys"
+    def hash_keys_path(self) -> Location:
+        return self.location.child("hash_keys")
 
     @property
-    def audit_keys_path(self) -> str:
-        return f"{self.location}/audit_keys"
+    def audit_keys_path(self) -> Location:
+        return self.location.child("audit_keys")
 
     def exists(self) -> bool:
         return is_delta(self.spark, self.keys_path)
@@ -138,7 +139,7 @@ class KeyStore:
         )
 
     def keys(self, group_id: str | None = None) -> DataFrame:
-        df = self.spark.read.format("delta").load(self.keys_path)
+        df = read(self.spark, self.keys_path)
         return df if group_id is None else df.where(F.col("groupId") == F.lit(group_id))
 
     def cleartext_keys(self, group_id: str | None = None) -> DataFrame:
@@ -235,8 +236,7 @@ class KeyStore:
 
     def _read_secret(self, path: str, group_id: str) -> bytes | None:
         rows = (
-            self.spark.read.format("delta")
-            .load(path)
+            read(self.spark, path)
             .where(F.col("groupId") == F.lit(group_id))
             .select("hashKey", "createdAt")
             .collect()
@@ -357,7 +357,7 @@ class KeyStore:
                 f"key store {self.location}: expected one quarantine key, made {len(rows)}"
             )
         key = self.spark.createDataFrame(rows, KEYS_SCHEMA)
-        key.write.format("delta").mode("append").save(self.keys_path)
+        write_table(key, self.keys_path, "append")
         return key, rows[0]["expiresAt"]
 
     def keys_export(self, used: DataFrame, keys: DataFrame | None = None) -> DataFrame:

@@ -15,7 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.delta.tables import create_table, is_delta, merge
+from strm_spark.storage import Location
+from strm_spark.storage.tables import create_table, is_delta, merge
+from strm_spark.storage.tables import read as read_table
 
 TOMBSTONES_SCHEMA = T.StructType(
     [
@@ -26,12 +28,16 @@ TOMBSTONES_SCHEMA = T.StructType(
 )
 
 
-def tombstones_path(store_location: str) -> str:
-    return f"{store_location}/tombstones"
+def tombstones_path(store_location: Location) -> Location:
+    return store_location.child("tombstones")
 
 
 def add(
-    spark: SparkSession, store_location: str, group_id: str, hashes: Sequence[str], at: datetime
+    spark: SparkSession,
+    store_location: Location,
+    group_id: str,
+    hashes: Sequence[str],
+    at: datetime,
 ) -> int:
     """A tombstone per subject hash, at `at`; a later forget of the same subject moves its
     time forward (events between the two forgets go too). Returns how many were written."""
@@ -55,14 +61,13 @@ def add(
     return int(metrics["num_inserted_rows"] or 0) + int(metrics["num_updated_rows"] or 0)
 
 
-def read(spark: SparkSession, store_location: str, group_id: str) -> DataFrame | None:
+def read(spark: SparkSession, store_location: Location, group_id: str) -> DataFrame | None:
     """The group's tombstones (subjectHash, forgottenAt), or None when there are none."""
     path = tombstones_path(store_location)
     if not is_delta(spark, path):
         return None
     found = (
-        spark.read.format("delta")
-        .load(path)
+        read_table(spark, path)
         .where(F.col("groupId") == F.lit(group_id))
         .select("subjectHash", "forgottenAt")
     )

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from strm_spark import columns as cols
+from strm_spark.columns import BLOCK, CORRUPT, FILE, ROW_ID
 from strm_spark.config.model import DerivedConfig, JobConfig
 from strm_spark.crypto.masking import masker_for
-from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import transforms as tf
-from strm_spark.pipeline.columns import BLOCK, CORRUPT, FILE, ROW_ID
 from strm_spark.pipeline.encrypt import Encryptor
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
+from strm_spark import columns as cols
 from strm_spark.crypto import engines
 from strm_spark.crypto.engines import compact_keyset_column, resolve_engine
-from strm_spark.pipeline import columns as cols
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.delta.tables import create_table, is_conflict, merge, sql_path, sql_string
-from strm_spark.errors import DataError, StrmSparkError
+from strm_spark.errors import StrmSparkError
+from strm_spark.storage.listing import SourceFile
+from strm_spark.storage.tables import create_table, is_conflict, merge, read, sql_string, update
 
 FILES_SCHEMA = T.StructType(
     [
@@ -39,13 +39,6 @@ FILES_SCHEMA = T.StructType(
 
 
 @dataclass(frozen=True)
-class SourceFile:
-    path: str
-    size: int
-    modified_at: int
-
-
-@dataclass(frozen=True)
 class Batch:
     batch_id: int
     run_id: str
@@ -58,28 +51,6 @@ class Batch:
         return [f.path for f in self.files]
 
 
-def list_source_files(spark: SparkSession, location: str) -> list[SourceFile]:
-    """The data files of a file, folder (recursively) or glob, as Spark's file sources see them:
-    names starting with `_` or `.` (markers, checksums, hidden files) are skipped. Listed by
-    Spark's own file index (the `binaryFile` source, contents not read)."""
-    try:
-        listed = (
-            spark.read.format("binaryFile")
-            .option("recursiveFileLookup", "true")
-            .load(location)
-            .select("path", "length", (F.unix_millis(F.col("modificationTime"))).alias("modified"))
-            .collect()
-        )
-    except AnalysisException as exc:
-        if "PATH_NOT_FOUND" in str(exc.getCondition() or exc):
-            raise DataError(f"source {location} does not exist") from None
-        raise
-    return sorted(
-        (SourceFile(r["path"], int(r["length"]), int(r["modified"])) for r in listed),
-        key=lambda f: f.path,
-    )
-
-
 class FileLog:
     """The table of files a job processed, by batch."""
 
@@ -88,11 +59,7 @@ class FileLog:
 
     def _rows(self):
         create_table(self.spark, self.path, FILES_SCHEMA, stats_columns="jobName,batchId,state,at")
-        return (
-            self.spark.read.format("delta")
-            .load(self.path)
-            .where(F.col("jobName") == F.lit(self.job))
-        )
+        return read(self.spark, self.path).where(F.col("jobName") == F.lit(self.job))
 
     def next_batch(self, listed: list[SourceFile], reprocess: bool = False) -> Batch | None:
         """The batch this run processes: an unfinished one (resumed as it was), else the listed
@@ -168,9 +135,11 @@ class FileLog:
 
     def finish(self, batch: Batch) -> None:
         """Mark the batch done; with `overwrite` (reprocess), earlier batches are superseded."""
-        self.spark.sql(
-            f"UPDATE {sql_path(self.path)} SET state = 'done', at = current_timestamp() "
-            f"WHERE jobName = {sql_string(self.job)} AND batchId = {int(batch.batch_id)}"
+        update(
+            self.spark,
+            self.path,
+            "state = 'done', at = current_timestamp()",
+            f"jobName = {sql_string(self.job)} AND batchId = {int(batch.batch_id)}",
         )
 
     def txn(self, batch: Batch) -> tuple[str, int]:

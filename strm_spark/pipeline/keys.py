@@ -14,12 +14,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from strm_spark import columns as cols
 from strm_spark import consent as consent_rules
 from strm_spark.config.model import JobConfig
 from strm_spark.crypto.masking import hmac_column
 from strm_spark.errors import KeyStoreError
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline.encrypt import Encryptor
 
 # Up to this many (key value, day) pairs per run, the key map is broadcast to the tasks.

@@ -10,10 +10,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from strm_spark.columns import BLOCK, CORRUPT, FILE, ROW_ID
 from strm_spark.config.model import SourceConfig
 from strm_spark.contract.model import Contract
 from strm_spark.errors import DataError
-from strm_spark.pipeline.columns import BLOCK, CORRUPT, FILE, ROW_ID
+from strm_spark.storage.tables import read_with
 
 # Reader options strm-spark owns: changing them would silently drop or misread rows.
 _FORCED = {"mode", "columnNameOfCorruptRecord", "enforceSchema"}
@@ -55,20 +56,20 @@ def read_source(
             .option("columnNameOfCorruptRecord", CORRUPT)
             .option("enforceSchema", "false")
         )
-        df = reader.load(location)
+        df = read_with(reader, location)
     elif source.format == "json":
         schema = contract.spark_schema().add(CORRUPT, T.StringType(), True)
-        df = (
+        df = read_with(
             spark.read.format("json")
             .schema(schema)
             .options(**opts)
             .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .load(location)
+            .option("columnNameOfCorruptRecord", CORRUPT),
+            location,
         )
     else:
         try:
-            df = spark.read.format(source.format).options(**opts).load(location)
+            df = read_with(spark.read.format(source.format).options(**opts), location)
         except AnalysisException as exc:
             raise DataError(
                 f"cannot read {source.format} source {source.path}: {exc.getCondition() or 'error'}"

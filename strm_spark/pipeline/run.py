@@ -16,23 +16,24 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from strm_spark import private
+from strm_spark import columns as cols
+from strm_spark.columns import ORDER_COLUMNS, TOMBSTONED
 from strm_spark.config import preflight
 from strm_spark.config.model import JobConfig
-from strm_spark.delta.outputs import FORMULA_START
 from strm_spark.errors import StrmSparkError
 from strm_spark.keys import tombstones as tombstone_table
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import derive, keys, summary, write
 from strm_spark.pipeline import transforms as tf
-from strm_spark.pipeline.columns import ORDER_COLUMNS, TOMBSTONED
 from strm_spark.pipeline.encrypt import Encryptor
-from strm_spark.pipeline.incremental import Batch, FileLog, list_source_files
+from strm_spark.pipeline.incremental import Batch, FileLog
 from strm_spark.pipeline.read import as_data_error, read_source
 from strm_spark.pipeline.tombstones import with_tombstoned
 from strm_spark.pipeline.validate import with_validation
 from strm_spark.session import scoped_conf
+from strm_spark.storage.listing import list_files
+from strm_spark.storage.outputs import FORMULA_START
+from strm_spark.storage.tables import owner_only
 
 # Session settings held while a run runs, restored after it. The CSV reader only flags
 # malformed records reliably when it parses every column (a SQL conf only: no reader option
@@ -68,19 +69,17 @@ def run_job(
     # What would otherwise fail after tables were created: seed, source, outputs, regexes.
     preflight.check_job(config, java_regexes=False)
     preflight.check_on_session(spark, config)
-    outputs = private.job_locations(config)
-    private.prepare(outputs, create=False)  # existing local output folders are owner-only
-    try:
-        return _run(spark, config, run_id, reprocess, engine)
-    except StrmSparkError:
-        raise
-    except Exception as exc:
-        translated = as_data_error(exc)
-        if translated is not None:
-            raise translated from None
-        raise
-    finally:
-        private.seal(outputs)  # and so is every file written, also by a failed run
+    # Existing local output folders owner-only, and every file written, also by a failed run.
+    with owner_only(spark, config.written_locations()):
+        try:
+            return _run(spark, config, run_id, reprocess, engine)
+        except StrmSparkError:
+            raise
+        except Exception as exc:
+            translated = as_data_error(exc)
+            if translated is not None:
+                raise translated from None
+            raise
 
 
 def _run(
@@ -137,7 +136,6 @@ def _run(
             spark, config, out, store, rejected, valid, encryptor, plan, mask_seed, counts
         )
         links = derive.data_subject_links(keys.subject_entries(groups), keymap, config.group_id)
-        private.prepare([config.data_subjects.path])  # subject ids in clear
         tasks.append(
             lambda: write.merge_data_subjects(spark, links, config, expires_first, expires_last)
         )
@@ -167,12 +165,12 @@ def _plan_run(
     spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool
 ) -> _RunPlan:
     files = (
-        FileLog(spark, f"{config.summary_dir}/files", config.name)
+        FileLog(spark, summary.summary_table(config, "files"), config.name)
         if config.source.incremental
         else None
     )
     batch: Batch | None = (
-        files.next_batch(list_source_files(spark, config.source.path), reprocess) if files else None
+        files.next_batch(list_files(spark, config.source.path), reprocess) if files else None
     )
     run_id = batch.run_id if batch else run_id or uuid.uuid4().hex[:12]
     mode = batch.mode if batch else config.write_mode
@@ -234,7 +232,6 @@ def _key_stage(
 ) -> keys.BatchKeys:
     """The key store made ready (owner-only where local) and the batch's (value, day) pairs,
     keyed by the group's hash key and cached, for the key lookup."""
-    private.prepare([config.key_store])  # 0700 before the first keyset or secret is written
     store.ensure()
     pairs = keys.pairs(groups, store.hash_key(config.group_id), run_id)
     pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
@@ -338,7 +335,6 @@ def _output_tasks(
                 )
             )
         source, carry = _rows_for(valid, config, d)
-        private.prepare([d.path])  # plaintext PII: 0700 before the first file
         derived = derive.derived_rows(source, config, d, mask_seed, carry)
         tasks.append(functools.partial(data_output, d, derived, f"derived {d.name}"))
         out.derived_rows[d.name] = counts.derived[d.name]

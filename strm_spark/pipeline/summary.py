@@ -13,8 +13,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from strm_spark.config.model import JobConfig
-from strm_spark.delta.tables import write_table
 from strm_spark.errors import DataError
+from strm_spark.storage.tables import write_table
 
 log = logging.getLogger("strm_spark")
 
@@ -123,8 +123,15 @@ class Progress:
         self.last = now
 
 
+def summary_table(config: JobConfig, name: str) -> str:
+    """One of the job's own tables (`runs`, `files`): in the summary folder, or `strm_<name>`
+    in the summary schema (which may hold the user's tables too)."""
+    where = config.summary_dir
+    return where.child(name if where.is_files else f"strm_{name}")
+
+
 def runs_path(config: JobConfig) -> str:
-    return f"{config.summary_dir}/runs"
+    return summary_table(config, "runs")
 
 
 def finish(

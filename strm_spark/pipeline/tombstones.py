@@ -9,11 +9,11 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from strm_spark import columns as cols
+from strm_spark.columns import CORRUPT, TOMBSTONED
 from strm_spark.config.model import JobConfig
-from strm_spark.contract.records import raw_record_values, source_delimiter
+from strm_spark.contract.records import raw_record_values
 from strm_spark.crypto.masking import hmac_column, hmac_sha256_hex
-from strm_spark.pipeline import columns as cols
-from strm_spark.pipeline.columns import CORRUPT, TOMBSTONED
 
 
 def with_tombstoned(
@@ -41,7 +41,7 @@ def with_tombstoned(
     if CORRUPT in rows.columns and subject_field:
         hashes = frozenset(r["subjectHash"] for r in tombs.select("subjectHash").collect())
         named = _raw_record_flag(
-            audit_key, hashes, config.source.format, subject_field, source_delimiter(config.source)
+            audit_key, hashes, config.source.format, subject_field, config.source.delimiter
         )
         flag = flag | (F.col(CORRUPT).isNotNull() & F.coalesce(named(F.col(CORRUPT)), F.lit(False)))
     return flagged.withColumn(TOMBSTONED, flag).drop("__forgotten_ms")

@@ -9,8 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from strm_spark import consent as consent_rules
-from strm_spark.contract.model import Contract, field_col, split_path
-from strm_spark.pipeline.columns import (
+from strm_spark.columns import (
     CONSENT,
     CORRUPT,
     DAY,
@@ -25,6 +24,7 @@ from strm_spark.pipeline.columns import (
     enc_column,
     pii_column,
 )
+from strm_spark.contract.model import Contract, field_col, split_path
 from strm_spark.timestamps.parse import epoch_millis, parse_event_time, utc_day
 
 

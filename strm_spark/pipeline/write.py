@@ -10,10 +10,10 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from strm_spark.columns import ORDER_COLUMNS
 from strm_spark.config.model import DerivedConfig, JobConfig, OutputConfig
-from strm_spark.delta.outputs import write_strm_csv, write_table
-from strm_spark.delta.tables import create_table, is_delta, merge
-from strm_spark.pipeline.columns import ORDER_COLUMNS
+from strm_spark.storage.outputs import write_strm_csv, write_table
+from strm_spark.storage.tables import create_table, is_delta, merge
 
 DATA_SUBJECTS_SCHEMA = T.StructType(
     [

@@ -20,6 +20,7 @@ from strm_spark.crypto.masking import masker_for
 from strm_spark.errors import ReadOnlyError, UsageError
 from strm_spark.keys.store import KeyStore
 from strm_spark.sql.functions import register
+from strm_spark.storage.tables import read as read_table
 
 
 def decrypting_view(
@@ -71,7 +72,7 @@ def register_job_views(
     (the JVM functions when their jar is on the class path), 'python' or 'jvm'."""
     secret = config.masking_seed.resolve() if config.masking_seed else None
     register(spark, mask_seed=secret)
-    encrypted = spark.read.format("delta").load(config.encrypted.path)
+    encrypted = read_table(spark, config.encrypted.path)
     keys = KeyStore.for_job(spark, config).cleartext_keys()
     encrypted.createOrReplaceTempView(f"{prefix}encrypted")
     names = [f"{prefix}encrypted"]

@@ -12,13 +12,14 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from strm_spark import columns as cols
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import Contract, split_path
 from strm_spark.crypto.engines import decrypt_column, with_decrypted_pii
-from strm_spark.delta import erase as ops
-from strm_spark.delta.outputs import path_exists, read_table
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import columns as cols
+from strm_spark.storage import erase as ops
+from strm_spark.storage.outputs import path_exists, read_table
+from strm_spark.storage.tables import read, read_version
 
 
 def _subjects_df(spark: SparkSession, subjects: Iterable[str]) -> DataFrame:
@@ -34,10 +35,8 @@ def _data_subjects(
     path = config.data_subjects.path
     if not ops.is_delta(spark, path):
         return None
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(path).where(F.col("groupId") == F.lit(config.group_id))
+    rows = read(spark, path) if version is None else read_version(spark, path, version)
+    return rows.where(F.col("groupId") == F.lit(config.group_id))
 
 
 def _store(spark: SparkSession, config: JobConfig, need_master: bool = False) -> KeyStore:
@@ -91,7 +90,7 @@ def _read_pinned(spark: SparkSession, path: str, fmt: str) -> tuple[DataFrame, i
     if fmt != "delta":
         return read_table(spark, path, fmt), None
     v = ops.version(spark, path)
-    return spark.read.format("delta").option("versionAsOf", v).load(path), v
+    return read_version(spark, path, v), v
 
 
 def _decrypted(joined: DataFrame, contract: Contract) -> DataFrame:

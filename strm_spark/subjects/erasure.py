@@ -24,12 +24,12 @@ from datetime import UTC, date, datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from strm_spark import private
+from strm_spark import columns as cols
 from strm_spark.config.model import JobConfig
-from strm_spark.delta import erase as ops
 from strm_spark.keys import tombstones
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import columns as cols
+from strm_spark.storage import erase as ops
+from strm_spark.storage.tables import seal
 from strm_spark.subjects import audit
 from strm_spark.subjects._common import (
     _data_subjects,
@@ -96,7 +96,7 @@ def forget(
     try:
         return _forget(spark, config, subjects, stop_after_step)
     finally:
-        private.seal(private.job_locations(config))
+        seal(spark, config.written_locations())
 
 
 def _forget(

@@ -14,11 +14,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from strm_spark import columns as cols
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import Contract, field_col
 from strm_spark.errors import SubjectsError
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import columns as cols
 from strm_spark.subjects._common import (
     _decrypted,
     _exists,

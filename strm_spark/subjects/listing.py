@@ -14,9 +14,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark.config.model import JobConfig
-from strm_spark.delta import erase as ops
 from strm_spark.errors import SubjectsError
 from strm_spark.keys.store import KeyStore
+from strm_spark.storage import erase as ops
 from strm_spark.subjects._common import _data_subjects, _iso, _subjects_df
 
 MAX_PAGE_SIZE = 10_000

@@ -16,14 +16,14 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from strm_spark import columns as cols
 from strm_spark._pandas import is_null
 from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import field_col
-from strm_spark.contract.records import raw_record_values, source_delimiter
-from strm_spark.delta import erase as ops
-from strm_spark.delta.outputs import read_table
+from strm_spark.contract.records import raw_record_values
 from strm_spark.keys.store import KeyStore
-from strm_spark.pipeline import columns as cols
+from strm_spark.storage import erase as ops
+from strm_spark.storage.outputs import read_table
 from strm_spark.subjects._common import (
     _decrypted,
     _exists,
@@ -82,7 +82,7 @@ def _subject_rejected_rows(
     plain = _decrypted(joined, contract)
     wanted = frozenset(subjects)
     raw_matches = _raw_record_matcher(
-        wanted, subject_field, config.source.format, source_delimiter(config.source)
+        wanted, subject_field, config.source.format, config.source.delimiter
     )
 
     def flag(field_values: pd.Series, raw: pd.Series) -> pd.Series:

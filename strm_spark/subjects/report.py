@@ -13,9 +13,9 @@ from datetime import date, datetime
 from pyspark.sql import DataFrame, SparkSession
 
 from strm_spark.config.model import JobConfig
-from strm_spark.delta import erase as ops
 from strm_spark.errors import SubjectsError
 from strm_spark.keys.store import KeyStore
+from strm_spark.storage import erase as ops
 from strm_spark.subjects import audit
 from strm_spark.subjects._common import (
     _month_ranges,

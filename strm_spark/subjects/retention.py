@@ -7,11 +7,10 @@ from datetime import UTC, date, datetime
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from strm_spark import private
 from strm_spark.config.model import JobConfig
-from strm_spark.delta import erase as ops
-from strm_spark.delta.tables import sql_string
 from strm_spark.keys.store import KeyStore
+from strm_spark.storage import erase as ops
+from strm_spark.storage.tables import seal, sql_string
 from strm_spark.subjects import audit
 from strm_spark.subjects._common import (
     _data_subjects,
@@ -43,7 +42,7 @@ def purge_expired(
     try:
         return _purge_expired(spark, config, now, stop_after_step)
     finally:
-        private.seal(private.job_locations(config))
+        seal(spark, config.written_locations())
 
 
 def _purge_expired(

@@ -9,9 +9,9 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import types as T
 
-from strm_spark.delta import outputs as tables
-from strm_spark.delta import tables as delta_tables
 from strm_spark.errors import TableError
+from strm_spark.storage import outputs as tables
+from strm_spark.storage import tables as delta_tables
 
 SCHEMA = T.StructType([T.StructField("a", T.StringType())])
 
@@ -20,7 +20,7 @@ def test_create_waits_for_a_table_another_writer_is_creating(spark, tmp_path):
     """A `_delta_log` folder without a commit (another process between making the folder and
     committing) is waited for, not reported as a non-Delta location."""
     done = tmp_path / "done"
-    tables.create_delta_table(spark, str(done), SCHEMA)
+    delta_tables.create_table(spark, str(done), SCHEMA)
     target = tmp_path / "t"
     (target / "_delta_log").mkdir(parents=True)
     (target / "_delta_log" / "_staged_commits").mkdir()
@@ -33,7 +33,7 @@ def test_create_waits_for_a_table_another_writer_is_creating(spark, tmp_path):
     timer = threading.Timer(1.5, commit)
     timer.start()
     try:
-        tables.create_delta_table(spark, str(target), SCHEMA)
+        delta_tables.create_table(spark, str(target), SCHEMA)
     finally:
         timer.join()
     assert DeltaTable.isDeltaTable(spark, str(target))
@@ -45,4 +45,4 @@ def test_a_log_folder_that_never_gets_a_commit_is_a_clear_error(spark, tmp_path,
     (target / "_delta_log").mkdir(parents=True)
     (target / "part-0.parquet").write_bytes(b"")
     with pytest.raises(TableError, match="a Delta log folder exists but no table appeared"):
-        tables.create_delta_table(spark, str(target), SCHEMA)
+        delta_tables.create_table(spark, str(target), SCHEMA)

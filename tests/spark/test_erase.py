@@ -3,8 +3,8 @@ and whether deletion vectors call for a REORG first."""
 
 from __future__ import annotations
 
-from strm_spark.delta import erase
-from strm_spark.delta.tables import sql_path
+from strm_spark.storage import erase
+from strm_spark.storage.tables import sql_path
 
 
 def _table(spark, path, dvs: bool) -> str:

@@ -253,7 +253,7 @@ def test_rejected_rows_come_from_the_scan_without_a_second_read(spark, reject_ru
     groups, not from a second read of the source: they equal the validated rows' rejects."""
     from chispa import assert_df_equality
 
-    from strm_spark.pipeline import columns as cols
+    from strm_spark import columns as cols
     from strm_spark.pipeline import keys
     from strm_spark.pipeline.read import read_source
     from strm_spark.pipeline.validate import with_validation

@@ -7,8 +7,8 @@ import datetime as dt
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from strm_spark import columns as cols
 from strm_spark.contract.parse import parse_contract
-from strm_spark.pipeline import columns as cols
 from strm_spark.pipeline import transforms as tf
 
 CONTRACT = parse_contract(

@@ -36,6 +36,9 @@ def test_example_configs_are_valid():
     assert demo.contract.key_field == "session_id"
     assert {d.consent_type for d in demo.derived} == {"CUMULATIVE", "GRANULAR"}
     assert len(set(demo.contract.pii_levels.values())) > 1
+    uc = load_job_config(REPO / "conf" / "databricks.yaml")  # tables by name, a volume source
+    assert uc.encrypted.path.is_table and uc.key_store.kind == "schema"
+    assert uc.source.path.kind == "volume" and uc.summary_dir == "main.strm_events"
     uci = load_job_config(REPO / "conf" / "online_retail.yaml")
     assert uci.contract.pii_levels == {"CustomerID": 1}
     assert uci.consent.default_levels == (2,)

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from strm_spark.config._document import Node, read_document, snake_case
 from strm_spark.config.load import checked_levels, checked_pattern, checked_zone
-from strm_spark.config.locations import check_locations, is_uri, resolve_location
 from strm_spark.config.model import (
     DEFAULT_RETENTION_DAYS,
     ConsentConfig,
@@ -27,7 +25,15 @@ from strm_spark.config.model import (
 )
 from strm_spark.contract.model import Contract
 from strm_spark.contract.parse import field_ref, parse_contract
+from strm_spark.document import Node, read_document, snake_case
 from strm_spark.errors import ConfigError
+from strm_spark.storage.location import (
+    Location,
+    check_locations,
+    parse_name,
+    resolve_location,
+    resolve_path,
+)
 
 # Enum numbers of STRM's protobuf definitions (entities_v1.proto).
 _CONSENT_TYPES = {1: "CUMULATIVE", 2: "GRANULAR"}
@@ -112,7 +118,7 @@ class _StrmConfig:
         base = self.connectors[name].rstrip("/")
         parts = [p for p in (prefix, file_name) if p]
         location = base + "/" + "/".join(parts)
-        return (location if is_uri(location) else resolve_location(location, self.base)), charset
+        return resolve_location(location, self.base), charset
 
 
 def load_strm_job(
@@ -121,6 +127,7 @@ def load_strm_job(
     schema_path: str | Path,
     connectors: Mapping[str, str],
     key_store: str | None = None,
+    key_schema: str | None = None,
     master_key_file: str | None = None,
 ) -> JobConfig:
     """Translate STRM's batch-job config, contract and schema files into a JobConfig;
@@ -151,11 +158,9 @@ def load_strm_job(
     ]
 
     state = _dirname(keys_path) + "/strm-spark"
-    store = key_store or f"{state}/keystore"
-    if not is_uri(store):
-        store = resolve_location(store, cwd)
-    subjects = f"{state}/data_subjects"
-    rejected = f"{_dirname(enc_path)}/strm-spark/rejected"
+    store = _key_store(source, key_store or f"{state}/keystore", key_schema, bool(key_store), cwd)
+    subjects = resolve_location(f"{state}/data_subjects", cwd)
+    rejected = resolve_location(f"{_dirname(enc_path)}/strm-spark/rejected", cwd)
     outputs = [
         ("encrypted_data.target", enc_path),
         ("encryption_keys_data.target", keys_path),
@@ -167,7 +172,7 @@ def load_strm_job(
     master = None
     if master_key_file:
         master = MasterKeyRef(
-            keyset_file=resolve_location(master_key_file, cwd), config_field="--master-key"
+            keyset_file=resolve_path(master_key_file, cwd), config_field="--master-key"
         )
     return JobConfig(
         name=_job_name(Path(source).stem),
@@ -183,12 +188,24 @@ def load_strm_job(
         data_subjects=OutputConfig(subjects, "delta"),
         rejected=OutputConfig(rejected, "delta"),
         derived=tuple(derived),
-        summary_dir=f"{_dirname(enc_path)}/strm-spark/_runs",
+        summary_dir=resolve_location(f"{_dirname(enc_path)}/strm-spark/_runs", cwd),
         write_mode="overwrite",
         config_path=source,
         keys_export=OutputConfig(keys_path, "strm-csv", keys_charset),
         master_key=master,
     )
+
+
+def _key_store(source: str, path: str, schema: str | None, both: bool, cwd: Path) -> Location:
+    """`--keys-store PATH` (or its default), or `--keys-schema [CATALOG.]SCHEMA`."""
+    if not schema:
+        return resolve_location(path, cwd)
+    if both:
+        raise ConfigError(source, "--keys-schema", "give --keys-store or --keys-schema, not both")
+    named = parse_name(schema, "schema", (1, 2))
+    if not isinstance(named, Location):
+        raise ConfigError(source, "--keys-schema", named)
+    return named
 
 
 _JOB_FIELDS = {

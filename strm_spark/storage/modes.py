@@ -5,11 +5,12 @@ What strm-spark writes holds keys (the key store, `keys.csv`), secrets (`hash_ke
 local file system these are made owner-only: folders 0700, files 0600. Spark's local file
 system sets the modes of what it creates from its own umask (022: 0644 and 0755) whatever the
 process umask or the session's Hadoop settings say, so the modes are set here: before a
-table that holds keys, secrets, subject ids or plaintext is first written, its folder is
-created 0700 (which already keeps other users out), and after a run every file is made 0600.
-Folders are created just before their first write, so input errors found earlier leave
-nothing behind. Paths on object storage (`s3a://`, `abfss://`, `gs://`, `dbfs:/`) are left
-alone: there the bucket's or catalog's grants protect them (see the README).
+table is first written, its folder is created 0700 (which already keeps other users out), and
+after a run every file is made 0600. Folders are created just before their first write, so
+input errors found earlier leave nothing behind. Paths on object storage (`s3a://`,
+`abfss://`, `gs://`, `dbfs:/`) and volumes are left alone: there the bucket's or catalog's
+grants protect them (docs/security.md). Only the storage layer calls this module: a named
+table's folder is found by `storage.tables` and passed here as a path.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from strm_spark.config.model import JobConfig
+from strm_spark.storage.location import Location
 
 FILE_MODE, DIR_MODE = 0o600, 0o700
 
 
 def local_path(location: str) -> Path | None:
-    """The local file system path of `location` (a plain path or a file: URI), else None."""
+    """The local file system path of `location` (a path Location, a plain path or a file: URI),
+    else None."""
+    if isinstance(location, Location):
+        return location.local
     if location.startswith("file:"):
         location = location[len("file:") :]
         while location.startswith("//"):
@@ -33,22 +37,6 @@ def local_path(location: str) -> Path | None:
     elif "://" in location or location.startswith("dbfs:"):
         return None
     return Path(location)
-
-
-def job_locations(config: JobConfig) -> list[str]:
-    """Every table and file a job writes: all of them are owner-only."""
-    outs = [
-        config.key_store,
-        config.encrypted.path,
-        config.rejected.path,
-        config.data_subjects.path,
-        config.summary_dir,
-        config.audit,
-        *(d.path for d in config.derived),
-    ]
-    if config.keys_export is not None:
-        outs.append(config.keys_export.path)
-    return [o for o in outs if o]
 
 
 def prepare(locations: Iterable[str], create: bool = True) -> None:
@@ -59,7 +47,7 @@ def prepare(locations: Iterable[str], create: bool = True) -> None:
         if path is None or path.suffix.lower() == ".csv" or path.is_file():
             continue
         if create:
-            path.mkdir(parents=True, exist_ok=True)
+            _make_dirs(path)
         if path.is_dir():
             _chmod(path, DIR_MODE)
 
@@ -82,6 +70,17 @@ def seal(locations: Iterable[str]) -> int:
             for name in files:
                 changed += _chmod(Path(root, name), FILE_MODE)
     return changed
+
+
+def _make_dirs(path: Path) -> None:
+    """`path` and its missing parents, each created 0700 (`mkdir`'s mode leaves out parents)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        _chmod(folder, DIR_MODE)
 
 
 def _chmod(path: Path, mode: int) -> int:

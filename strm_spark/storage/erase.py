@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from pyspark.sql import DataFrame, Row, SparkSession
 
-from strm_spark.delta.tables import is_delta, merge, retry_on_conflict, sql_path
 from strm_spark.session import scoped_conf
+from strm_spark.storage.tables import is_delta, merge, retry_on_conflict, sql_path
 
 T = TypeVar("T")
 

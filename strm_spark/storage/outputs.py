@@ -14,27 +14,20 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.delta.tables import create_table
-from strm_spark.delta.tables import write_table as delta_write
 from strm_spark.errors import UnsupportedError, UsageError
+from strm_spark.storage.location import Location
+from strm_spark.storage.tables import is_delta, read
+from strm_spark.storage.tables import write_table as delta_write
 
 log = logging.getLogger("strm_spark")
 
 
-def create_delta_table(
-    spark: SparkSession,
-    path: str,
-    schema: T.StructType,
-    partition_by: Sequence[str] = (),
-    stats_columns: Sequence[str] | str | None = None,
-) -> None:
-    """Create an empty Delta table at `path` with our properties, if none exists yet."""
-    create_table(spark, path, schema, partition_by, stats_columns)
-
-
 def path_exists(spark: SparkSession, uri: str) -> bool:
     """Whether a file or folder exists, as Spark's file index sees it (cloud URIs too, and over
-    Spark Connect: the server's file system). Lists the folder; reads no file."""
+    Spark Connect: the server's file system). Lists the folder; reads no file. A named table:
+    whether the catalog has it."""
+    if isinstance(uri, Location) and uri.is_table:
+        return is_delta(spark, uri)
     try:
         spark.read.format("binaryFile").load(uri).schema  # noqa: B018 - analysis lists the path
     except AnalysisException as exc:
@@ -49,7 +42,10 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 def local_path(uri: str) -> Path | None:
     """The path on this machine's file system of a local URI (`/x`, `x`, `file:/x`,
-    `file:///x`), or None for any other scheme (`s3a://`, `abfss://`, `dbfs:`)."""
+    `file:///x`), or None for any other scheme (`s3a://`, `abfss://`, `dbfs:`) and for names.
+    A volume (`/Volumes/...`) is a path this process sees on Databricks."""
+    if isinstance(uri, Location):
+        return uri.file_path
     if uri.startswith("file:"):
         rest = uri[len("file:") :]
         return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
@@ -111,7 +107,7 @@ def write_table(
     formula_guard: bool = True,
 ) -> None:
     """Write `df` to `path` as Delta, Parquet or CSV (structs flattened, formula cells guarded
-    unless `formula_guard` is off); see `strm_spark.delta.write_table`."""
+    unless `formula_guard` is off); see `strm_spark.storage.write_table`."""
     if fmt == "csv":
         df = flatten_for_csv(df, formula_guard)
     elif fmt not in (
@@ -132,10 +128,7 @@ def write_table(
 
 
 def read_table(spark: SparkSession, path: str, fmt: str = "delta") -> DataFrame:
-    reader = spark.read.format(fmt)
-    if fmt == "csv":
-        reader = reader.option("header", "true")
-    return reader.load(path)
+    return read(spark, path, fmt)
 
 
 def strm_csv_layout(df: DataFrame, keep: Sequence[str] = ()) -> DataFrame:

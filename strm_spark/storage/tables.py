@@ -10,13 +10,16 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, DataFrameReader, Row, SparkSession
 from pyspark.sql import types as T
 
 from strm_spark.errors import TableError
+from strm_spark.storage import modes
+from strm_spark.storage.location import Location, resolve_location
 
 log = logging.getLogger("strm_spark")
 R = TypeVar("R")
@@ -55,8 +58,43 @@ _CONDITION = re.compile(r"\s*\[([A-Z0-9_.]+)\]")
 
 
 def sql_path(path: str) -> str:
-    """`delta.`<path>`` for SQL, backticks in the path escaped."""
+    """A table in SQL: a Location's own form (a quoted name, or `delta.`<path>``); a plain
+    string is a path."""
+    if isinstance(path, Location):
+        return path.sql
     return "delta.`" + path.replace("`", "``") + "`"
+
+
+def read(spark: SparkSession, location: str, fmt: str = "delta") -> DataFrame:
+    """The rows of a table by name or path (`fmt`: its file format, for paths)."""
+    if isinstance(location, Location) and location.is_table:
+        return spark.read.table(str(location))
+    reader = spark.read.format(fmt)
+    if fmt == "csv":
+        reader = reader.option("header", "true")
+    return reader.load(str(location))
+
+
+def read_with(reader: DataFrameReader, location: str | list[str]) -> DataFrame:
+    """`reader` (its format and options set) on a table by name, or on files."""
+    if _is_named(location):
+        return reader.table(str(location))
+    return reader.load(location if isinstance(location, list) else str(location))
+
+
+def update(spark: SparkSession, location: str, assignments: str, condition: str) -> None:
+    """`UPDATE <table> SET assignments WHERE condition`, by path or name. Keep values of people
+    out of `condition`: Delta writes it into `commitInfo`."""
+    spark.sql(f"UPDATE {sql_path(location)} SET {assignments} WHERE {condition}")
+
+
+def read_version(spark: SparkSession, location: str, version: int) -> DataFrame:
+    """A Delta table as of `version` (time travel), by name or path."""
+    return spark.sql(f"SELECT * FROM {sql_path(location)} VERSION AS OF {int(version)}")
+
+
+def _is_named(location: str) -> bool:
+    return isinstance(location, Location) and location.is_table
 
 
 def _quote(name: str) -> str:
@@ -153,7 +191,10 @@ def _why(exc: BaseException) -> str:
 
 
 def is_delta(spark: SparkSession, path: str) -> bool:
-    """Whether `path` holds a Delta table (a read of its log, no Spark job)."""
+    """Whether `path` holds a Delta table (a read of its log, no Spark job); for a name,
+    whether the catalog has the table."""
+    if _is_named(path):
+        return spark.catalog.tableExists(str(path))
     try:
         spark.read.format("delta").load(path).schema  # noqa: B018 - analysis reads the log
     except AnalysisException:
@@ -183,6 +224,10 @@ def create_table(
     this waits for the other commit."""
     if is_delta(spark, path):  # the common case: one read of the log, no CREATE statement
         return
+    if _is_named(path):
+        _ensure_schema(spark, path)
+    else:
+        modes.prepare([path])  # 0700 before the first file
     props = ", ".join(
         f"{sql_string(k)} = {sql_string(v)}" for k, v in delta_properties(stats_columns).items()
     )
@@ -207,6 +252,8 @@ def create_table(
         # that died there) makes CREATE TABLE IF NOT EXISTS a silent no-op.
         if not is_delta(spark, path):
             raise _NoTableYet(path)
+        if _is_named(path):  # its folder owner-only before the first row is written
+            modes.prepare(files_of(spark, [path]), create=False)
 
     def retriable(exc: BaseException) -> bool:
         return (
@@ -227,6 +274,49 @@ def create_table(
             f"{path}: a Delta log folder exists but no table appeared in it; another process "
             "may have died while creating it: if no job is running, remove the folder and rerun"
         ) from None
+
+
+def _ensure_schema(spark: SparkSession, table: Location) -> None:
+    """Create a named table's schema when the catalog lacks it (on Unity Catalog this needs
+    the CREATE SCHEMA grant; an existing schema needs none)."""
+    schema = table.schema or ""
+    if not spark.catalog.databaseExists(schema):
+        quoted = ".".join(_quote(p) for p in schema.split("."))
+        with contextlib.suppress(AnalysisException):  # created meanwhile by another run
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+
+
+def files_of(spark: SparkSession, locations: Sequence[str]) -> list[str]:
+    """The folders and files behind `locations`: paths as they are, a named table's folder as
+    the catalog says (tables not made yet left out)."""
+    found: list[str] = []
+    for location in locations:
+        if not _is_named(location):
+            found.append(location)
+            continue
+        if not spark.catalog.tableExists(str(location)):
+            continue
+        rows = spark.sql(f"DESCRIBE TABLE EXTENDED {location.sql}").collect()
+        where = next((r[1] for r in rows if r[0] == "Location"), None)
+        if where:
+            found.append(resolve_location(where, Path.cwd()))
+    return found
+
+
+@contextlib.contextmanager
+def owner_only(spark: SparkSession, locations: Sequence[str]) -> Iterator[None]:
+    """Existing local folders of `locations` owner-only before the body runs, and every file
+    under them after it, also when it fails."""
+    modes.prepare(files_of(spark, locations), create=False)
+    try:
+        yield
+    finally:
+        seal(spark, locations)
+
+
+def seal(spark: SparkSession, locations: Sequence[str]) -> int:
+    """Every local file under `locations` (named tables' folders too) 0600, folders 0700."""
+    return modes.seal(files_of(spark, locations))
 
 
 @contextlib.contextmanager
@@ -273,9 +363,13 @@ def write_table(
         if txn is not None:
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
     else:
+        modes.prepare([path])
         writer = df.write.format(fmt).mode(mode)
         if fmt == "csv":
             writer = writer.option("header", "true")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    if _is_named(path):
+        writer.saveAsTable(str(path))
+    else:
+        writer.save(str(path))
