@@ -110,8 +110,17 @@ class TimestampConfig:
     default_time_zone: str
 
 
+class _Written:
+    format: str
+
+    @property
+    def strm_layout(self) -> bool:
+        """STRM's one-file CSV: the source's text echoed, input order kept, cells unguarded."""
+        return self.format == "strm-csv"
+
+
 @dataclass(frozen=True)
-class OutputConfig:
+class OutputConfig(_Written):
     path: Location
     format: str = "delta"  # delta | parquet | csv | strm-csv (one CSV file in STRM's layout)
     charset: str = "UTF-8"
@@ -122,7 +131,7 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
-class DerivedConfig:
+class DerivedConfig(_Written):
     name: str
     path: Location
     format: str

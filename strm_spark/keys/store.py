@@ -27,7 +27,8 @@ from strm_spark.crypto import cells as crypto
 from strm_spark.crypto.envelope import MasterKey, load_master_key, open_keyset, unwrap, wrap
 from strm_spark.errors import KeyStoreError
 from strm_spark.storage import Location
-from strm_spark.storage.tables import create_table, is_delta, merge, read, sql_string, write_table
+from strm_spark.storage.sinks import write
+from strm_spark.storage.tables import create_table, is_delta, merge, read, sql_string
 
 KEYS_SCHEMA = T.StructType(
     [
@@ -357,7 +358,7 @@ class KeyStore:
                 f"key store {self.location}: expected one quarantine key, made {len(rows)}"
             )
         key = self.spark.createDataFrame(rows, KEYS_SCHEMA)
-        write_table(key, self.keys_path, "append")
+        write(key, self.keys_path, "append")
         return key, rows[0]["expiresAt"]
 
     def keys_export(self, used: DataFrame, keys: DataFrame | None = None) -> DataFrame:

@@ -31,6 +31,7 @@ from strm_spark.pipeline.read import as_data_error, read_source
 from strm_spark.pipeline.tombstones import with_tombstoned
 from strm_spark.pipeline.validate import with_validation
 from strm_spark.session import scoped_conf
+from strm_spark.storage import sinks
 from strm_spark.storage.listing import list_files
 from strm_spark.storage.outputs import FORMULA_START
 from strm_spark.storage.tables import owner_only
@@ -133,7 +134,7 @@ def _run(
             derive.with_keys(keys.rejected_source(groups), keymap), groups, counts.rejected > 0
         )
         tasks = _output_tasks(
-            spark, config, out, store, rejected, valid, encryptor, plan, mask_seed, counts
+            _Outputs(spark, config, plan, store, encryptor, mask_seed), valid, rejected, counts
         )
         links = derive.data_subject_links(keys.subject_entries(groups), keymap, config.group_id)
         tasks.append(
@@ -258,7 +259,7 @@ def _formula_cells_note(output, rows, name: str) -> str | None:
     """STRM's one-file CSV keeps STRM's bytes, so its cells are not guarded: a note for the
     summary saying how many rows hold a cell a spreadsheet would run as a formula (one count,
     STRM CSV only)."""
-    if output.format != "strm-csv":
+    if not output.strm_layout:
         return None
     texts = [
         F.col(f"`{f.name}`") for f in rows.schema.fields if f.dataType.simpleString() == "string"
@@ -278,7 +279,7 @@ def _formula_cells_note(output, rows, name: str) -> str | None:
 def _rows_for(valid, config, out):
     """The valid rows an output is built from, and the columns it carries: STRM's one-file CSV
     echoes the source text and keeps input order."""
-    if out.format == "strm-csv":
+    if out.strm_layout:
         return tf.with_raw_text(valid, config.contract), ORDER_COLUMNS
     return valid, ()
 
@@ -297,12 +298,26 @@ def _side_by_side(tasks: list[Callable[[], Any]]) -> list[Any]:
     return [future.result() for future in futures]
 
 
+@dataclass(frozen=True)
+class _Outputs:
+    """What the output stage needs of the run: its session, config, plan, key store, encryptor
+    and masking seed."""
+
+    spark: SparkSession
+    config: JobConfig
+    plan: _RunPlan
+    store: KeyStore
+    encryptor: Encryptor
+    mask_seed: bytes | None
+
+
 def _output_tasks(
-    spark, config, out, store, rejected, valid, encryptor, plan, mask_seed, counts
+    run: _Outputs, valid: DataFrame, rejected: DataFrame, counts: keys.Totals
 ) -> list[Callable[[], Any]]:
     """The data outputs' writes, as tasks for `_side_by_side` (a data output's task returns its
     note for the summary, if any); the summary's outputs are filled here, in a fixed order."""
-    mode, txn = plan.mode, plan.txn
+    spark, config, store, mask_seed = run.spark, run.config, run.store, run.mask_seed
+    out, mode, txn = run.plan.out, run.plan.mode, run.plan.txn
     stats = write.stats_columns(config)
     tasks: list[Callable[[], Any]] = []
 
@@ -320,8 +335,13 @@ def _output_tasks(
             config.group_id, counts.first_day, counts.last_day, out.run_id
         )
         export = store.keys_export(valid.select(cols.KEY_LINK, *ORDER_COLUMNS), bounded)
-        path, charset = config.keys_export.path, config.keys_export.charset
-        tasks.append(lambda: write.write_strm_csv(export, path, charset, ORDER_COLUMNS))
+        dest = config.keys_export
+        path, charset, fmt = dest.path, dest.charset, dest.format
+        tasks.append(
+            lambda: sinks.write(
+                export, path, "overwrite", fmt=fmt, charset=charset, order_by=ORDER_COLUMNS
+            )
+        )
         out.outputs["keys export"] = path
         out.notes.append(f"{path} holds cleartext keysets: protect or delete it")
     for d in config.derived:
@@ -339,7 +359,7 @@ def _output_tasks(
         tasks.append(functools.partial(data_output, d, derived, f"derived {d.name}"))
         out.derived_rows[d.name] = counts.derived[d.name]
         out.outputs[f"derived {d.name}"] = d.path
-    bad = derive.rejected_rows(rejected, config, encryptor, out.run_id)
+    bad = derive.rejected_rows(rejected, config, run.encryptor, out.run_id)
     tasks.append(lambda: write.write_rejected(spark, bad, config, mode, txn, counts.rejected > 0))
     out.outputs["rejected"] = config.rejected.path
     return tasks

@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from strm_spark.config.model import JobConfig
 from strm_spark.errors import DataError
-from strm_spark.storage.tables import write_table
+from strm_spark.storage.sinks import write
 
 log = logging.getLogger("strm_spark")
 
@@ -155,7 +155,7 @@ def finish(
         summary.keys_reused,
         summary.to_json(),
     )
-    write_table(
+    write(
         spark.createDataFrame([row], RUNS_SCHEMA),
         runs_path(config),
         "append",

@@ -12,7 +12,7 @@ from pyspark.sql import types as T
 
 from strm_spark.columns import ORDER_COLUMNS
 from strm_spark.config.model import DerivedConfig, JobConfig, OutputConfig
-from strm_spark.storage.outputs import write_strm_csv, write_table
+from strm_spark.storage.sinks import write
 from strm_spark.storage.tables import create_table, is_delta, merge
 
 DATA_SUBJECTS_SCHEMA = T.StructType(
@@ -51,20 +51,18 @@ def write_output(
     """One data output in its format and layout (`partition_by` / `cluster_by` from the config;
     an existing table keeps its own). Rows are not sorted: each task writes one file, whose
     statistics cover the days of its rows whatever their order (docs/performance.md)."""
-    if out.format == "strm-csv":
-        write_strm_csv(rows, out.path, out.charset, ORDER_COLUMNS)
-        return
-    stats = [c for c in stats if c not in out.partition_by]  # Delta keeps partition values apart
-    write_table(
+    write(
         rows,
         out.path,
-        out.format,
         mode,
-        out.partition_by,
-        stats,
-        txn,
-        out.cluster_by,
-        config.csv_formula_guard,
+        fmt=out.format,
+        partition_by=out.partition_by,
+        cluster_by=out.cluster_by,
+        stats_columns=[c for c in stats if c not in out.partition_by],  # partition values apart
+        txn=txn,
+        formula_guard=config.csv_formula_guard,
+        charset=out.charset,
+        order_by=ORDER_COLUMNS,
     )
 
 
@@ -84,7 +82,15 @@ def write_rejected(
         return
     if not any_rejected:  # an emptied table (or files), without reading the source
         rejected = spark.createDataFrame([], rejected.schema)
-    write_table(rejected, path, fmt, mode, (), stats, txn, formula_guard=config.csv_formula_guard)
+    write(
+        rejected,
+        path,
+        mode,
+        fmt=fmt,
+        stats_columns=stats,
+        txn=txn,
+        formula_guard=config.csv_formula_guard,
+    )
 
 
 def merge_data_subjects(

@@ -6,6 +6,7 @@ DataFrame readers and writers), Parquet, CSV and one-file outputs (`outputs`), e
 only). Other packages ask this layer; none of them reads, writes or chmods a location itself."""
 
 from strm_spark.storage.location import Location
+from strm_spark.storage.sinks import write
 from strm_spark.storage.tables import (
     create_table,
     delta_properties,
@@ -16,7 +17,6 @@ from strm_spark.storage.tables import (
     sql_path,
     sql_string,
     temp_view,
-    write_table,
 )
 
 __all__ = [
@@ -30,5 +30,5 @@ __all__ = [
     "sql_path",
     "sql_string",
     "temp_view",
-    "write_table",
+    "write",
 ]

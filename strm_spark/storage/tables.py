@@ -77,7 +77,7 @@ def read(spark: SparkSession, location: str, fmt: str = "delta") -> DataFrame:
 
 def read_with(reader: DataFrameReader, location: str | list[str]) -> DataFrame:
     """`reader` (its format and options set) on a table by name, or on files."""
-    if _is_named(location):
+    if is_named(location):
         return reader.table(str(location))
     return reader.load(location if isinstance(location, list) else str(location))
 
@@ -93,7 +93,8 @@ def read_version(spark: SparkSession, location: str, version: int) -> DataFrame:
     return spark.sql(f"SELECT * FROM {sql_path(location)} VERSION AS OF {int(version)}")
 
 
-def _is_named(location: str) -> bool:
+def is_named(location: str) -> bool:
+    """Whether `location` is a table name (not files)."""
     return isinstance(location, Location) and location.is_table
 
 
@@ -193,7 +194,7 @@ def _why(exc: BaseException) -> str:
 def is_delta(spark: SparkSession, path: str) -> bool:
     """Whether `path` holds a Delta table (a read of its log, no Spark job); for a name,
     whether the catalog has the table."""
-    if _is_named(path):
+    if is_named(path):
         return spark.catalog.tableExists(str(path))
     try:
         spark.read.format("delta").load(path).schema  # noqa: B018 - analysis reads the log
@@ -224,7 +225,7 @@ def create_table(
     this waits for the other commit."""
     if is_delta(spark, path):  # the common case: one read of the log, no CREATE statement
         return
-    if _is_named(path):
+    if is_named(path):
         _ensure_schema(spark, path)
     else:
         modes.prepare([path])  # 0700 before the first file
@@ -252,7 +253,7 @@ def create_table(
         # that died there) makes CREATE TABLE IF NOT EXISTS a silent no-op.
         if not is_delta(spark, path):
             raise _NoTableYet(path)
-        if _is_named(path):  # its folder owner-only before the first row is written
+        if is_named(path):  # its folder owner-only before the first row is written
             modes.prepare(files_of(spark, [path]), create=False)
 
     def retriable(exc: BaseException) -> bool:
@@ -291,7 +292,7 @@ def files_of(spark: SparkSession, locations: Sequence[str]) -> list[str]:
     the catalog says (tables not made yet left out)."""
     found: list[str] = []
     for location in locations:
-        if not _is_named(location):
+        if not is_named(location):
             found.append(location)
             continue
         if not spark.catalog.tableExists(str(location)):
@@ -341,35 +342,3 @@ def merge(
     with temp_view(source) as view:
         statement = f"MERGE INTO {sql_path(path)} t USING {view} s ON {condition} {clauses}"
         return retry_on_conflict(lambda: spark.sql(statement).first(), what or f"merge into {path}")
-
-
-def write_table(
-    df: DataFrame,
-    path: str,
-    mode: str,
-    *,
-    partition_by: Sequence[str] = (),
-    cluster_by: Sequence[str] = (),
-    stats_columns: Sequence[str] | None = None,
-    txn: tuple[str, int] | None = None,
-    fmt: str = "delta",
-) -> None:
-    """Write `df` to `path`. A new Delta table is created first, so its properties and layout
-    apply; an existing one keeps its own layout, and the write follows it. With `txn` (app id,
-    version), Delta skips the write if it already committed that version."""
-    if fmt == "delta":
-        create_table(df.sparkSession, path, df.schema, partition_by, stats_columns, cluster_by)
-        writer = df.write.format("delta").mode(mode)
-        if txn is not None:
-            writer = writer.option("txnAppId", txn[0]).option("txnVersion", str(txn[1]))
-    else:
-        modes.prepare([path])
-        writer = df.write.format(fmt).mode(mode)
-        if fmt == "csv":
-            writer = writer.option("header", "true")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-    if _is_named(path):
-        writer.saveAsTable(str(path))
-    else:
-        writer.save(str(path))

@@ -20,7 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from strm_spark.crypto.masking import hmac_sha256_hex
-from strm_spark.storage.tables import create_table, write_table
+from strm_spark.storage.sinks import write
+from strm_spark.storage.tables import create_table
 from strm_spark.storage.tables import read as read_table
 
 AUDIT_SCHEMA = T.StructType(
@@ -106,7 +107,7 @@ def _operator() -> str | None:
 def append(spark: SparkSession, path: str, record: AuditRecord) -> None:
     """Append one record to the audit table at `path` (created on first use)."""
     create_table(spark, path, AUDIT_SCHEMA, stats_columns=_AUDIT_STATS)
-    write_table(spark.createDataFrame([record.row()], AUDIT_SCHEMA), path, "append")
+    write(spark.createDataFrame([record.row()], AUDIT_SCHEMA), path, "append")
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:

@@ -10,7 +10,6 @@ from delta.tables import DeltaTable
 from pyspark.sql import types as T
 
 from strm_spark.errors import TableError
-from strm_spark.storage import outputs as tables
 from strm_spark.storage import tables as delta_tables
 
 SCHEMA = T.StructType([T.StructField("a", T.StringType())])

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from strm_spark.compat.strm.outputs import write_strm_csv
 from strm_spark.errors import UnsupportedError
-from strm_spark.storage.outputs import local_path, path_exists, write_strm_csv
+from strm_spark.storage.outputs import local_path, path_exists
 
 
 def test_local_path_maps_local_uris_only():
