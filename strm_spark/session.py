@@ -145,6 +145,9 @@ def local_conf(master: str, shuffle_partitions: int | None = None) -> dict[str, 
         # per commit saved.
         "spark.databricks.delta.commitStats.collect": "false",
         "spark.sql.debug.maxToStringFields": "500",
+        # Files owner-only from their creation (0600 in 0700 folders), not only when a run
+        # ends: Hadoop's umask for every table, folder and commit the session writes.
+        "spark.hadoop.fs.permissions.umask-mode": "077",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2}",
         **jar_conf(master),
     }
@@ -177,7 +180,14 @@ def get_spark(
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in {**local_conf(master, shuffle_partitions), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    # The JVM starts with umask 077, so Spark's scratch files (spark.local.dir: shuffle and
+    # spill blocks, which can hold subject ids) are owner-only too; this process's umask is
+    # restored once the JVM runs.
+    old = os.umask(0o077)
+    try:
+        return builder.getOrCreate()
+    finally:
+        os.umask(old)
 
 
 def on_databricks() -> bool:

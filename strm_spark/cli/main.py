@@ -51,7 +51,8 @@ def _sql(args: argparse.Namespace) -> int:
     from strm_spark.config.load import load_job_config
 
     config = load_job_config(args.config)
-    from strm_spark.sql.views import check_read_only, register_job_views
+    from strm_spark.sql.readonly import check_read_only
+    from strm_spark.sql.views import register_job_views
 
     query = args.query or (open(args.file, encoding="utf-8").read() if args.file else None)
     spark = spark_for(args, f"sql {config.name}")

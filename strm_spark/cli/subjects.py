@@ -7,6 +7,9 @@ import json
 
 from strm_spark.cli.options import session_options, spark_for
 
+# Exit code of a forget that completed but found no entry for some requested ids.
+NOT_FOUND = 3
+
 
 def _subjects_session(args: argparse.Namespace):
     """The job config (validated before Spark starts) and a Spark session for a subjects command."""
@@ -85,7 +88,7 @@ def _subjects_forget(args: argparse.Namespace) -> int:
     config, spark = _subjects_session(args)
     report = forget(spark, config, ids)
     print(report.to_json() if args.json else report.render())
-    return 0
+    return NOT_FOUND if report.not_found else 0
 
 
 def _subjects_purge_expired(args: argparse.Namespace) -> int:

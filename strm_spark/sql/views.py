@@ -6,7 +6,6 @@ and build one Tink primitive per keyset per worker (bounded cache)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -17,7 +16,7 @@ from strm_spark.config.model import JobConfig
 from strm_spark.contract.model import Contract
 from strm_spark.crypto.engines import compact_keyset_column, resolve_engine, with_decrypted_pii
 from strm_spark.crypto.masking import masker_for
-from strm_spark.errors import ReadOnlyError, UsageError
+from strm_spark.errors import UsageError
 from strm_spark.keys.store import KeyStore
 from strm_spark.sql.functions import register
 from strm_spark.storage.tables import read as read_table
@@ -92,43 +91,3 @@ def register_job_views(
         view.createOrReplaceTempView(name)
         names.append(name)
     return names
-
-
-# Statements `strm-spark sql` runs without --allow-writes: queries and metadata reads.
-READ_ONLY_STATEMENTS = (
-    "SELECT",
-    "WITH",
-    "FROM",
-    "VALUES",
-    "TABLE",
-    "SHOW",
-    "DESCRIBE",
-    "DESC",
-    "EXPLAIN",
-)
-
-
-_LEADING_NOISE = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
-
-
-def check_read_only(spark: SparkSession, statement: str) -> None:
-    """Refuse a statement that could write or change anything (INSERT, CREATE, MERGE, SET, ...,
-    also a query whose CTE or FROM clause ends in an INSERT): decrypted PII must not leave
-    through a write outside forget and audit. Checks the leading keyword and Spark's parsed plan
-    (EXPLAIN executes nothing); the error never shows the statement's text."""
-    keyword = re.match(r"[A-Za-z]*", _LEADING_NOISE.sub("", statement, count=1)).group(0).upper()
-    if (
-        keyword not in READ_ONLY_STATEMENTS
-    ):  # the statement's first word is not echoed: it may be anything
-        raise ReadOnlyError(
-            "strm-spark sql is read-only: only queries, SHOW, DESCRIBE and EXPLAIN run; "
-            "pass --allow-writes to run statements that write or change anything"
-        )
-    if keyword != "EXPLAIN":
-        plan = spark.sql(f"EXPLAIN EXTENDED {statement}").first()[0]
-        parsed = plan.split("== Analyzed Logical Plan ==")[0]
-        if "InsertInto" in parsed:
-            raise ReadOnlyError(
-                "strm-spark sql is read-only: this query writes (an INSERT in its plan); "
-                "pass --allow-writes to run statements that write or change anything"
-            )

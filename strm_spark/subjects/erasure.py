@@ -103,6 +103,7 @@ def _forget(
     spark: SparkSession, config: JobConfig, subjects: Sequence[str], stop_after_step: int | None
 ) -> ErasureReport:
     require_delta_outputs(config)
+    requested = list(subjects)
     subjects = sorted({s for s in subjects if s is not None})
     # The master key (if any) opens quarantine keysets in step 2; check it before anything changes.
     store = _store(spark, config, need_master=True)
@@ -121,6 +122,8 @@ def _forget(
     )
     steps = Steps(report, stop_after_step)
     found = _locate(spark, config, store, subjects, report)
+    named = {s for s, _ in found.entries}
+    report.not_found = [i for i, s in enumerate(requested, 1) if s not in named]
     if found.shared and store.exists():
         _before_shared_keys_go(found)
 

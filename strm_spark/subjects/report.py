@@ -33,6 +33,8 @@ class ErasureReport:
     audit_table: str
     subjects_requested: int = 0
     subjects_found: int = 0
+    # 1-based positions, in the request, of ids no data subjects entry names (never the ids).
+    not_found: list[int] = field(default_factory=list)
     key_links: int = 0
     shared_key_links: int = 0
     other_subjects: int = 0
@@ -86,6 +88,13 @@ class ErasureReport:
             f"  files rewritten (REORG PURGE) {self.files_rewritten:,}",
             f"  files removed (VACUUM)        {self.files_removed:,} in {len(self.tables_purged)} tables",
         ]
+        if self.not_found:
+            shown = ", ".join(str(p) for p in self.not_found[:20])
+            more = f" and {len(self.not_found) - 20:,} more" if len(self.not_found) > 20 else ""
+            lines.append(
+                f"  NOT FOUND                     {len(self.not_found):,} id(s), at position(s) "
+                f"{shown}{more} of the request: check them (nothing was erased for them)"
+            )
         if self.action == "forget":
             lines.append(
                 f"  tombstones written            {self.tombstones:,} (later runs drop these subjects' "

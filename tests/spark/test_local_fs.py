@@ -29,7 +29,8 @@ def test_the_session_uses_it_and_modes_follow_hadoops_umask_not_the_processs(spa
     modes = _modes(table)
     commit = {k: v for k, v in modes.items() if k.startswith("_delta_log/00000000000000000000")}
     assert commit and set(commit.values()) == {0o640}, modes
-    assert modes["_delta_log"] == 0o755  # Delta makes its log folder with Hadoop's default
+    # Delta makes its log folder with the session's umask (strm-spark's: 077), not the write's.
+    assert modes["_delta_log"] == 0o700
 
 
 def test_commits_through_a_symbolic_link_land_in_its_target(spark, tmp_path):
@@ -43,3 +44,21 @@ def test_commits_through_a_symbolic_link_land_in_its_target(spark, tmp_path):
         "00000000000000000000.json",
         "00000000000000000001.json",
     ]
+
+
+def test_what_a_session_writes_is_owner_only_from_its_creation(spark, tmp_path):
+    """Hadoop's umask 077 (strm-spark's sessions): Delta and Parquet files are 0600 in 0700
+    folders as they are written, before any run seals them, so a crash leaves nothing
+    readable to others (#33)."""
+    assert spark.conf.get("spark.hadoop.fs.permissions.umask-mode") == "077"
+    spark.range(50).repartition(2).write.format("delta").save(str(tmp_path / "d"))
+    spark.range(50).write.parquet(str(tmp_path / "p"))
+    modes = {**_modes(tmp_path / "d"), **{f"p/{k}": v for k, v in _modes(tmp_path / "p").items()}}
+    files = {
+        k: v
+        for k, v in modes.items()
+        if os.path.isfile(tmp_path / ("" if k.startswith("p/") else "d") / k)
+    }
+    dirs = {k: v for k, v in modes.items() if k not in files}
+    assert files and set(files.values()) == {0o600}, files
+    assert dirs and set(dirs.values()) == {0o700}, dirs

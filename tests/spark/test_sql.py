@@ -282,11 +282,18 @@ def test_the_compact_keyset_form_gives_the_same_results_as_the_json(spark):
         "/* hello */ CREATE TABLE leak USING delta LOCATION '{out}' AS SELECT 1 AS x",
         "  -- note\n  insert into range_copy select * from range(3)",
         "SET spark.databricks.delta.retentionDurationCheck.enabled=false",
+        # Found by a hostile trial (#33): nested comments hid a CTAS from a keyword check.
+        "/* /* */ SELECT */ CREATE TABLE l USING csv LOCATION '{out}' AS SELECT * FROM range(3)",
+        "CACHE TABLE c AS SELECT * FROM range(3)",
+        "REPLACE TABLE r USING csv LOCATION '{out}' AS SELECT 1 AS x",
+        "CREATE TEMPORARY VIEW v AS SELECT 1",
+        "ADD JAR '{out}'",
+        "EXPLAIN CREATE TABLE e USING csv LOCATION '{out}' AS SELECT 1 AS x",
     ],
 )
 def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
     from strm_spark.errors import ReadOnlyError
-    from strm_spark.sql.views import check_read_only
+    from strm_spark.sql.readonly import check_read_only
 
     out = tmp_path / "x"
     with pytest.raises(ReadOnlyError) as info:
@@ -295,9 +302,49 @@ def test_sql_command_refuses_writes_unless_allowed(spark, tmp_path, statement):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "-- a comment continued \\\nCREATE TABLE l2 USING csv LOCATION '{out}' AS SELECT 1 AS x",
+        "select 1; create table l4 using csv location '{out}' as select 2 as x",
+        "BEGIN CREATE TABLE l5 USING csv LOCATION '{out}' AS SELECT 1 AS x; END",
+    ],
+)
+def test_sql_command_runs_nothing_it_cannot_check(spark, views, tmp_path, capsys, statement):
+    """What Spark cannot EXPLAIN as one statement (comments continued by a backslash, several
+    statements, a script) is not run: exit 2, nothing written, the statement not echoed."""
+    from strm_spark.cli.main import main
+
+    config, _ = views
+    out = tmp_path / "x"
+    assert main(["sql", str(config.config_path), "-q", statement.format(out=out)]) == 2
+    assert not out.exists() and str(out) not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT reflect('org.apache.hadoop.fs.FileUtil', 'chmod', '{out}', '777')",
+        "SELECT Java_Method('java.lang.System', 'getenv', 'HOME')",
+        "SELECT TRY_REFLECT('java.lang.System', 'exit', 1)",
+        "SELECT * FROM range(1) WHERE reflect('java.util.UUID', 'randomUUID') IS NOT NULL",
+        "WITH a AS (SELECT java_method('java.util.UUID', 'randomUUID') AS u) SELECT * FROM a",
+    ],
+)
+def test_sql_command_refuses_functions_that_call_out_of_the_query(spark, tmp_path, statement):
+    """Under any of their names: the catalog's class decides, not the spelling (#33)."""
+    from strm_spark.errors import ReadOnlyError
+    from strm_spark.sql.readonly import check_read_only
+
+    out = tmp_path / "keys"
+    with pytest.raises(ReadOnlyError, match="calls methods outside the query") as info:
+        check_read_only(spark, statement.format(out=out))
+    assert str(out) not in str(info.value) and "java" not in str(info.value).lower()
+
+
 def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views, tmp_path, capsys):
     from strm_spark.cli.main import main
-    from strm_spark.sql.views import check_read_only
+    from strm_spark.sql.readonly import check_read_only
 
     config, _ = views
     for query in (
@@ -307,6 +354,13 @@ def test_sql_command_runs_queries_and_writes_only_with_allow_writes(spark, views
         "SHOW TABLES",
         "EXPLAIN SELECT 1",
         "VALUES (1)",
+        "DESCRIBE FUNCTION reflect",
+        "SELECT id, count(*) OVER (PARTITION BY id % 2) AS n FROM range(4) ORDER BY id LIMIT 2",
+        "SELECT id % 2 AS k, count(*) FROM range(4) GROUP BY 1 HAVING count(*) > 1",
+        "SELECT x FROM range(2) LATERAL VIEW explode(array(1, 2)) t AS x",
+        "SELECT * FROM range(3) UNION SELECT * FROM range(2) EXCEPT SELECT 1",
+        "SELECT upper('a') AS reflected, strm_consent_allows(array(1), 'CUMULATIVE', array(1))",
+        "SELECT /*+ BROADCAST(b) */ * FROM range(2) a JOIN range(2) b ON a.id = b.id",
     ):
         check_read_only(spark, query)
     out = tmp_path / "leak"

@@ -419,22 +419,31 @@ def test_cli_list_keylinks_export_and_forget(spark, base_run, tmp_path, capsys, 
     assert main(["subjects", "export", job, sd.KEEP, "--out", str(out)]) == 2  # not empty
     assert "not empty" in capsys.readouterr().err
 
-    # forget of a subject that does not exist: reports 0, exits 0, never echoes the id.
-    assert main(["subjects", "forget", job, "nobody.at.all@example.org"]) == 0
+    # forget of a subject that does not exist: reports 0 found and its position, exits 3, never
+    # echoes the id.
+    assert main(["subjects", "forget", job, "nobody.at.all@example.org"]) == 3
     printed = capsys.readouterr().out
     assert (
         "1 subject(s) requested, 0 found" in printed
         and "keys deleted                  0" in printed
+        and "NOT FOUND                     1 id(s), at position(s) 1 of the request" in printed
     )
     assert "nobody.at.all" not in printed
     monkeypatch.setattr("sys.stdin", io.StringIO("missing.person@example.org\n"))
-    assert main(["subjects", "forget", job, "--from-file", "-", "--json"]) == 0
+    assert main(["subjects", "forget", job, "--from-file", "-", "--json"]) == 3
     printed = capsys.readouterr().out
     report = json.loads(printed)
     assert (
         report["completed"] and report["subjects_requested"] == 1 and report["subjects_found"] == 0
     )
-    assert "missing.person" not in printed
+    assert report["not_found"] == [1] and "missing.person" not in printed
+    # An id file as a person saves it (#33): a byte-order mark, CRLF, blank lines, spaces.
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(f"\ufeff{sd.FORGET}\r\n\r\n   nobody@example.org  \r\n".encode())
+    assert main(["subjects", "forget", job, "--from-file", str(ids), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["subjects_requested"] == 2 and report["subjects_found"] == 1
+    assert report["not_found"] == [2] and report["keys_removed"] > 0
     assert main(["subjects", "forget", job]) == 2
     assert "no subject ids" in capsys.readouterr().err
     assert main(["subjects", "purge-expired", job, "--now", "next tuesday"]) == 2
