@@ -2,11 +2,11 @@
 
 What strm-spark writes holds keys (the key store, `keys.csv`), secrets (`hash_keys`,
 `audit_keys`), plaintext PII (derived tables, exports) or subject ids (data subjects). On a
-local file system these are made owner-only: folders 0700, files 0600. Spark's local file
-system sets the modes of what it creates from its own umask (022: 0644 and 0755) whatever the
-process umask or the session's Hadoop settings say, so the modes are set here: before a
-table is first written, its folder is created 0700 (which already keeps other users out), and
-after a run every file is made 0600. Folders are created just before their first write, so
+local file system these are made owner-only: folders 0700, files 0600. strm-spark's own
+sessions write them so from their creation (Hadoop's umask 077, `strm_spark.session`); a
+session someone else started may not, so the modes are also set here: before a table is first
+written, its folder is created 0700 (which already keeps other users out), and after a run
+every file is made 0600. Folders are created just before their first write, so
 input errors found earlier leave nothing behind. Paths on object storage (`s3a://`,
 `abfss://`, `gs://`, `dbfs:/`) and volumes are left alone: there the bucket's or catalog's
 grants protect them (docs/security.md). Only the storage layer calls this module: a named
