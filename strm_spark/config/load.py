@@ -38,11 +38,18 @@ _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
 def checked_pattern(node: Node) -> str:
-    """A Java DateTimeFormatter pattern Spark can parse with."""
+    """A Java DateTimeFormatter pattern Spark can parse with, that gives a whole date: a row's
+    day decides its key and the key's expiry, so a pattern without a year would put every row
+    on a day of 1970, and purge-expired would destroy those keys at once."""
     try:
-        check_pattern(node.string())
+        info = check_pattern(node.string())
     except PatternError as exc:
         raise node.error(f"not a usable Java DateTimeFormatter pattern: {exc}") from None
+    if not info.full_date:
+        raise node.error(
+            "the pattern gives no whole date (a year with month and day, or with day of year; "
+            "or 'Y', 'w' and a day of week): each row's UTC day decides its key and expiry"
+        )
     return node.value
 
 

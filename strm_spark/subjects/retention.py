@@ -66,12 +66,14 @@ def _purge_expired(
     )
     audit.append(spark, config.audit, audit_record(report, config, [], "started", cutoff))
     steps = Steps(report, stop_after_step)
-    expired, days = _expired_keys(store, config, cutoff_col, report)
-    # SQL: a group id and a cut-off time, no personal data (Delta keeps it in commitInfo).
+    expired, days, held = _expired_keys(store, config, cutoff_col, report)
+    # SQL: a group id, a cut-off time and the retention, no personal data (Delta keeps it in
+    # commitInfo). Keys whose day is newer than the configured retention allows are held back.
     expired_in_group = (
         f"groupId = {sql_string(config.group_id)} "
         f"AND expiresAt <= timestamp_micros({_epoch_micros(cutoff)})"
     )
+    keys_in_group = f"{expired_in_group} AND {_DUE.format(retention=int(config.retention_days))}"
     try:
         # Step 1: rows of the expired links: derived, rejected, then the data subjects entries
         # (an entry carries its key's expiresAt, so a cut-off finds them without the keys).
@@ -79,12 +81,16 @@ def _purge_expired(
             _delete_expired_rows(spark, config, expired, days, report)
         else:
             report.derived_rows_removed = {d.name: 0 for d in config.derived}
-        hashes = _expired_subjects(spark, config, store, cutoff_col, expired_in_group, report)
+        # Entries of held-back keys stay: then the entries go by the due keys' links.
+        due_links = expired.select("keyLink") if held and expired is not None else None
+        hashes = _expired_subjects(
+            spark, config, store, cutoff_col, expired_in_group, due_links, report
+        )
         if steps.done(1, "rows"):
             return report
         # Step 2: the expired keys.
         if expired is not None and report.key_links:
-            report.keys_removed = ops.delete_where(spark, store.keys_path, expired_in_group)
+            report.keys_removed = ops.delete_where(spark, store.keys_path, keys_in_group)
         if steps.done(2, "keys"):
             return report
     finally:
@@ -101,6 +107,13 @@ def _purge_expired(
     return report
 
 
+# A key is due when its day (quarantine keys have none) allows its expiry under the configured
+# retention: the day's end plus `retention` days is not after its expiresAt. A key whose
+# expiry comes earlier than its day allows (set under a shorter retention, or written by
+# hand) is held back, so a wrong expiry destroys nothing.
+_DUE = "(day IS NULL OR timestamp_seconds((unix_date(day) + 1 + {retention}) * 86400) <= expiresAt)"
+
+
 def _utc(when: datetime) -> datetime:
     """`when` in UTC; a naive time is taken as UTC."""
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
@@ -112,16 +125,29 @@ def _expired_keys(
     """The group's expired keys (keyLink, day, kind; persisted: the caller unpersists) and their
     days; counted in the report."""
     if not store.exists():
-        return None, []
+        return None, [], 0
+    due = F.expr(_DUE.format(retention=int(config.retention_days)))
     expired = (
         store.keys(config.group_id)
         .where(F.col("expiresAt") <= cutoff_col)
-        .select("keyLink", "day", "kind")
+        .select("keyLink", "day", "kind", due.alias("due"))
         .persist()
     )
-    summary = expired.agg(F.count("*").alias("n"), F.collect_set("day").alias("days")).first()
+    summary = expired.agg(
+        F.count_if("due").alias("n"),
+        F.count_if(~F.col("due")).alias("held"),
+        F.collect_set(F.when(F.col("due"), F.col("day"))).alias("days"),
+    ).first()
     report.key_links = int(summary["n"])
-    return expired, sorted(d for d in summary["days"] if d is not None)
+    if summary["held"]:
+        report.notes.append(
+            f"{summary['held']:,} expired keys were NOT purged: their days are newer than "
+            f"keys.retention_days ({config.retention_days:,}) allows for their expiry (an "
+            "expiry set under another retention, or rows put on the wrong day); raise nothing "
+            "by hand: check the job's timestamp pattern and retention, then run again"
+        )
+    days = sorted(d for d in summary["days"] if d is not None)
+    return expired.where("due").drop("due"), days, int(summary["held"])
 
 
 def _delete_expired_rows(
@@ -149,23 +175,28 @@ def _expired_subjects(
     store: KeyStore,
     cutoff_col: Column,
     expired_in_group: str,
+    due_links: DataFrame | None,
     report: ErasureReport,
 ) -> list[str]:
-    """Delete the data subjects entries of expired keys; the keyed hashes of their subjects,
-    for the audit record."""
+    """Delete the data subjects entries of expired keys (only those of `due_links` when some
+    keys were held back); the keyed hashes of their subjects, for the audit record."""
     ds = _data_subjects(spark, config)
     if ds is None:
         return []
-    subjects = [
-        r["dataSubject"]
-        for r in ds.where(F.col("expiresAt") <= cutoff_col)
-        .select("dataSubject")
-        .distinct()
-        .collect()
-    ]
+    entries = ds.where(F.col("expiresAt") <= cutoff_col)
+    if due_links is not None:
+        entries = entries.join(due_links, "keyLink", "left_semi")
+    subjects = [r["dataSubject"] for r in entries.select("dataSubject").distinct().collect()]
     report.subjects_found = len(subjects)
     hashes = audit.subject_hashes(store.audit_key(config.group_id), subjects)
-    if subjects:
+    if subjects and due_links is not None:
+        report.subject_entries_removed = ops.merge_delete(
+            spark,
+            config.data_subjects.path,
+            due_links,
+            f"{expired_in_group} AND t.keyLink = s.keyLink",
+        )
+    elif subjects:
         report.subject_entries_removed = ops.delete_where(
             spark, config.data_subjects.path, expired_in_group
         )

@@ -135,6 +135,9 @@ class PatternInfo:
     pattern: str
     has_zone: bool  # the pattern has an offset or zone letter (possibly in an optional section)
     native: bool = False  # parsed by Spark directly; otherwise via the regex rewrite
+    # Gives a whole date (year with month and day, day of year, week-based year with week and
+    # day of week, or a modified Julian day); without one java.time falls back to 1970.
+    full_date: bool = True
 
 
 @dataclass(frozen=True)

@@ -293,7 +293,9 @@ def _plan(pattern: str) -> _Plan:
     native = _native_pattern(tokens)
     zones = [t for t in fields if t.letter in _ZONE_LETTERS]
     return _Plan(
-        info=PatternInfo(pattern, has_zone=bool(zones), native=native is not None),
+        info=PatternInfo(
+            pattern, has_zone=bool(zones), native=native is not None, full_date=source != "none"
+        ),
         regex=regex,
         fields=compiled,
         sep=seps[0],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -195,6 +195,34 @@ def test_forget_survives_crashes_and_leaves_no_byte_of_the_subject(spark, base_r
 
 def _scan(config, needles):
     return sd.scan(_roots(config), needles)
+
+
+def test_purge_expired_holds_back_keys_whose_day_allows_no_such_expiry(spark, base_run, tmp_path):
+    """A key whose expiresAt is earlier than its day and keys.retention_days allow (an expiry
+    set under another retention, or rows put on a wrong day) is not destroyed, and neither are
+    its data subjects entries (#33)."""
+    config = sd.clone(base_run[0], tmp_path / "run")
+    store = KeyStore(spark, config.key_store)
+    day = date(2024, 1, 10)
+    now = sd.expires(day) - timedelta(days=10)  # keys of Jan 10 are not due yet
+    early = next(k for k in store.keys().collect() if k["kind"] == "row" and k["day"] == day)
+    link = early["keyLink"]
+    for table in (store.keys_path, config.data_subjects.path):
+        spark.sql(
+            f"UPDATE delta.`{table}` SET expiresAt = expiresAt - INTERVAL 20 DAYS "
+            f"WHERE keyLink = '{link}'"
+        )
+    due = [
+        k
+        for k in store.keys().collect()
+        if k["expiresAt"].replace(tzinfo=UTC) <= now and k["keyLink"] != link
+    ]
+    report = purge_expired(spark, config, now)
+    assert report.completed and report.keys_removed == len(due) == report.key_links
+    assert any("1 expired keys were NOT purged" in n for n in report.notes), report.notes
+    assert link in {k["keyLink"] for k in store.keys().collect()}
+    entries = spark.read.format("delta").load(config.data_subjects.path)
+    assert entries.where(F.col("keyLink") == link).count() > 0
 
 
 def test_purge_expired_with_a_fixed_now(spark, base_run, tmp_path):

@@ -165,6 +165,15 @@ def test_valid_config_resolves_paths_relative_to_base(tmp_path):
             "schema.nodes[8].type",
             "expected one of",
         ),
+        # No year: every row would land on a day of 1970 and its key expire at once (#33).
+        *[
+            (
+                lambda d, p=pattern: d["timestamp"].update(pattern=p),
+                "timestamp.pattern",
+                "the pattern gives no whole date",
+            )
+            for pattern in ("MM-dd'T'HH:mm:ss", "HH:mm:ss", "dd/MM HH:mm", "D HH:mm")
+        ],
     ],
 )
 def test_bad_config_names_file_field_and_expectation(tmp_path, mutate, path, expected):
