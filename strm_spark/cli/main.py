@@ -23,7 +23,9 @@ def _run(args: argparse.Namespace) -> int:
         config = config.with_source_path(args.source)
     from strm_spark.pipeline.run import run_job
 
-    summary = run_job(spark_for(args, config.name), config, reprocess=args.reprocess)
+    summary = run_job(
+        spark_for(args, config.name), config, reprocess=args.reprocess, strict=args.strict
+    )
     print(summary.render())
     return 0
 
@@ -95,7 +97,7 @@ def _validate(args: argparse.Namespace) -> int:
     config = load_job_config(args.config)
     from strm_spark.config.preflight import check_job
 
-    check_job(config)  # what the run would fail on: seed, source, outputs, Java regexes
+    check_job(config, strict=args.strict)  # what the run would fail on, and secrets' modes
     print(
         f"{args.config}: valid (job {config.name}, contract {config.contract.source}, "
         f"{len(config.contract.pii_fields)} PII fields, {len(config.derived)} derived outputs)"
@@ -104,12 +106,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _new_secret(args: argparse.Namespace) -> int:
+    from strm_spark.config.preflight import check_secret_mode
     from strm_spark.crypto.masking import new_secret_file
 
     if new_secret_file(args.path):
         print(f"created secret file {args.path} (mode 0600); keep it out of version control")
-    else:
-        print(f"secret file {args.path} exists; left unchanged")
+        return 0
+    check_secret_mode(args.path, "new-secret", args.strict)  # warns, or refuses with --strict
+    print(f"secret file {args.path} exists; left unchanged")
     return 0
 
 
@@ -140,6 +144,14 @@ def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_keys_new_master_key)
 
 
+def _strict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse secret files (seed, master key) that others can read; else a warning",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strm-spark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a batch job from a YAML job config")
     run.add_argument("config", help="job config file (YAML or JSON)")
     run.add_argument("--source", help="override source.path (a file, folder or URI)")
+    _strict(run)
     run.add_argument(
         "--reprocess",
         action="store_true",
@@ -203,10 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")
     val.add_argument("config")
+    _strict(val)
     val.set_defaults(func=_validate)
 
     sec = sub.add_parser("new-secret", help="create a random secret file (e.g. a masking seed)")
     sec.add_argument("path")
+    _strict(sec)
     sec.set_defaults(func=_new_secret)
 
     add_subjects_commands(sub)

@@ -12,6 +12,7 @@ from strm_spark.config import outputs as where
 from strm_spark.config.model import (
     CONSENT_TYPES,
     DEFAULT_RETENTION_DAYS,
+    FORCED_READER_OPTIONS,
     KMS_URI_PREFIXES,
     SOURCE_FORMATS,
     WRITE_MODES,
@@ -204,6 +205,11 @@ def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
     fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
     options = []
     for key, opt in snode.child("options", {}).entries():
+        if key.lower() in {o.lower() for o in FORCED_READER_OPTIONS}:  # Spark ignores case
+            raise opt.error(
+                "set by strm-spark and cannot be changed (bad rows are quarantined in the "
+                "rejected table, never dropped or failing the run): remove it"
+            )
         if isinstance(opt.value, bool):
             options.append((key, "true" if opt.value else "false"))
         elif isinstance(opt.value, (str, int, float)):

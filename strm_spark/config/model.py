@@ -12,6 +12,8 @@ from strm_spark.errors import SecretError
 from strm_spark.storage.location import KEY_STORE_TABLES, Location, resolve_location
 
 SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
+# Reader options strm-spark owns: changing them would silently drop or misread rows.
+FORCED_READER_OPTIONS = ("mode", "columnNameOfCorruptRecord", "enforceSchema")
 
 
 OUTPUT_FORMATS = ("delta", "parquet", "csv")

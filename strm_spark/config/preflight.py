@@ -12,8 +12,10 @@ anything. Every error names the file and field, never a value; the CLI exits wit
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +24,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from strm_spark.config.model import JobConfig
-from strm_spark.errors import ConfigError
+from strm_spark.errors import ConfigError, SecretError
 
 _GLOB = set("*?[{")
 
@@ -38,14 +40,53 @@ public class RegexCheck { public static void main(String[] a) throws Exception {
 """
 
 
-def check_job(config: JobConfig, *, java_regexes: bool = True) -> None:
+log = logging.getLogger("strm_spark")
+
+
+def check_job(config: JobConfig, *, java_regexes: bool = True, strict: bool = False) -> None:
     """Everything that can be checked without Spark (`java_regexes`: also the regexes, in a
-    `java` subprocess)."""
+    `java` subprocess): the seed, a master key file, secret files' modes (`strict`: refused
+    when others can read them, else a warning), the source and outputs."""
     if config.masking_seed is not None:
         config.masking_seed.resolve()  # a missing or empty seed fails here, naming the field
+    if config.master_key is not None and config.master_key.keyset_file:
+        from strm_spark.crypto.envelope import load_master_key
+
+        load_master_key(config.master_key)  # missing, unreadable or not a keyset: named
+    for field, path in _secret_files(config):
+        check_secret_mode(path, field, strict)
     _check_source(config)
     if java_regexes:
         _check_regexes_in_java(config)
+
+
+def _secret_files(config: JobConfig) -> list[tuple[str, str]]:
+    files = []
+    if config.masking_seed is not None and config.masking_seed.file:
+        files.append((config.masking_seed.config_field, config.masking_seed.file))
+    if config.master_key is not None and config.master_key.keyset_file:
+        files.append((config.master_key.config_field, config.master_key.keyset_file))
+    if config.master_key is not None and config.master_key.credentials_file:
+        files.append(("keys.master_key.credentials_file", config.master_key.credentials_file))
+    return files
+
+
+def check_secret_mode(path: str | Path, field: str, strict: bool) -> None:
+    """A secret file others can read or write (group or other bits set), as ssh judges its
+    keys: a warning, or with `strict` an error; both name the field, never the secret."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # a missing file is the reader's error, with its own message
+    if not mode & 0o077:
+        return
+    what = (
+        f"the secret file that {field} names is open to others (mode {mode:04o}); "
+        f"make it owner-only: chmod 600 {path}"
+    )
+    if strict:
+        raise SecretError(what + " (--strict refuses it)")
+    log.warning("%s", what)
 
 
 def check_on_session(spark: SparkSession, config: JobConfig) -> None:

@@ -16,18 +16,10 @@ from strm_spark.contract.model import Contract
 from strm_spark.errors import DataError
 from strm_spark.storage.tables import read_with
 
-# Reader options strm-spark owns: changing them would silently drop or misread rows.
-_FORCED = {"mode", "columnNameOfCorruptRecord", "enforceSchema"}
-
 
 def _reader_options(source: SourceConfig) -> dict[str, str]:
-    opts = {k: v for k, v in source.options}
-    bad = _FORCED & set(opts)
-    if bad:
-        raise DataError(
-            f"source option(s) {', '.join(sorted(bad))} are set by strm-spark and cannot be changed"
-        )
-    return opts
+    """The config's reader options (those strm-spark sets itself are refused when it loads)."""
+    return {k: v for k, v in source.options}
 
 
 def read_source(

@@ -62,13 +62,15 @@ def run_job(
     run_id: str | None = None,
     reprocess: bool = False,
     engine: str = "auto",
+    strict: bool = False,
 ) -> summary.RunSummary:
     """Run the batch job described by `config` on `spark`. With `source.incremental`, only
     files no earlier run processed (all of them with `reprocess`, outputs overwritten).
     `engine`: where cells are encrypted: 'jvm' (strm-spark's UDF jar), 'python' (Arrow UDFs),
-    or 'auto' (the JVM when the jar is on the class path); the ciphertext is the same."""
+    or 'auto' (the JVM when the jar is on the class path); the ciphertext is the same.
+    `strict`: refuse secret files others can read (else a warning)."""
     # What would otherwise fail after tables were created: seed, source, outputs, regexes.
-    preflight.check_job(config, java_regexes=False)
+    preflight.check_job(config, java_regexes=False, strict=strict)
     preflight.check_on_session(spark, config)
     # Existing local output folders owner-only, and every file written, also by a failed run.
     with owner_only(spark, config.written_locations()):

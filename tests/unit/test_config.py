@@ -265,3 +265,57 @@ def test_cli_bad_config_exits_nonzero_without_spark_or_output(tmp_path):
     assert f"{cfg}: timestamp.default_time_zone: unknown time zone" in proc.stderr
     assert "SparkContext" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- found by a hostile trial (#33) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["mode", "MODE", "columnNameOfCorruptRecord", "enforceschema"])
+def test_reader_options_strm_spark_owns_are_refused_when_the_config_loads(tmp_path, key):
+    """`validate` refuses what `run` would (defect 8): the option named by its field path, in
+    any case (Spark's reader options ignore it)."""
+    doc = job_doc("in.csv", tmp_path / "out")
+    doc["source"]["options"] = {"header": True, key: "FAILFAST"}
+    message = _error(doc, tmp_path)
+    assert f"source.options.{key}" in message and "set by strm-spark" in message
+
+
+def test_validate_refuses_a_missing_master_key_file(tmp_path, capsys):
+    from strm_spark.cli.main import main
+
+    doc = job_doc(tmp_path / "in.csv", tmp_path / "out")
+    (tmp_path / "in.csv").write_text("InvoiceNo\n", encoding="utf-8")
+    doc["keys"]["master_key"] = {"keyset_file": "no-such-key.json"}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    assert main(["validate", str(tmp_path / "job.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "keys.master_key.keyset_file" in err and "does not exist" in err
+
+
+def test_secret_files_others_can_read_warn_and_strict_refuses(tmp_path, capsys, caplog):
+    """A 0644 seed file validates with a warning, and `--strict` refuses it; `new-secret` on
+    such a file warns too (defect 10). Messages name the field, never the secret."""
+    from strm_spark.cli.main import main
+    from strm_spark.crypto.masking import new_secret_file
+
+    seed = tmp_path / "seed"
+    new_secret_file(seed)
+    seed.chmod(0o644)
+    doc = job_doc(tmp_path / "in.csv", tmp_path / "out")
+    (tmp_path / "in.csv").write_text("InvoiceNo\n", encoding="utf-8")
+    doc["masking"] = {"seed_file": str(seed)}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    secret = seed.read_text().strip()
+    with caplog.at_level("WARNING", logger="strm_spark"):
+        assert main(["validate", str(tmp_path / "job.yaml")]) == 0
+    assert "masking.seed_file names is open to others (mode 0644)" in caplog.text
+    assert main(["validate", str(tmp_path / "job.yaml"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "--strict refuses it" in err and secret not in err
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="strm_spark"):
+        assert main(["new-secret", str(seed)]) == 0
+    assert "open to others (mode 0644)" in caplog.text
+    assert main(["new-secret", str(seed), "--strict"]) == 2
+    seed.chmod(0o600)
+    assert main(["validate", str(tmp_path / "job.yaml"), "--strict"]) == 0
