@@ -95,9 +95,13 @@ def as_data_error(exc: Exception) -> DataError | None:
     """Translate Spark read failures we know into a clear DataError naming the file."""
     m = _HEADER.search(str(exc))
     if m:
+        # The "header" may be a data row (a file without its header line): columns are named
+        # by position and count, and only the contract's own field names are quoted.
+        found, fields = m["header"].split(", "), m["schema"].split(", ")
+        at = next((i for i, (f, g) in enumerate(zip(found, fields)) if f != g), 0)
         return DataError(
-            f"{m['file']}: the CSV header does not match the contract's fields "
-            f"(column {m['expected']!r} expected, {m['found']!r} found; header: {m['header']}); "
+            f"{m['file']}: the CSV header does not match the contract's fields: column "
+            f"{at + 1} of {len(found)} is not {fields[at]!r} (is the header line missing?); "
             "fix the file or the contract"
         )
     m = _HEADER_LENGTH.search(str(exc))

@@ -142,3 +142,27 @@ def test_validate_and_generate_commands(tmp_path):
     proc = _cli("new-secret", "s/seed", cwd=tmp_path)
     assert proc.returncode == 0 and len((tmp_path / "s" / "seed").read_text().strip()) == 64
     assert oct((tmp_path / "s" / "seed").stat().st_mode & 0o777) == "0o600"
+
+
+def test_row_values_never_reach_stderr_without_debug(cli_run):
+    """A CSV without its header line and a query whose cast fails on a decrypted value: the
+    error names the file and columns by position, and neither strm-spark's message nor
+    Spark's log lines (task failures quote values) print a row (#33 defect 4)."""
+    root = cli_run[0]
+    marker = "leaky.person@example.org"
+    (root / "noheader").mkdir(exist_ok=True)
+    (root / "noheader" / "in.csv").write_text(
+        f"536365,85123A,{marker},6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n",
+        encoding="utf-8",
+    )
+    proc = _cli("run", "job.yaml", "--source", "noheader/in.csv", cwd=root)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "in.csv: the CSV header does not match" in proc.stderr
+    assert "column 1 of 8" in proc.stderr
+    assert marker not in proc.stderr + proc.stdout and "17850" not in proc.stderr
+    # A cast error quotes the value it failed on, in Spark's executor and scheduler logs.
+    query = "SELECT cast(concat('zz', CustomerID, 'zz') AS INT) FROM decrypted_0"
+    proc = _cli("sql", "job.yaml", "-q", query, cwd=root)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "CAST_INVALID_INPUT" in proc.stderr
+    assert not re.search(r"zz\d+zz", proc.stderr + proc.stdout), proc.stderr[-3000:]
