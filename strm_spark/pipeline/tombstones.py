@@ -59,7 +59,7 @@ def _raw_record_flag(
             [
                 any(
                     hmac_sha256_hex(audit_key, v) in hashes
-                    for v in raw_record_values(r, source_format, subject_field, delimiter) or []
+                    for v in raw_record_values(r, source_format, subject_field, delimiter)
                 )
                 for r in raws
             ],

@@ -7,7 +7,6 @@ records matched in Spark).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
@@ -41,13 +40,13 @@ def _raw_record_matcher(
     subjects: frozenset[str], subject_field: str, source_format: str, delimiter: str
 ):
     """A function telling whether a malformed record's raw text names one of `subjects`: as a
-    whole CSV field, or as the subject field's value of a JSON record (else as a quoted string)."""
+    whole CSV field, as the subject field's value of a JSON record, or as any value of a JSON
+    text that does not parse."""
 
     def matches(raw: str | None) -> bool:
-        values = raw_record_values(raw, source_format, subject_field, delimiter)
-        if values is None:  # JSON that does not parse: search its text
-            return any(json.dumps(s) in raw for s in subjects)
-        return any(v in subjects for v in values)
+        return any(
+            v in subjects for v in raw_record_values(raw, source_format, subject_field, delimiter)
+        )
 
     return matches
 

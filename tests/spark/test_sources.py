@@ -183,3 +183,40 @@ def test_a_huge_pii_field_round_trips(spark, tmp_path):
     got = _decrypted_ids(spark, config)
     assert [c == huge for _, c, _ in got] == [False, True]
     assert got[0][2] != got[1][2]  # different customers, different keys
+
+
+def test_a_broken_json_record_naming_a_forgotten_subject_stays_out(spark, tmp_path):
+    """A JSON line that does not parse but names a forgotten subject is dropped by the
+    tombstone check on a rerun, not kept in the rejected table where an export would find it
+    (#33 defect 3)."""
+    from strm_spark.contract.records import raw_record_values
+    from strm_spark.subjects.erasure import forget
+    from strm_spark.subjects.export import export_subject
+
+    broken = '{"InvoiceNo":"9","CustomerID":"S10","Description":"x@y.example", broken'
+    assert "S10" in raw_record_values(broken, "json", "CustomerID", ",")
+    src = tmp_path / "in"
+    src.mkdir()
+    good = {
+        "InvoiceNo": "1",
+        "StockCode": "A",
+        "Description": "x",
+        "Quantity": 1,
+        "InvoiceDate": "2010-12-01 08:00:00",
+        "UnitPrice": "1.0",
+        "Country": "NL",
+    }
+    lines = [json.dumps({**good, "CustomerID": c}) for c in ("S10", "S11")]
+    (src / "a.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = job_config(src, tmp_path / "out", fmt="json")
+    run_job(spark, config)
+    assert forget(spark, config, ["S10"]).completed
+    (src / "a.json").write_text("\n".join([*lines, broken]) + "\n", encoding="utf-8")
+    rerun = run_job(spark, config)
+    assert rerun.rows_tombstoned == 2 and rerun.rows_rejected == 0, rerun.render()
+    rejected = spark.read.format("delta").load(config.rejected.path)
+    assert rejected.count() == 0
+    export = export_subject(spark, config, "S10", tmp_path / "export")
+    assert "x@y.example" not in "".join(
+        p.read_text(encoding="utf-8") for p in (tmp_path / "export").iterdir()
+    ), export.render()
