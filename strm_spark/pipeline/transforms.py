@@ -137,18 +137,32 @@ def with_undecodable_text(df: DataFrame, contract: Contract, charset: str) -> Da
     )
 
 
-def with_malformed_records(df: DataFrame, charset: str = "UTF-8") -> DataFrame:
+def with_malformed_records(
+    df: DataFrame, charset: str = "UTF-8", source_format: str = "csv"
+) -> DataFrame:
     """A record the reader could not split into fields is rejected for that reason alone; its
     fields are unreliable (a PII value may sit in a non-PII column), so they are cleared and only
-    the encrypted raw record is kept (bytes that are not valid UTF-8 replaced by U+FFFD)."""
+    the encrypted raw record is kept (bytes that are not valid UTF-8 replaced by U+FFFD). The
+    reason says what is wrong in the source's own terms: CSV fields and quoting, or JSON text
+    and JSON types."""
     malformed = col(CORRUPT).isNotNull()
     # The JSON reader keeps a malformed line's raw bytes, which need not be UTF-8 at all; made
     # valid (bad bytes become U+FFFD) so the record can be encrypted and kept.
     undecodable = col(CORRUPT).contains(REPLACEMENT_CHAR) | ~F.is_valid_utf8(col(CORRUPT))
-    reason = F.array(
-        F.when(undecodable, F.lit(f"malformed record (not valid {charset} text)")).otherwise(
-            F.lit("malformed record (wrong number of fields or bad quoting)")
+    if source_format == "json":
+        shape = F.when(
+            F.get_json_object(col(CORRUPT), "$").isNull(),
+            F.lit("malformed record (not valid JSON)"),
+        ).otherwise(
+            F.lit(
+                "malformed record (JSON that is not an object of the contract's types: a value "
+                "of the wrong JSON type)"
+            )
         )
+    else:
+        shape = F.lit("malformed record (wrong number of fields or bad quoting)")
+    reason = F.array(
+        F.when(undecodable, F.lit(f"malformed record (not valid {charset} text)")).otherwise(shape)
     )
     df = df.withColumn(CORRUPT, F.when(malformed, F.make_valid_utf8(col(CORRUPT))))
     cleared = [

@@ -80,7 +80,7 @@ def test_json_lines_source_with_a_broken_line(spark, tmp_path):
     summary = run_job(spark, config)
     _check(spark, config, summary, rejected=2)
     assert summary.rejected_by_reason == {
-        "malformed record (wrong number of fields or bad quoting)": 1,
+        "malformed record (not valid JSON)": 1,  # JSON's own reason, not CSV's (#33)
         "malformed record (not valid UTF-8 text)": 1,
     }
 
@@ -220,3 +220,42 @@ def test_a_broken_json_record_naming_a_forgotten_subject_stays_out(spark, tmp_pa
     assert "x@y.example" not in "".join(
         p.read_text(encoding="utf-8") for p in (tmp_path / "export").iterdir()
     ), export.render()
+
+
+def test_json_records_get_json_reasons_and_non_strings_in_string_fields_are_kept(spark, tmp_path):
+    """A JSON line that does not parse, or holds a value of the wrong JSON type, is rejected
+    with a JSON reason, not the CSV wording; a number or boolean in a STRING field is kept as
+    its JSON text, as Spark's JSON reader reads it (documented in docs/configuration.md)
+    (#33 defect 9)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    good = {
+        "InvoiceNo": "1",
+        "StockCode": "A",
+        "Description": "x",
+        "Quantity": 1,
+        "InvoiceDate": "2010-12-01 08:00:00",
+        "UnitPrice": "1.0",
+        "Country": "NL",
+    }
+    lines = [
+        json.dumps({**good, "CustomerID": 98765431}),
+        json.dumps({**good, "CustomerID": "S2", "Quantity": "many"}),
+        '{"InvoiceNo": "3", "CustomerID": "S3", broken',
+    ]
+    (src / "a.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = job_config(src, tmp_path / "out", fmt="json")
+    summary = run_job(spark, config)
+    assert summary.rows_encrypted == 1 and summary.rows_rejected == 2
+    reasons = sorted(
+        r
+        for row in spark.read.format("delta").load(config.rejected.path).collect()
+        for r in row["rejectReasons"]
+    )
+    assert reasons == [
+        "malformed record (JSON that is not an object of the contract's types: a value of the "
+        "wrong JSON type)",
+        "malformed record (not valid JSON)",
+    ]
+    subjects = spark.read.format("delta").load(config.data_subjects.path).collect()
+    assert [r["dataSubject"] for r in subjects] == ["98765431"]
