@@ -134,6 +134,36 @@ def _keys_new_master_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_rotate_master(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from strm_spark.config.load import load_job_config
+    from strm_spark.config.model import MasterKeyRef
+    from strm_spark.crypto.envelope import load_master_key
+    from strm_spark.errors import ConfigError
+    from strm_spark.keys.hierarchy import rotate_master
+
+    config = load_job_config(args.config)
+    if config.master_key is None:
+        raise ConfigError(args.config, "keys.master_key", "no master key to rotate from")
+    old = load_master_key(config.master_key)
+    new = load_master_key(
+        MasterKeyRef(kms_uri=args.to, config_field="--to")
+        if args.to
+        else MasterKeyRef(
+            keyset_file=str(Path(args.to_keyset_file).resolve()), config_field="--to-keyset-file"
+        )
+    )
+    spark = spark_for(args, f"keys rotate-master {config.name}")
+    kek = rotate_master(spark, config.key_store, config.group_id, old, new)
+    print(
+        f"key-encryption keyset {kek} of group {config.group_id}: now wrapped by {new.id} "
+        f"(was {old.id}); the keysets it wraps are unchanged. Set keys.master_key to the new "
+        "key before the next run."
+    )
+    return 0
+
+
 def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="key store tools")
     actions = keys.add_subparsers(dest="action", required=True)
@@ -142,6 +172,16 @@ def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("path")
     p.set_defaults(func=_keys_new_master_key)
+    p = actions.add_parser(
+        "rotate-master",
+        help="rewrap the group's key-encryption keyset under another master key (O(1))",
+    )
+    p.add_argument("config", help="the job config; its keys.master_key opens the keyset now")
+    to = p.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to", metavar="URI", help="the new KMS key (aws-kms://... | gcp-kms://...)")
+    to.add_argument("--to-keyset-file", metavar="FILE", help="a new local Tink AEAD keyset file")
+    session_options(p)
+    p.set_defaults(func=_keys_rotate_master)
 
 
 def _strict(parser: argparse.ArgumentParser) -> None:

@@ -59,6 +59,19 @@ class MasterKey:
         return _kms_aead(self.id, self.credentials_file)
 
 
+def _aws_client(uri: str, credentials_file: str | None, awskms):
+    """Tink's AWS KMS client on a boto3 client: endpoint, credentials and region from AWS's
+    standard configuration (the credential chain, `AWS_ENDPOINT_URL_KMS`), the region from the
+    key's ARN; a credentials file, when given, as Tink reads it."""
+    if credentials_file:
+        return awskms.AwsKmsClient(uri, credentials_file)
+    import boto3
+
+    parts = uri.removeprefix("aws-kms://").split(":")
+    region = parts[3] if len(parts) > 3 and parts[0] == "arn" else None
+    return awskms.new_client(boto3_client=boto3.client("kms", region_name=region), key_uri=uri)
+
+
 def _kms_aead(uri: str, credentials_file: str | None) -> aead.Aead:
     if uri.startswith("gcp-kms://"):
         try:
@@ -76,7 +89,7 @@ def _kms_aead(uri: str, credentials_file: str | None) -> aead.Aead:
             raise SecretError(
                 f"master key {uri} needs Tink's AWS KMS integration: pip install 'tink[awskms]'"
             ) from None
-        return awskms.AwsKmsClient(uri, credentials_file).get_aead(uri)
+        return _aws_client(uri, credentials_file, awskms).get_aead(uri)
     raise SecretError(f"unsupported KMS key URI {uri!r}; expected gcp-kms:// or aws-kms://")
 
 

@@ -26,6 +26,7 @@ from strm_spark.config.model import JobConfig
 from strm_spark.crypto import cells as crypto
 from strm_spark.crypto.envelope import MasterKey, load_master_key, open_keyset, unwrap, wrap
 from strm_spark.errors import KeyStoreError
+from strm_spark.keys.hierarchy import kek_master
 from strm_spark.storage import Location
 from strm_spark.storage.sinks import write
 from strm_spark.storage.tables import create_table, is_delta, merge, read, sql_string
@@ -109,13 +110,32 @@ class KeyStore:
     spark: SparkSession
     location: Location
     master: MasterKey | None = None
+    # The KMS key itself, under a key hierarchy: it opens keysets it wrapped directly before.
+    legacy: MasterKey | None = None
 
     @classmethod
-    def for_job(cls, spark: SparkSession, config: JobConfig, with_master: bool = True) -> KeyStore:
+    def for_job(
+        cls,
+        spark: SparkSession,
+        config: JobConfig,
+        with_master: bool = True,
+        create_kek: bool = False,
+    ) -> KeyStore:
         """The key store of a job, with its master key (read and checked to be usable) when the
-        config names one and `with_master`; the one place a job's store is set up."""
+        config names one and `with_master`; the one place a job's store is set up. A KMS key
+        is used once, on the driver, to open the group's key-encryption keyset
+        (`strm_spark.keys.hierarchy`), which then wraps and opens the keysets; a run creates it
+        (`create_kek`) where the group has none, readers then use the KMS key itself."""
         master = load_master_key(config.master_key) if (with_master and config.master_key) else None
+        if master is not None and master.kind == "kms":
+            kek = kek_master(spark, config.key_store, config.group_id, master, create_kek)
+            if kek is not None:
+                return cls(spark, config.key_store, kek, legacy=master)
         return cls(spark, config.key_store, master)
+
+    def _masters(self) -> dict[str, MasterKey]:
+        """The master keys that open stored keysets, by the id their `wrappedBy` records."""
+        return {m.id: m for m in (self.master, self.legacy) if m is not None}
 
     @property
     def keys_path(self) -> Location:
@@ -161,26 +181,28 @@ class KeyStore:
         becomes null (for callers that count such keysets and report them)."""
         if self.master is None:
             return df
-        master = self.master
+        masters, default = self._masters(), self.master  # plain values: the UDF pickles them
 
-        def open_one(stored: object, link: str) -> bytes | None:
+        def open_one(stored: object, link: str, by: str) -> bytes | None:
             if stored is None:
                 return None
             try:
-                return unwrap(bytes(stored), link, master)
+                return unwrap(bytes(stored), link, masters.get(by, default))
             except ValueError:
                 if strict:
                     raise
                 return None
 
         @F.pandas_udf("binary")
-        def opened(stored: pd.Series, links: pd.Series) -> pd.Series:
-            return pd.Series([open_one(k, link) for k, link in zip(stored, links)], dtype=object)
+        def opened(stored: pd.Series, links: pd.Series, by: pd.Series) -> pd.Series:
+            return pd.Series(
+                [open_one(k, link, b) for k, link, b in zip(stored, links, by)], dtype=object
+            )
 
         return df.withColumn(
             keyset,
             F.when(F.col(wrapped_by).isNull(), F.col(keyset)).otherwise(
-                opened(F.col(keyset), F.col(link))
+                opened(F.col(keyset), F.col(link), F.col(wrapped_by))
             ),
         )
 
@@ -280,7 +302,8 @@ class KeyStore:
                 f"({', '.join(sorted(counts))}) but none is configured; set keys.master_key"
             )
         if self.master is not None:
-            others = sorted(w for w in counts if w != self.master.id)
+            masters = self._masters()
+            others = sorted(w for w in counts if w not in masters)
             if others:
                 raise KeyStoreError(
                     f"key store {self.location}: keysets are encrypted with master key {', '.join(others)}, "

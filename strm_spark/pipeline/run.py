@@ -96,7 +96,7 @@ def _run(
         return summary.finish(spark, config, out, started)
     mask_seed = config.masking_seed.resolve() if config.masking_seed else None
     # The master key is read and checked against the key store before anything is written.
-    store = KeyStore.for_job(spark, config)
+    store = KeyStore.for_job(spark, config, create_kek=True)
     encryptor = Encryptor.for_session(spark, engine)
     out.engine = f"{encryptor.engine} ({encryptor.reason})"
     progress = summary.Progress(5)
@@ -112,6 +112,11 @@ def _run(
         progress(2, "key store ready: %s", store.location)
         batch_keys.look_up(encryptor)
         _note_cleartext(out, store.master, batch_keys.cleartext)
+        if store.legacy is not None:  # the store's form, under a KMS key
+            out.notes.append(
+                f"keysets are wrapped by the group's key-encryption keyset ({store.master.id}), "
+                f"which {store.legacy.id} wraps (one KMS request a run)"
+            )
         progress(3, "keys looked up: %s needed", f"{out.keys_needed:,}")
         if batch is not None:
             files.claim(batch)

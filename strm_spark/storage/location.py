@@ -22,7 +22,14 @@ from pathlib import Path
 from strm_spark.errors import ConfigError
 
 # The tables of a key store, `<store>/<name>` or `<schema>.<name>`.
-KEY_STORE_TABLES = ("keys", "hash_keys", "audit_keys", "tombstones", "audit")
+KEY_STORE_TABLES = (
+    "keys",
+    "hash_keys",
+    "audit_keys",
+    "tombstones",
+    "audit",
+    "key_encryption_keys",
+)
 KINDS = ("path", "uri", "volume", "table", "schema")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]+:")  # two letters at least: not a drive letter
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

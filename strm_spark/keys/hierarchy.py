@@ -1,0 +1,183 @@
+"""The key hierarchy under a KMS: one KMS request a run, whatever the batch holds.
+
+A KMS key (`keys.master_key.kms_uri`) does not wrap each keyset (a request per keyset: about
+600 for a 2,000-row run). It wraps one key-encryption keyset (KEK, Tink AES256_GCM) per key
+group, kept in `<store>/key_encryption_keys` with the id of the key that wraps it; the KEK
+wraps the keysets. A run, an export, a forget or a view opens the KEK once, on the driver (one
+KMS request; creating it costs one more), and the opened KEK travels to the workers as a local
+master keyset does: a `MasterKey` of kind "keyset" whose id (`kek:<key id>`) is what the keys
+table records in `wrappedBy`. Keysets wrapped directly by the KMS key before (stores older than
+the hierarchy) still open with the KMS key itself.
+
+`rotate_master` rewraps the KEK under another master key (KMS or a local keyset): one row,
+whatever the store holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import tink
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from tink import aead, secret_key_access
+
+from strm_spark.crypto.envelope import MasterKey
+from strm_spark.errors import KeyStoreError
+from strm_spark.storage import Location
+from strm_spark.storage.tables import create_table, is_delta, merge, read
+
+KEK_SCHEMA = T.StructType(
+    [
+        T.StructField("groupId", T.StringType(), False),
+        T.StructField("kekId", T.StringType(), False),
+        T.StructField("keyset", T.BinaryType(), False),  # wrapped by `wrappedBy`
+        T.StructField("wrappedBy", T.StringType(), False),
+        T.StructField("createdAt", T.TimestampType(), False),
+        T.StructField("rotatedAt", T.TimestampType(), True),
+    ]
+)
+
+
+class KmsUnavailable(Exception):
+    """The KMS could not be reached: nothing was written; run again when it is back."""
+
+
+_OUTAGES = (
+    "EndpointConnectionError",
+    "ConnectionError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "ConnectionClosedError",
+    "ServiceUnavailable",
+    "DeadlineExceeded",
+)
+
+
+def _kms_error(exc: BaseException, what: str, master: MasterKey) -> Exception:
+    """`what` failed at the KMS: an outage (its connection failed) or a refusal (wrong key,
+    disabled key, no permission), told by the error's class only, never a key or ciphertext."""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(type(seen).__name__ + " " + str(seen)[:200])
+        seen = seen.__cause__ or seen.__context__
+    name = type(exc).__name__
+    if any(o in c for c in chain for o in _OUTAGES) or "Could not connect" in " ".join(chain):
+        return KmsUnavailable(f"{what}: the KMS of {master.id} cannot be reached ({name})")
+    return KeyStoreError(
+        f"{what} with {master.id} failed ({name}): wrong or disabled key, or no permission"
+    )
+
+
+def _associated(group_id: str) -> bytes:
+    """Binds a wrapped KEK to its group: a KEK row copied to another group does not open."""
+    return f"strm-spark:kek:{group_id}".encode()
+
+
+def kek_table(store: Location) -> Location:
+    return store.child("key_encryption_keys")
+
+
+def _row(spark, store: Location, group_id: str):
+    rows = read(spark, kek_table(store)).where(F.col("groupId") == F.lit(group_id)).collect()
+    return min(rows, key=lambda r: r["createdAt"]) if rows else None
+
+
+def _open(row, group_id: str, master: MasterKey) -> MasterKey:
+    if row["wrappedBy"] != master.id:
+        raise KeyStoreError(
+            f"the key-encryption keyset of group {group_id!r} is wrapped by {row['wrappedBy']}, "
+            f"not by the configured keys.master_key ({master.id}); set that key, or rotate with "
+            "`strm-spark keys rotate-master CONFIG --to ...`"
+        )
+    try:
+        handle = tink.json_proto_keyset_format.parse_encrypted(
+            bytes(row["keyset"]).decode("utf-8"), master.aead(), _associated(group_id)
+        )
+    except KeyStoreError:
+        raise
+    except Exception as exc:  # the KMS's own error class only: never a key or ciphertext
+        raise _kms_error(
+            exc, f"opening the key-encryption keyset of group {group_id!r}", master
+        ) from None
+    return _as_master(handle)
+
+
+def _as_master(handle: tink.KeysetHandle) -> MasterKey:
+    text = tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN)
+    return MasterKey("keyset", f"kek:{handle.keyset_info().primary_key_id}", text.encode())
+
+
+def _wrapped(handle: tink.KeysetHandle, group_id: str, master: MasterKey) -> bytes:
+    try:
+        text = tink.json_proto_keyset_format.serialize_encrypted(
+            handle, master.aead(), _associated(group_id)
+        )
+    except Exception as exc:
+        raise _kms_error(
+            exc, f"wrapping the key-encryption keyset of group {group_id!r}", master
+        ) from None
+    return text.encode("utf-8")
+
+
+def kek_master(
+    spark, store: Location, group_id: str, master: MasterKey, create: bool = True
+) -> MasterKey | None:
+    """The group's KEK, opened with `master` (one KMS request); with `create`, made when the
+    group has none (an insert-only MERGE: concurrent first runs agree on one KEK), else None."""
+    if create:
+        create_table(spark, kek_table(store), KEK_SCHEMA, stats_columns="groupId,createdAt")
+    elif not is_delta(spark, kek_table(store)):
+        return None
+    row = _row(spark, store, group_id)
+    if row is not None:
+        return _open(row, group_id, master)
+    if not create:
+        return None
+    handle = tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM)
+    opened = _as_master(handle)
+    candidate = spark.createDataFrame(
+        [
+            (
+                group_id,
+                opened.id,
+                bytearray(_wrapped(handle, group_id, master)),
+                master.id,
+                datetime.now(UTC),
+                None,
+            )
+        ],
+        KEK_SCHEMA,
+    )
+    metrics = merge(
+        candidate,
+        kek_table(store),
+        "t.groupId = s.groupId",
+        "WHEN NOT MATCHED THEN INSERT *",
+        f"key store {store}: key-encryption keyset",
+    )
+    if metrics is not None and metrics["num_inserted_rows"] == 1:
+        return opened
+    return _open(_row(spark, store, group_id), group_id, master)  # another run's won
+
+
+def rotate_master(spark, store: Location, group_id: str, old: MasterKey, new: MasterKey) -> str:
+    """Rewrap the group's KEK under `new` (opened with `old`): one row, whatever the store
+    holds; the keysets stay as they are. Returns the KEK's id."""
+    row = _row(spark, store, group_id)
+    if row is None:
+        raise KeyStoreError(f"group {group_id!r} has no key-encryption keyset to rotate")
+    kek = _open(row, group_id, old)
+    handle = tink.json_proto_keyset_format.parse(kek.material.decode(), secret_key_access.TOKEN)
+    update = spark.createDataFrame(
+        [(group_id, bytearray(_wrapped(handle, group_id, new)), new.id, datetime.now(UTC))],
+        "groupId string, keyset binary, wrappedBy string, rotatedAt timestamp",
+    )
+    merge(
+        update,
+        kek_table(store),
+        "t.groupId = s.groupId",
+        "WHEN MATCHED THEN UPDATE SET t.keyset = s.keyset, t.wrappedBy = s.wrappedBy, "
+        "t.rotatedAt = s.rotatedAt",
+        f"key store {store}: rotate the key-encryption keyset",
+    )
+    return kek.id

@@ -1,0 +1,155 @@
+"""Keys under a real KMS: moto's server on 127.0.0.1 as AWS KMS, the job and its requests run
+by the CLI (each its own process), and every KMS request counted by moto's recorder.
+
+The KMS key wraps one key-encryption keyset per group; a run, a rerun, an export, a forget and
+a decrypting view each make one KMS request, whatever the batch holds. Rotation rewraps that
+keyset under a second key in O(1); the first key is then disabled and everything still opens.
+A wrong key and a disabled key are refused (exit 2), a stopped server is an outage (exit 1),
+and nothing is written before the check."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import UCI_CSV, require_shared
+from helpers import job_doc
+
+
+@pytest.fixture(scope="module")
+def kms(tmp_path_factory):
+    """moto's server on a free port of 127.0.0.1 with two KMS keys; (endpoint, arns, env)."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_KMS": endpoint,
+    }
+    client = boto3.client(
+        "kms",
+        region_name="eu-west-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    arns = [client.create_key()["KeyMetadata"]["Arn"] for _ in range(2)]
+    try:
+        yield endpoint, arns, env, client
+    finally:
+        server.stop()
+
+
+def _requests(endpoint: str, key_ids: set[str] | None = None) -> list[str]:
+    """The KMS actions requested since the last call (moto's recorder), then a new recording;
+    the key ids they name are added to `key_ids`."""
+    text = urllib.request.urlopen(f"{endpoint}/moto-api/recorder/download-recording").read()
+    for action in ("reset-recording", "start-recording"):
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method="POST")
+        )
+    lines = [json.loads(line) for line in text.decode().splitlines() if line.strip()]
+    found = [line for line in lines if "X-Amz-Target" in line.get("headers", {})]
+    for line in found:
+        body = line.get("body") or ""
+        if line.get("body_encoded"):
+            body = base64.b64decode(body).decode("utf-8", "replace")
+        key = json.loads(body).get("KeyId") if body.startswith("{") else None
+        if key_ids is not None and key:
+            key_ids.add(key.split("/")[-1])
+    return [line["headers"]["X-Amz-Target"].split(".")[-1] for line in found]
+
+
+def _cli(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    full = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]", **env)
+    full.pop("SPARK_REMOTE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", *args],
+        cwd=root,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _job(root: Path, arn: str) -> None:
+    doc = job_doc("in.csv", Path("out"))
+    doc["keys"]["master_key"] = {"kms_uri": f"aws-kms://{arn}"}
+    (root / "job.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+
+def test_one_kms_request_a_command_rotation_and_refusals(kms, tmp_path):
+    require_shared()
+    endpoint, (first, second), env, client = kms
+    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:1001]
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _job(tmp_path, first)
+    _requests(endpoint)
+
+    run = _cli(tmp_path, env, "run", "job.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    # The group's keyset made and wrapped: Tink checks a wrapped keyset by decrypting it.
+    assert _requests(endpoint) == ["Encrypt", "Decrypt"]
+    rerun = _cli(tmp_path, env, "run", "job.yaml")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _requests(endpoint) == ["Decrypt"]
+    subject = "17850"
+    export = _cli(tmp_path, env, "subjects", "export", "job.yaml", subject, "--out", "export")
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert _requests(endpoint) == ["Decrypt"]
+    view = _cli(tmp_path, env, "sql", "job.yaml", "-q", "SELECT count(*) FROM decrypted_0")
+    assert view.returncode == 0, view.stderr[-3000:]
+    assert _requests(endpoint) == ["Decrypt"]
+
+    # Rotation: the keyset is rewrapped (one decrypt, one encrypt), whatever the store holds.
+    rotate = _cli(tmp_path, env, "keys", "rotate-master", "job.yaml", "--to", f"aws-kms://{second}")
+    assert rotate.returncode == 0, rotate.stderr[-3000:]
+    assert _requests(endpoint) == ["Decrypt", "Encrypt", "Decrypt"]
+    assert "now wrapped by" in rotate.stdout
+    # The old key named in the config is refused before anything is written.
+    stale = _cli(tmp_path, env, "run", "job.yaml")
+    assert stale.returncode == 2 and "not by the configured keys.master_key" in stale.stderr
+    _job(tmp_path, second)
+    client.disable_key(KeyId=first.split("/")[-1])  # moto does not enforce it: see below
+    _requests(endpoint)  # not the test's own request
+    used: set[str] = set()
+    again = _cli(tmp_path, env, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.split("|")[-2].strip() == view.stdout.split("|")[-2].strip()
+    forget = _cli(tmp_path, env, "subjects", "forget", "job.yaml", subject, "--json")
+    assert forget.returncode == 0 and json.loads(forget.stdout)["keys_removed"] > 0
+    # The view's and the forget's, both with the second key only: the first is not needed.
+    assert _requests(endpoint, used) == ["Decrypt", "Decrypt"]
+    assert used == {second.split("/")[-1]}
+
+    # A key the KMS refuses (here one that does not exist, for a new group): exit 2, the
+    # KMS's error class named, no key written.
+    doc = yaml.safe_load((tmp_path / "job.yaml").read_text(encoding="utf-8"))
+    doc["keys"]["group_id"] = "another-group"
+    doc["keys"]["master_key"] = {"kms_uri": "aws-kms://" + first.rsplit("/", 1)[0] + "/no-such-key"}
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    keys = tmp_path / "out" / "keystore" / "keys" / "_delta_log"
+    versions = sorted(p.name for p in keys.glob("*.json"))
+    wrong = _cli(tmp_path, env, "run", "wrong.yaml")
+    assert wrong.returncode == 2 and "wrong or disabled key" in wrong.stderr, wrong.stderr[-2000:]
+    assert "NotFoundException" in wrong.stderr or "TinkError" in wrong.stderr
+    assert sorted(p.name for p in keys.glob("*.json")) == versions
+    # A KMS that cannot be reached: an outage, exit 1, nothing written.
+    gone = _cli(tmp_path, {**env, "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9"}, "run", "job.yaml")
+    assert gone.returncode == 1 and "KmsUnavailable" in gone.stderr, gone.stderr[-2000:]
+    assert sorted(p.name for p in keys.glob("*.json")) == versions
