@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,4 +132,21 @@ def strm_load(tmp_path, config, contract, schema, connectors=None, **kwargs):
         _write_json(tmp_path, "schema.json", schema),
         connectors or {"s3-batch-demo": str(tmp_path)},
         **kwargs,
+    )
+
+
+def strm_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """`strm-spark ARGS` in a process of its own (its own JVM) in `cwd`, with this
+    virtualenv's Python for the workers, `env` added and no inherited SPARK_REMOTE."""
+    full = dict(os.environ, PYSPARK_PYTHON=sys.executable, **(env or {}))
+    full.pop("SPARK_REMOTE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "strm_spark.cli", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

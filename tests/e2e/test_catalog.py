@@ -23,6 +23,7 @@ import subjects_data as sd
 import yaml
 from conftest import REPO, TEST_CONF
 from connect_server import connect_server
+from helpers import strm_cli
 
 from demo.generate import generate
 from strm_spark.crypto.masking import new_secret_file
@@ -47,16 +48,7 @@ def _cli(root: Path, *args: str, remote: str | None = None) -> subprocess.Comple
     if not remote:
         for key, value in {**hive_conf(root), **TEST_CONF}.items():
             session += ["--conf", f"{key}={value}"]
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
-    env.pop("SPARK_REMOTE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "strm_spark.cli", *args, *session],
-        cwd=root,  # Derby's log lands here
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = strm_cli(*args, *session, cwd=root)  # Derby's log lands in `root`
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 

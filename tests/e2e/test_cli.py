@@ -18,21 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import UCI_CSV, require_shared
-from helpers import job_doc, run_record
+from helpers import job_doc, run_record, strm_cli
 
 from strm_spark.cli import main as cli
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]")
-    return subprocess.run(
-        [sys.executable, "-m", "strm_spark.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return strm_cli(*args, cwd=cwd, env={"STRM_SPARK_MASTER": "local[2]"})
 
 
 @pytest.fixture(scope="module")

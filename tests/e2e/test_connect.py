@@ -10,10 +10,8 @@ use the suite's session in this process. One server serves the module.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import yaml
 from chispa import assert_df_equality
 from conftest import BLOGPOST, TEST_CONF, UCI_CSV, require_shared
 from connect_server import connect_server
-from helpers import job_doc
+from helpers import job_doc, strm_cli
 
 from strm_spark.compat.strm.config import load_strm_job
 from strm_spark.config.load import parse_job_config
@@ -37,16 +35,7 @@ def server(tmp_path_factory):
 
 
 def _cli(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable)
-    env.pop("SPARK_REMOTE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "strm_spark.cli", *args, "--remote", url],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return strm_cli(*args, "--remote", url, cwd=cwd, timeout=900)
 
 
 def _doc(src: Path, out: Path) -> dict:

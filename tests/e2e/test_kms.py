@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import UCI_CSV, require_shared
-from helpers import job_doc
+from helpers import job_doc, strm_cli
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +73,7 @@ def _requests(endpoint: str, key_ids: set[str] | None = None) -> list[str]:
 
 
 def _cli(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    full = dict(os.environ, PYSPARK_PYTHON=sys.executable, STRM_SPARK_MASTER="local[2]", **env)
-    full.pop("SPARK_REMOTE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "strm_spark.cli", *args],
-        cwd=root,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return strm_cli(*args, cwd=root, env={"STRM_SPARK_MASTER": "local[2]", **env})
 
 
 def _job(root: Path, arn: str) -> None:

@@ -185,6 +185,18 @@ def test_a_huge_pii_field_round_trips(spark, tmp_path):
     assert got[0][2] != got[1][2]  # different customers, different keys
 
 
+# A valid JSON record of the UCI contract, but its CustomerID.
+JSON_ROW = {
+    "InvoiceNo": "1",
+    "StockCode": "A",
+    "Description": "x",
+    "Quantity": 1,
+    "InvoiceDate": "2010-12-01 08:00:00",
+    "UnitPrice": "1.0",
+    "Country": "NL",
+}
+
+
 def test_a_broken_json_record_naming_a_forgotten_subject_stays_out(spark, tmp_path):
     """A JSON line that does not parse but names a forgotten subject is dropped by the
     tombstone check on a rerun, not kept in the rejected table where an export would find it
@@ -197,16 +209,7 @@ def test_a_broken_json_record_naming_a_forgotten_subject_stays_out(spark, tmp_pa
     assert "S10" in raw_record_values(broken, "json", "CustomerID", ",")
     src = tmp_path / "in"
     src.mkdir()
-    good = {
-        "InvoiceNo": "1",
-        "StockCode": "A",
-        "Description": "x",
-        "Quantity": 1,
-        "InvoiceDate": "2010-12-01 08:00:00",
-        "UnitPrice": "1.0",
-        "Country": "NL",
-    }
-    lines = [json.dumps({**good, "CustomerID": c}) for c in ("S10", "S11")]
+    lines = [json.dumps({**JSON_ROW, "CustomerID": c}) for c in ("S10", "S11")]
     (src / "a.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = job_config(src, tmp_path / "out", fmt="json")
     run_job(spark, config)
@@ -229,18 +232,9 @@ def test_json_records_get_json_reasons_and_non_strings_in_string_fields_are_kept
     (#33 defect 9)."""
     src = tmp_path / "in"
     src.mkdir()
-    good = {
-        "InvoiceNo": "1",
-        "StockCode": "A",
-        "Description": "x",
-        "Quantity": 1,
-        "InvoiceDate": "2010-12-01 08:00:00",
-        "UnitPrice": "1.0",
-        "Country": "NL",
-    }
     lines = [
-        json.dumps({**good, "CustomerID": 98765431}),
-        json.dumps({**good, "CustomerID": "S2", "Quantity": "many"}),
+        json.dumps({**JSON_ROW, "CustomerID": 98765431}),
+        json.dumps({**JSON_ROW, "CustomerID": "S2", "Quantity": "many"}),
         '{"InvoiceNo": "3", "CustomerID": "S3", broken',
     ]
     (src / "a.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
