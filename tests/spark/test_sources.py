@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import job_config, key_ring
+from helpers import job_config, job_doc, key_ring
 
+from strm_spark.config.load import parse_job_config
 from strm_spark.crypto import cells as crypto
 from strm_spark.errors import DataError
 from strm_spark.pipeline.run import run_job
+from strm_spark.storage import Location
 
 ROWS = [
     {
@@ -95,6 +97,31 @@ def test_parquet_and_delta_sources(spark, tmp_path, fmt):
     df.write.format(fmt).save(str(tmp_path / "src"))
     config = job_config(tmp_path / "src", tmp_path / "out", fmt=fmt)
     _check(spark, config, run_job(spark, config))
+
+
+def test_a_source_table_by_name(spark, tmp_path):
+    """`source: {table: ...}`: a batch read of a catalog table (#31); here an external Delta
+    table of the session's catalog, so nothing lands in the working directory's warehouse."""
+    schema = (
+        "InvoiceNo string, StockCode string, Description string, Quantity int, InvoiceDate string, "
+        "UnitPrice string, CustomerID string, Country string"
+    )
+    spark.createDataFrame([tuple(r.values()) for r in ROWS], schema).write.format("delta").save(
+        str(tmp_path / "src")
+    )
+    table = f"strm_src_{tmp_path.name[-8:].replace('-', '_')}"
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {table} LOCATION '{tmp_path / 'db'}'")
+    spark.sql(f"CREATE TABLE {table}.events USING delta LOCATION '{tmp_path / 'src'}'")
+    try:
+        doc = job_doc(tmp_path / "unused", tmp_path / "out")
+        doc["source"] = {"table": f"{table}.events"}
+        config = parse_job_config(doc, "job.yaml", tmp_path)
+        assert config.source.path == Location(f"{table}.events", "table")
+        summary = run_job(spark, config)
+        assert summary.source == f"{table}.events"
+        _check(spark, config, summary)
+    finally:
+        spark.sql(f"DROP SCHEMA {table} CASCADE")
 
 
 def test_parquet_source_missing_a_contract_field_is_a_clear_error(spark, tmp_path):
