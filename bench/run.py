@@ -61,18 +61,21 @@ def _config(src: Path, out: Path, derived: bool):
     from dataclasses import replace
 
     from strm_spark.config.model import OutputConfig
+    from strm_spark.storage import Location
+
+    def at(path: Path) -> Location:  # a local path, as the config loader resolves one
+        return Location(str(path.resolve()), "path")
 
     cfg = replace(
         cfg,
-        source=replace(cfg.source, path=str(src)),
-        key_store=str(out / "keystore"),
-        encrypted=OutputConfig(str(out / "encrypted")),
-        data_subjects=OutputConfig(str(out / "subjects")),
-        rejected=OutputConfig(str(out / "rejected")),
-        summary_dir=str(out / "_runs"),
-        derived=tuple(replace(d, path=str(out / "derived")) for d in cfg.derived)
-        if derived
-        else (),
+        source=replace(cfg.source, path=at(src)),
+        key_store=at(out / "keystore"),
+        audit=at(out / "keystore" / "audit"),
+        encrypted=OutputConfig(at(out / "encrypted")),
+        data_subjects=OutputConfig(at(out / "subjects")),
+        rejected=OutputConfig(at(out / "rejected")),
+        summary_dir=at(out / "_runs"),
+        derived=tuple(replace(d, path=at(out / "derived")) for d in cfg.derived) if derived else (),
     )
     return cfg
 
