@@ -3,6 +3,8 @@ the checks that keep outputs and the key store apart. Pure Python, no JVM."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import BLOGPOST, require_shared
 from helpers import job_doc
@@ -127,3 +129,19 @@ def test_strm_jobs_take_a_key_store_schema(tmp_path):
     assert store == Location("main.strm_keys", "schema")
     with pytest.raises(ConfigError, match="--keys-schema: not a schema name"):
         load_strm_job(*args, key_schema="a.b.c")
+
+
+def test_the_bench_builds_its_job_configs_as_the_loader_does(tmp_path):
+    """`make bench` builds its configs by hand: their locations are Locations too (a plain
+    string there broke the bench, which no other test runs)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_run", Path(__file__).resolve().parents[2] / "bench" / "run.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = bench._config(tmp_path / "in.csv", tmp_path / "out", derived=True)
+    assert all(isinstance(loc, Location) for loc in config.written_locations())
+    assert config.source.path.file_path == tmp_path / "in.csv"
+    assert config.audit == Location(str(tmp_path / "out" / "keystore" / "audit"), "path")
