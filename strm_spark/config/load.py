@@ -201,7 +201,7 @@ def _field_ref(contract: Contract, node: Node, what: str, string_only: bool = Fa
 
 
 def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
-    snode.mapping({"table" if snode.has("table") else "path", "format", "options", "incremental"})
+    snode.mapping({"path", "table", "format", "options", "incremental"})
     fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
     options = []
     for key, opt in snode.child("options", {}).entries():
@@ -221,17 +221,13 @@ def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
         raise snode.child("incremental").error(
             "a Delta source is a table, not files: incremental needs a csv, json or parquet source"
         )
-    if snode.has("table"):
-        path = where.location(
-            Node(snode.source, {"table": snode.child("table").value}, snode.path), base
-        )
+    path = where.path_or_table(snode, base)
+    if path.is_table:
         if incremental:
             raise snode.child("incremental").error(
                 "a table source is read whole: incremental needs a csv, json or parquet source"
             )
         fmt = "delta"
-    else:
-        path = where.location(snode.child("path"), base)
     if fmt == "csv":
         for i, n in enumerate(contract.nodes):
             if n.type == "NODE" or n.repeated:

@@ -190,6 +190,12 @@ class JobConfig:
         if self.audit is None:
             object.__setattr__(self, "audit", self.key_store.child("audit"))
 
+    def summary_table(self, name: str) -> Location:
+        """One of the job's own tables (`runs`, `files`): in the summary folder, or
+        `strm_<name>` in the summary schema (which may hold the user's tables too)."""
+        where = self.summary_dir
+        return where.child(name if where.is_files else f"strm_{name}")
+
     def written_locations(self) -> list[Location]:
         """Every table and file the job writes (all of them owner-only where they are files)."""
         outs = [
@@ -197,7 +203,11 @@ class JobConfig:
             self.encrypted.path,
             self.rejected.path,
             self.data_subjects.path,
-            *_tables(self.summary_dir, ("strm_runs", "strm_files")),
+            *(
+                [self.summary_dir]
+                if self.summary_dir.is_files
+                else [self.summary_table("runs"), self.summary_table("files")]
+            ),
             self.audit,
             *(d.path for d in self.derived),
         ]

@@ -20,6 +20,16 @@ def location(node: Node, base: Path, kinds: tuple[str, ...] = ("table",)) -> Loc
     return found
 
 
+def path_or_table(node: Node, base: Path) -> Location:
+    """A mapping's location: its `path` (a path, URI or `{table: name}`) or its `table` key,
+    exactly one of them."""
+    if node.has("path") == node.has("table"):
+        raise node.error("expected exactly one of path or table")
+    if node.has("table"):
+        return location(Node(node.source, {"table": node.child("table").value}, node.path), base)
+    return location(node.child("path"), base)
+
+
 def output(
     node: Node,
     base: Path,
@@ -34,8 +44,7 @@ def output(
         return OutputConfig(location(node, base))
     keys = {"format"} | ({"partition_by", "cluster_by"} if layout_columns else set())
     node.mapping(keys | {"path", "table"})
-    if node.has("path") == node.has("table"):
-        raise node.error("expected exactly one of path or table")
+    where = path_or_table(node, base)
     fmt = node.child("format", "delta").choice(formats)
     layout = {}
     for key in ("partition_by", "cluster_by"):
@@ -60,10 +69,6 @@ def output(
         raise node.child("cluster_by").error("cluster_by (liquid clustering) needs a delta output")
     if layout and fmt == "strm-csv":
         raise node.error("a strm-csv output is one file: it takes no partition_by or cluster_by")
-    if node.has("table"):
-        where = location(Node(node.source, {"table": node.child("table").value}, node.path), base)
-    else:
-        where = location(node.child("path"), base)
     if where.is_table and fmt != "delta":
         raise node.child("format").error("a table output is a Delta table: format delta")
     return OutputConfig(

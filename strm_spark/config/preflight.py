@@ -82,7 +82,7 @@ def check_secret_mode(path: str | Path, field: str, strict: bool) -> None:
         return
     what = (
         f"the secret file that {field} names is open to others (mode {mode:04o}); "
-        f"make it owner-only: chmod 600 {path}"
+        "make it owner-only (chmod 600)"
     )
     if strict:
         raise SecretError(what + " (--strict refuses it)")

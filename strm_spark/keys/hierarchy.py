@@ -123,29 +123,18 @@ def kek_master(
     spark, store: Location, group_id: str, master: MasterKey, create: bool = True
 ) -> MasterKey | None:
     """The group's KEK, opened with `master` (one KMS request); with `create`, made when the
-    group has none (an insert-only MERGE: concurrent first runs agree on one KEK), else None."""
-    if create:
-        create_table(spark, kek_table(store), KEK_SCHEMA, stats_columns="groupId,createdAt")
-    elif not is_delta(spark, kek_table(store)):
-        return None
-    row = _row(spark, store, group_id)
+    group has none (an insert-only MERGE: concurrent first runs agree on one KEK), else None.
+    A new KEK is wrapped before its table is touched: a key the KMS refuses writes nothing."""
+    row = _row(spark, store, group_id) if is_delta(spark, kek_table(store)) else None
     if row is not None:
         return _open(row, group_id, master)
     if not create:
         return None
     handle = tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM)
-    opened = _as_master(handle)
+    opened, wrapped = _as_master(handle), _wrapped(handle, group_id, master)
+    create_table(spark, kek_table(store), KEK_SCHEMA, stats_columns="groupId,createdAt")
     candidate = spark.createDataFrame(
-        [
-            (
-                group_id,
-                opened.id,
-                bytearray(_wrapped(handle, group_id, master)),
-                master.id,
-                datetime.now(UTC),
-                None,
-            )
-        ],
+        [(group_id, opened.id, bytearray(wrapped), master.id, datetime.now(UTC), None)],
         KEK_SCHEMA,
     )
     metrics = merge(

@@ -112,6 +112,8 @@ class KeyStore:
     master: MasterKey | None = None
     # The KMS key itself, under a key hierarchy: it opens keysets it wrapped directly before.
     legacy: MasterKey | None = None
+    # A group whose key-encryption keyset `ensure` makes (none yet: the KMS key is `master`).
+    kek_group: str | None = None
 
     @classmethod
     def for_job(
@@ -124,13 +126,18 @@ class KeyStore:
         """The key store of a job, with its master key (read and checked to be usable) when the
         config names one and `with_master`; the one place a job's store is set up. A KMS key
         is used once, on the driver, to open the group's key-encryption keyset
-        (`strm_spark.keys.hierarchy`), which then wraps and opens the keysets; a run creates it
-        (`create_kek`) where the group has none, readers then use the KMS key itself."""
+        (`strm_spark.keys.hierarchy`), which then wraps and opens the keysets. Where the group
+        has none, a run (`create_kek`) makes it in `ensure`, after its input is checked;
+        readers use the KMS key itself."""
         master = load_master_key(config.master_key) if (with_master and config.master_key) else None
         if master is not None and master.kind == "kms":
-            kek = kek_master(spark, config.key_store, config.group_id, master, create_kek)
+            kek = kek_master(spark, config.key_store, config.group_id, master, create=False)
             if kek is not None:
                 return cls(spark, config.key_store, kek, legacy=master)
+            if create_kek:
+                return cls(
+                    spark, config.key_store, master, legacy=master, kek_group=config.group_id
+                )
         return cls(spark, config.key_store, master)
 
     def _masters(self) -> dict[str, MasterKey]:
@@ -153,7 +160,11 @@ class KeyStore:
         return is_delta(self.spark, self.keys_path)
 
     def ensure(self) -> None:
-        """Create the tables if needed (driver-side commands only; no Spark job)."""
+        """Create the tables if needed (driver-side commands only; no Spark job), and the
+        group's key-encryption keyset when a run found none."""
+        if self.kek_group is not None and self.legacy is not None:
+            self.master = kek_master(self.spark, self.location, self.kek_group, self.legacy)
+            self.kek_group = None
         create_table(self.spark, self.keys_path, KEYS_SCHEMA, stats_columns=_KEYS_STATS)
         create_table(
             self.spark, self.hash_keys_path, HASH_KEYS_SCHEMA, stats_columns="groupId,createdAt"

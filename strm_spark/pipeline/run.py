@@ -173,7 +173,7 @@ def _plan_run(
     spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool
 ) -> _RunPlan:
     files = (
-        FileLog(spark, summary.summary_table(config, "files"), config.name)
+        FileLog(spark, config.summary_table("files"), config.name)
         if config.source.incremental
         else None
     )

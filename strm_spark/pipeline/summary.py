@@ -123,15 +123,8 @@ class Progress:
         self.last = now
 
 
-def summary_table(config: JobConfig, name: str) -> str:
-    """One of the job's own tables (`runs`, `files`): in the summary folder, or `strm_<name>`
-    in the summary schema (which may hold the user's tables too)."""
-    where = config.summary_dir
-    return where.child(name if where.is_files else f"strm_{name}")
-
-
 def runs_path(config: JobConfig) -> str:
-    return summary_table(config, "runs")
+    return config.summary_table("runs")
 
 
 def finish(

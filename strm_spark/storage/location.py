@@ -99,12 +99,9 @@ class Location(str):
         return Location(f"{str(self).rstrip('/')}/{name}", self.kind)
 
     def beside(self, name: str) -> Location:
-        """A folder next to this one (`<parent>/<name>`), or a schema's `strm_<name>` table
-        next to a table."""
-        if self.kind == "table":
-            return Location(f"{self.schema}.strm{name if name.startswith('_') else '_' + name}")
-        if self.kind == "schema":
-            raise ValueError(f"{self}: a schema has nothing beside it")
+        """A folder next to this one: `<parent>/<name>`."""
+        if not self.is_files:
+            raise ValueError(f"{self}: a {self.kind} has no folder beside it")
         parent = str(self).rstrip("/").rsplit("/", 1)[0]
         return Location(f"{parent}/{name}", self.kind)
 
@@ -153,6 +150,18 @@ def parse_name(value: str, kind: str, parts: tuple[int, ...]) -> Location | str:
     return Location(value, kind)
 
 
+def file_path(value: str) -> Path | None:
+    """The path through which this process sees `value` as files: a Location's `file_path`;
+    for a plain string, a path or `file:` URI as written (relative stays relative), and None
+    for any other scheme (`s3a://`, `hdfs:/`, `dbfs:/`)."""
+    if isinstance(value, Location):
+        return value.file_path
+    if value.startswith("file:"):
+        rest = value[len("file:") :]
+        return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
+    return None if _SCHEME.match(value) else Path(value)
+
+
 def resolve_path(path: str, base_dir: Path) -> str:
     """A local file's path, made absolute relative to the config file's folder."""
     if path.startswith("file:"):
@@ -170,11 +179,6 @@ def resolve_location(path: str, base_dir: Path) -> Location:
     if _SCHEME.match(path) and not path.startswith("file:"):
         return Location(path.rstrip("/"), "uri")
     return Location(resolve_path(path, base_dir), "path")
-
-
-def as_location(value: str) -> Location:
-    """`value` as it is when a Location, else a path or URI (never a name)."""
-    return value if isinstance(value, Location) else resolve_location(str(value), Path.cwd())
 
 
 def location_of(

@@ -20,23 +20,15 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from strm_spark.storage.location import Location
+from strm_spark.storage.location import Location, file_path
 
 FILE_MODE, DIR_MODE = 0o600, 0o700
 
 
 def local_path(location: str) -> Path | None:
-    """The local file system path of `location` (a path Location, a plain path or a file: URI),
-    else None."""
-    if isinstance(location, Location):
-        return location.local
-    if location.startswith("file:"):
-        location = location[len("file:") :]
-        while location.startswith("//"):
-            location = location[1:]
-    elif "://" in location or location.startswith("dbfs:"):
-        return None
-    return Path(location)
+    """The local folder or file whose modes this process sets: a path Location's `local` (not
+    a volume: its grants protect it), or a plain string's `file_path`."""
+    return location.local if isinstance(location, Location) else file_path(location)
 
 
 def prepare(locations: Iterable[str], create: bool = True) -> None:

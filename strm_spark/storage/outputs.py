@@ -4,16 +4,14 @@ flattened, formula cells guarded)."""
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.storage.location import Location
-from strm_spark.storage.tables import is_delta, read
+from strm_spark.storage.location import Location, file_path
+from strm_spark.storage.tables import is_delta
 
 log = logging.getLogger("strm_spark")
 
@@ -33,19 +31,8 @@ def path_exists(spark: SparkSession, uri: str) -> bool:
     return True
 
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-def local_path(uri: str) -> Path | None:
-    """The path on this machine's file system of a local URI (`/x`, `x`, `file:/x`,
-    `file:///x`), or None for any other scheme (`s3a://`, `abfss://`, `dbfs:`) and for names.
-    A volume (`/Volumes/...`) is a path this process sees on Databricks."""
-    if isinstance(uri, Location):
-        return uri.file_path
-    if uri.startswith("file:"):
-        rest = uri[len("file:") :]
-        return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
-    return None if _SCHEME.match(uri) else Path(uri)
+# The local path of a Location or a plain path string (STRM's one-file CSV moves files there).
+local_path = file_path
 
 
 # OWASP's CSV-injection rule: cells a spreadsheet would read as a formula.
@@ -89,7 +76,3 @@ def _flatten(df: DataFrame) -> DataFrame:
         else:
             cols.append(F.col(f"`{field.name}`"))
     return df.select(*cols)
-
-
-def read_table(spark: SparkSession, path: str, fmt: str = "delta") -> DataFrame:
-    return read(spark, path, fmt)

@@ -287,32 +287,39 @@ def _ensure_schema(spark: SparkSession, table: Location) -> None:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
 
 
+def _table_folder(spark: SparkSession, table: Location) -> Location | None:
+    """Where the catalog keeps a named table's files (None while it does not exist): one
+    catalog command, no Spark job."""
+    try:
+        rows = spark.sql(f"DESCRIBE TABLE EXTENDED {table.sql}").collect()
+    except AnalysisException:
+        return None
+    where = next((r[1] for r in rows if r[0] == "Location"), None)
+    return resolve_location(where, Path.cwd()) if where else None
+
+
 def files_of(spark: SparkSession, locations: Sequence[str]) -> list[str]:
     """The folders and files behind `locations`: paths as they are, a named table's folder as
     the catalog says (tables not made yet left out)."""
-    found: list[str] = []
-    for location in locations:
-        if not is_named(location):
-            found.append(location)
-            continue
-        if not spark.catalog.tableExists(str(location)):
-            continue
-        rows = spark.sql(f"DESCRIBE TABLE EXTENDED {location.sql}").collect()
-        where = next((r[1] for r in rows if r[0] == "Location"), None)
-        if where:
-            found.append(resolve_location(where, Path.cwd()))
-    return found
+    found = [_table_folder(spark, loc) if is_named(loc) else loc for loc in locations]
+    return [f for f in found if f is not None]
 
 
 @contextlib.contextmanager
 def owner_only(spark: SparkSession, locations: Sequence[str]) -> Iterator[None]:
     """Existing local folders of `locations` owner-only before the body runs, and every file
-    under them after it, also when it fails."""
-    modes.prepare(files_of(spark, locations), create=False)
+    under them after it, also when it fails. A named table's folder is asked of the catalog
+    once: before the body, or after it for a table the body created."""
+    known = {loc: _table_folder(spark, loc) for loc in locations if is_named(loc)}
+    before = [known[loc] if is_named(loc) else loc for loc in locations]
+    modes.prepare([f for f in before if f is not None], create=False)
     try:
         yield
     finally:
-        seal(spark, locations)
+        after = [
+            known[loc] or _table_folder(spark, loc) if is_named(loc) else loc for loc in locations
+        ]
+        modes.seal([f for f in after if f is not None])
 
 
 def seal(spark: SparkSession, locations: Sequence[str]) -> int:

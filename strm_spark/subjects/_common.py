@@ -18,7 +18,7 @@ from strm_spark.contract.model import Contract, split_path
 from strm_spark.crypto.engines import decrypt_column, with_decrypted_pii
 from strm_spark.keys.store import KeyStore
 from strm_spark.storage import erase as ops
-from strm_spark.storage.outputs import path_exists, read_table
+from strm_spark.storage.outputs import path_exists
 from strm_spark.storage.tables import read, read_version
 
 
@@ -88,7 +88,7 @@ def _exists(spark: SparkSession, path: str, fmt: str) -> bool:
 def _read_pinned(spark: SparkSession, path: str, fmt: str) -> tuple[DataFrame, int | None]:
     """Read a table; a Delta table at a fixed version, named in the manifest."""
     if fmt != "delta":
-        return read_table(spark, path, fmt), None
+        return read(spark, path, fmt), None
     v = ops.version(spark, path)
     return read_version(spark, path, v), v
 

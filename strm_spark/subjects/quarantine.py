@@ -22,7 +22,7 @@ from strm_spark.contract.model import field_col
 from strm_spark.contract.records import raw_record_values
 from strm_spark.keys.store import KeyStore
 from strm_spark.storage import erase as ops
-from strm_spark.storage.outputs import read_table
+from strm_spark.storage.tables import read as read_table
 from strm_spark.subjects._common import (
     _decrypted,
     _exists,
