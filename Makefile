@@ -17,6 +17,16 @@ S3_ANALYTICS_VERSION := 1.3.1
 S3A_JARS    := $(M2)/org/apache/hadoop/hadoop-aws/$(HADOOP_VERSION)/hadoop-aws-$(HADOOP_VERSION).jar \
                $(M2)/software/amazon/awssdk/bundle/$(AWS_SDK_VERSION)/bundle-$(AWS_SDK_VERSION).jar \
                $(M2)/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/$(S3_ANALYTICS_VERSION)/analyticsaccelerator-s3-$(S3_ANALYTICS_VERSION).jar
+# Spark's Kafka source (strm_spark.session.KAFKA_PACKAGES), one jar at a time: the connector's
+# pom also names a test jar that Maven Central does not serve.
+SPARK_VERSION := 4.2.0
+KAFKA_JARS  := $(M2)/org/apache/spark/spark-sql-kafka-0-10_2.13/$(SPARK_VERSION)/spark-sql-kafka-0-10_2.13-$(SPARK_VERSION).jar \
+               $(M2)/org/apache/spark/spark-token-provider-kafka-0-10_2.13/$(SPARK_VERSION)/spark-token-provider-kafka-0-10_2.13-$(SPARK_VERSION).jar \
+               $(M2)/org/apache/kafka/kafka-clients/3.9.2/kafka-clients-3.9.2.jar \
+               $(M2)/org/apache/commons/commons-pool2/2.13.1/commons-pool2-2.13.1.jar
+# The tests' Kafka broker (tests/kafka_broker.py): Kafka 4.x in KRaft mode, its class path
+# resolved from Maven Central by tests/kafka/pom.xml.
+KAFKA_BROKER_CP := build/kafka-broker.classpath
 DEMO_ROWS   ?= 100000
 # strm_encrypt and strm_decrypt in the JVM (optional fast path of the job and the SQL functions):
 # the Maven module jvm/ (pom.xml) builds one jar with Tink, protobuf-java and gson bundled and
@@ -38,7 +48,7 @@ COMPAT_DELTA  := $(M2)/io/delta/delta-spark_2.13/4.0.0/delta-spark_2.13-4.0.0.ja
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: setup venv jars udf compat run run-uci lint test test-unit test-spark test-e2e bench clean
+.PHONY: setup venv jars udf compat kafka-broker run run-uci lint test test-unit test-spark test-e2e bench clean
 
 setup: venv jars udf
 
@@ -58,7 +68,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[spark,test]'
 	@touch $@
 
-jars: $(DELTA_JARS) $(S3A_JARS)
+jars: $(DELTA_JARS) $(S3A_JARS) $(KAFKA_JARS)
 
 compat: $(COMPAT_VENV)/.installed $(COMPAT_DELTA)
 
@@ -78,6 +88,24 @@ $(M2)/io/delta/delta-spark_4.2_2.13/$(DELTA_JAR_VERSION)/%.jar:
 
 $(M2)/io/delta/delta-storage/$(DELTA_JAR_VERSION)/%.jar:
 	mvn -q dependency:get -Dtransitive=false -Dartifact=io.delta:delta-storage:$(DELTA_JAR_VERSION)
+
+$(M2)/org/apache/spark/spark-sql-kafka-0-10_2.13/$(SPARK_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=org.apache.spark:spark-sql-kafka-0-10_2.13:$(SPARK_VERSION)
+
+$(M2)/org/apache/spark/spark-token-provider-kafka-0-10_2.13/$(SPARK_VERSION)/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=org.apache.spark:spark-token-provider-kafka-0-10_2.13:$(SPARK_VERSION)
+
+$(M2)/org/apache/kafka/kafka-clients/3.9.2/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=org.apache.kafka:kafka-clients:3.9.2
+
+$(M2)/org/apache/commons/commons-pool2/2.13.1/%.jar:
+	mvn -q dependency:get -Dtransitive=false -Dartifact=org.apache.commons:commons-pool2:2.13.1
+
+kafka-broker: $(KAFKA_BROKER_CP)
+
+$(KAFKA_BROKER_CP): tests/kafka/pom.xml
+	@mkdir -p build
+	mvn -q -B -f tests/kafka/pom.xml dependency:build-classpath -Dmdep.outputFile=$(abspath $@) > build/kafka-broker.log 2>&1 || { cat build/kafka-broker.log; exit 1; }
 
 $(M2)/org/apache/hadoop/hadoop-aws/$(HADOOP_VERSION)/%.jar:
 	mvn -q dependency:get -Dtransitive=false -Dartifact=org.apache.hadoop:hadoop-aws:$(HADOOP_VERSION)
@@ -115,8 +143,8 @@ lint: venv
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
-test: lint setup compat
-	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests/unit tests/spark tests/e2e
+test: lint setup compat kafka-broker
+	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q --durations=30 $(PYTEST_PARALLEL) tests/unit tests/spark tests/e2e
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
@@ -124,7 +152,7 @@ test-unit: venv
 test-spark: setup
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests/spark
 
-test-e2e: setup compat
+test-e2e: setup compat kafka-broker
 	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests/e2e
 
 bench: setup

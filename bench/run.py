@@ -151,18 +151,30 @@ def main() -> int:
     )
     parser.add_argument(
         "--parts",
-        default="ratios,history,decrypt,encrypt,e2e,demo",
-        help="comma-separated subset of ratios,history,decrypt,encrypt,e2e,demo",
+        default="ratios,history,decrypt,encrypt,e2e,demo,stream,kafka",
+        help="comma-separated subset of ratios,history,decrypt,encrypt,e2e,demo,stream,kafka",
     )
+    parser.add_argument(
+        "--stream-rows",
+        type=int,
+        default=2_709_545,
+        help="rows of the stream part's input, split into 27 files",
+    )
+    parser.add_argument("--kafka-seconds", type=float, default=300)
+    parser.add_argument("--kafka-rate", type=int, default=1000)
     args = parser.parse_args()
     OUT = Path(args.out).resolve()
     parts_ = set(args.parts.split(","))
-    unknown = parts_ - {"ratios", "history", "decrypt", "encrypt", "e2e", "demo"}
+    unknown = parts_ - {"ratios", "history", "decrypt", "encrypt", "e2e", "demo", "stream", "kafka"}
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     sizes = [int(s) for s in args.sizes.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
-    inputs = _inputs(sizes + ([args.decrypt_rows] if "decrypt" in parts_ else []))
+    inputs = _inputs(
+        sizes
+        + ([args.decrypt_rows] if "decrypt" in parts_ else [])
+        + ([args.stream_rows] if "stream" in parts_ else [])
+    )
 
     from strm_spark.pipeline.run import run_job
     from strm_spark.session import get_spark
@@ -289,7 +301,25 @@ def main() -> int:
     if "encrypt" in parts_:
         extra["encryption_stage"] = encryption_stage(spark, args.encrypt_rows, OUT / "input")
         print(f"encryption stage: {extra['encryption_stage']}", flush=True)
+    if "stream" in parts_:
+        import stream
+
+        extra["stream"] = stream.bench(
+            spark,
+            counter,
+            inputs[args.stream_rows],
+            work / "stream",
+            lambda src, out: stream.with_checkpoint(_config(src, out, derived=False), out),
+            args.repeats,
+        )
     spark.stop()
+    if "kafka" in parts_:
+        import stream
+
+        extra["kafka"] = stream.kafka_load(
+            work / "kafka", rate=args.kafka_rate, seconds=args.kafka_seconds
+        )
+        print(f"kafka: {extra['kafka']}", flush=True)
     if "e2e" in parts_:
         extra["end_to_end"] = _end_to_end(inputs[sizes[0]], work / "e2e", args.repeats)
         print(f"end to end: {extra['end_to_end']}", flush=True)
@@ -516,6 +546,27 @@ def _markdown(results: list[dict], extra: dict) -> str:
         lines.append(
             f"Demo job (`strm-spark run` on conf/demo.yaml, {d['rows']:,} generated rows, new process, new "
             f"key store): {d['demo_wall_s']} s in its run summary, {d['demo_process_s']} s for the process."
+        )
+    if "stream" in extra:
+        st, fc = extra["stream"]["files"], extra["stream"]["fixed_cost"]
+        lines.append(
+            f"Stream (`stream --available-now`, {st['rows']:,} rows in {st['files']} files): "
+            f"{st['seconds']['stream']} s in one micro-batch, {st['seconds']['stream_3_batches']} s in "
+            f"three, against {st['seconds']['batch']} s for the batch job (throughput ratio "
+            f"{st['throughput_ratio']}, {st['throughput_ratio_3_batches']} in three; target >= 0.8). "
+            f"A one-row micro-batch: {fc['one_row_micro_batch_s']} s, "
+            f"{fc['one_row_micro_batch_spark_jobs']} Spark jobs; a start with nothing new: "
+            f"{fc['start_with_nothing_new_s']} s (no micro-batch)."
+        )
+    if "kafka" in extra:
+        k = extra["kafka"]
+        w, lat = k["micro_batch_wall_s"], k["latency_s"] or {}
+        lines.append(
+            f"Kafka ({k['rate_per_s']:,} events/s for {k['seconds']:.0f} s, trigger every "
+            f"{k['trigger_interval']}): {k['rows_encrypted']:,} rows in {k['micro_batches']} "
+            f"micro-batches; micro-batch wall time median {w['median']} s, max {w['max']} s, "
+            f"{w['over_interval']} over the interval; produce to visible p50 {lat.get('p50')} s "
+            f"(target <= 15), p95 {lat.get('p95')} s, max {lat.get('max')} s."
         )
     if "decryption" in extra:
         d = extra["decryption"]

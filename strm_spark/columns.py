@@ -13,7 +13,8 @@ BLOCK = "__block"
 ROW_ID = "__mid"
 # Where each row comes from, in input order (for outputs that keep it, like STRM's CSV).
 ORDER_COLUMNS = (FILE, BLOCK, ROW_ID)
-RAW_PREFIX = "__raw_"  # the text as read of a typed field, for the rejected table
+RAW_PREFIX = "__raw_"
+KAFKA_MS = "__kafka_ms"  # a Kafka record's timestamp, standing in for a missing timestamp field  # the text as read of a typed field, for the rejected table
 
 # Validate: why a row is rejected, its event time, UTC day and consent.
 REASONS = "__reasons"

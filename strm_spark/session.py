@@ -57,6 +57,17 @@ S3A_PACKAGES = (
 )
 
 
+# Spark's Kafka source (`source.format: kafka`) for pyspark's Spark line, and the three jars
+# its pom needs at run time (fetched one by one: its pom also names a test jar Maven Central
+# does not serve). Optional: put on local sessions' class path when present.
+KAFKA_PACKAGES = (
+    "org.apache.spark:spark-sql-kafka-0-10_2.13:{spark}",
+    "org.apache.spark:spark-token-provider-kafka-0-10_2.13:{spark}",
+    "org.apache.kafka:kafka-clients:3.9.2",
+    "org.apache.commons:commons-pool2:2.13.1",
+)
+
+
 def _m2_jars(coordinates: tuple[str, ...], m2: Path | None = None) -> list[str] | None:
     """Paths of these jars in the local Maven repository, or None if any is missing."""
     repo = m2 or Path(os.environ.get("STRM_SPARK_M2", Path.home() / ".m2" / "repository"))
@@ -73,6 +84,15 @@ def _m2_jars(coordinates: tuple[str, ...], m2: Path | None = None) -> list[str] 
 def delta_jars(m2: Path | None = None) -> list[str] | None:
     """Paths of Delta's jars in the local Maven repository, or None if any is missing."""
     return _m2_jars(DELTA_PACKAGES, m2)
+
+
+def kafka_jars(m2: Path | None = None) -> list[str] | None:
+    """Paths of Spark's Kafka connector jars for this pyspark in the local Maven repository,
+    or None if any is missing."""
+    import pyspark
+
+    spark = pyspark.__version__.split(".dev")[0]
+    return _m2_jars(tuple(c.format(spark=spark) for c in KAFKA_PACKAGES), m2)
 
 
 def s3a_jars(m2: Path | None = None) -> list[str] | None:
@@ -109,7 +129,7 @@ def jar_conf(master: str) -> dict[str, str]:
     ship it to every executor of a cluster, which should bring its own connector)."""
     delta, s3a = delta_jars(), s3a_jars()
     conf = (
-        {"spark.jars": ",".join(delta)}
+        {"spark.jars": ",".join(delta + (kafka_jars() or []))}
         if delta
         else {"spark.jars.packages": ",".join(DELTA_PACKAGES)}
     )

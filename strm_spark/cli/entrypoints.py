@@ -16,12 +16,18 @@ from pyspark.sql import SparkSession
 from strm_spark.errors import CommandFailed
 from strm_spark.session import launcher_session, on_databricks
 
-__all__ = ["batch_job_main", "strm_job_main", "subjects_main"]
+__all__ = ["batch_job_main", "stream_job_main", "strm_job_main", "subjects_main"]
 
 
 def batch_job_main(argv: Sequence[str] | None = None) -> int:
     """A native job: `CONFIG [--source PATH]`, as `strm-spark run`."""
     return _run_command("run", argv)
+
+
+def stream_job_main(argv: Sequence[str] | None = None) -> int:
+    """A native job as a streaming query: `CONFIG [--trigger-interval D] ...`, as
+    `strm-spark stream` (available now by default: what is there, then stop)."""
+    return _run_command("stream", argv)
 
 
 def strm_job_main(argv: Sequence[str] | None = None) -> int:

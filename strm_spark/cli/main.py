@@ -1,4 +1,4 @@
-"""`strm-spark` command line: run, run-strm, sql, validate, new-secret, subjects, keys."""
+"""`strm-spark` command line: run, stream, run-strm, sql, validate, new-secret, subjects, keys."""
 
 from __future__ import annotations
 
@@ -26,6 +26,24 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_job(
         spark_for(args, config.name), config, reprocess=args.reprocess, strict=args.strict
     )
+    print(summary.render())
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from strm_spark.config.load import load_job_config
+    from strm_spark.pipeline.stream import StreamOptions, run_stream
+
+    config = load_job_config(args.config)  # validated before Spark starts
+    if args.checkpoint:
+        config = config.with_checkpoint(args.checkpoint)
+    options = StreamOptions(
+        available_now=args.trigger_interval is None,
+        interval=args.trigger_interval,
+        max_files_per_trigger=args.max_files_per_trigger,
+        timeout_s=args.timeout,
+    )
+    summary = run_stream(spark_for(args, config.name), config, options, strict=args.strict)
     print(summary.render())
     return 0
 
@@ -184,6 +202,42 @@ def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_keys_rotate_master)
 
 
+def _add_stream_command(sub: argparse._SubParsersAction) -> None:
+    stream = sub.add_parser(
+        "stream", help="run a job as a Structured Streaming query (each micro-batch a batch)"
+    )
+    stream.add_argument("config", help="job config file (YAML or JSON)")
+    trigger = stream.add_mutually_exclusive_group()
+    trigger.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process what the source holds now, in micro-batches, then stop (the default)",
+    )
+    trigger.add_argument(
+        "--trigger-interval",
+        metavar="DURATION",
+        help="a long-running query with a micro-batch every DURATION (e.g. 30s, 5m)",
+    )
+    stream.add_argument(
+        "--max-files-per-trigger",
+        type=int,
+        metavar="N",
+        help="file sources: at most N new files per micro-batch (Spark's maxFilesPerTrigger)",
+    )
+    stream.add_argument(
+        "--checkpoint", help="the query's checkpoint folder (default: outputs.checkpoint)"
+    )
+    stream.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --trigger-interval: stop the query after SECONDS (default: run until stopped)",
+    )
+    _strict(stream)
+    session_options(stream)
+    stream.set_defaults(func=_stream)
+
+
 def _strict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
@@ -208,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     session_options(run)
     run.set_defaults(func=_run)
+
+    _add_stream_command(sub)
 
     strm = sub.add_parser(
         "run-strm", help="run STRM Privacy's batch-job config, contract and schema unchanged"

@@ -13,12 +13,14 @@ from strm_spark.config.model import (
     CONSENT_TYPES,
     DEFAULT_RETENTION_DAYS,
     FORCED_READER_OPTIONS,
+    KAFKA_VALUE_FORMATS,
     KMS_URI_PREFIXES,
     SOURCE_FORMATS,
     WRITE_MODES,
     ConsentConfig,
     DerivedConfig,
     JobConfig,
+    KafkaSource,
     MasterKeyRef,
     SecretRef,
     SourceConfig,
@@ -127,6 +129,11 @@ def parse_job_config(
         ("outputs.rejected", rejected.path),
     ]
     locations += [(f"outputs.derived[{i}]", d.path) for i, d in enumerate(derived)]
+    checkpoint = (
+        where.location(onode.child("checkpoint"), base, ()) if onode.has("checkpoint") else None
+    )
+    if checkpoint is not None:
+        locations.append(("outputs.checkpoint", checkpoint))
     check_locations(source, locations, ("keys.store", key_store), src.path, apart)
     audit = where.audit(onode, locations, key_store, base)
     if src.incremental:
@@ -160,6 +167,7 @@ def parse_job_config(
         max_rejected_fraction=max_rejected,
         csv_formula_guard=formula_guard,
         keys_apart_from_data=apart,
+        checkpoint=checkpoint,
     )
 
 
@@ -172,6 +180,7 @@ _OUTPUT_FIELDS = {
     "summary_dir",
     "audit",
     "csv_formula_guard",
+    "checkpoint",
 }
 _DERIVED_FIELDS = {
     "name",
@@ -200,8 +209,22 @@ def _field_ref(contract: Contract, node: Node, what: str, string_only: bool = Fa
     return node.value
 
 
+def _kafka(snode: Node) -> KafkaSource:
+    """`source.kafka`: {bootstrap_servers, topic, value_format: json|csv, timestamp_fallback}."""
+    if not snode.has("kafka"):
+        raise snode.error("a kafka source needs kafka: {bootstrap_servers: ..., topic: ...}")
+    knode = snode.child("kafka")
+    knode.mapping({"bootstrap_servers", "topic", "value_format", "timestamp_fallback"})
+    return KafkaSource(
+        bootstrap_servers=knode.child("bootstrap_servers").string(),
+        topic=knode.child("topic").string(),
+        value_format=knode.child("value_format", "json").choice(KAFKA_VALUE_FORMATS),
+        timestamp_fallback=knode.child("timestamp_fallback", False).boolean(),
+    )
+
+
 def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
-    snode.mapping({"path", "table", "format", "options", "incremental"})
+    snode.mapping({"path", "table", "format", "options", "incremental", "kafka"})
     fmt = snode.child("format", "csv").choice(SOURCE_FORMATS)
     options = []
     for key, opt in snode.child("options", {}).entries():
@@ -217,6 +240,20 @@ def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
         else:
             raise opt.error("expected a string, number or boolean reader option")
     incremental = snode.child("incremental", False).boolean()
+    if fmt == "kafka":
+        kafka = _kafka(snode)
+        if incremental:
+            raise snode.child("incremental").error(
+                "a kafka source is new records only by nature: run it with strm-spark stream"
+            )
+        if snode.has("path") or snode.has("table"):
+            raise snode.error("a kafka source has kafka: {...}, not a path or table")
+        if kafka.value_format == "csv":
+            _check_flat(contract)
+        where_ = Location(f"kafka://{kafka.bootstrap_servers}/{kafka.topic}", "uri")
+        return SourceConfig(where_, fmt, tuple(options), False, kafka)
+    elif snode.has("kafka"):
+        raise snode.child("kafka").error("only a kafka source (format: kafka) takes kafka")
     if incremental and fmt == "delta":
         raise snode.child("incremental").error(
             "a Delta source is a table, not files: incremental needs a csv, json or parquet source"
@@ -229,14 +266,18 @@ def _source(snode: Node, contract: Contract, base: Path) -> SourceConfig:
             )
         fmt = "delta"
     if fmt == "csv":
-        for i, n in enumerate(contract.nodes):
-            if n.type == "NODE" or n.repeated:
-                raise ConfigError(
-                    contract.source,
-                    f"schema.nodes[{i}]",
-                    f"CSV sources hold flat fields only; {n.name!r} is a {'repeated ' if n.repeated else ''}{n.type}",
-                )
+        _check_flat(contract)
     return SourceConfig(path, fmt, tuple(options), incremental)
+
+
+def _check_flat(contract: Contract) -> None:
+    for i, n in enumerate(contract.nodes):
+        if n.type == "NODE" or n.repeated:
+            raise ConfigError(
+                contract.source,
+                f"schema.nodes[{i}]",
+                f"CSV sources hold flat fields only; {n.name!r} is a {'repeated ' if n.repeated else ''}{n.type}",
+            )
 
 
 def _consent(consent_node: Node, contract: Contract) -> ConsentConfig:

@@ -11,7 +11,9 @@ from strm_spark.contract.model import Contract
 from strm_spark.errors import SecretError
 from strm_spark.storage.location import KEY_STORE_TABLES, Location, resolve_location
 
-SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
+SOURCE_FORMATS = ("csv", "json", "parquet", "delta", "kafka")
+# How a Kafka record's value is parsed, per the contract.
+KAFKA_VALUE_FORMATS = ("json", "csv")
 # Reader options strm-spark owns: changing them would silently drop or misread rows.
 FORCED_READER_OPTIONS = ("mode", "columnNameOfCorruptRecord", "enforceSchema")
 
@@ -79,11 +81,33 @@ class MasterKeyRef:
 
 
 @dataclass(frozen=True)
+class KafkaSource:
+    """A Kafka topic: its brokers, the value's format, and whether the record's timestamp
+    stands in for a missing timestamp field."""
+
+    bootstrap_servers: str
+    topic: str
+    value_format: str = "json"
+    timestamp_fallback: bool = False
+
+
+@dataclass(frozen=True)
 class SourceConfig:
-    path: Location  # files, or a table (read whole, as a batch)
+    path: Location  # files, or a table (read whole, as a batch); kafka://servers/topic
     format: str
     options: tuple[tuple[str, str], ...] = ()
     incremental: bool = False  # process only files no earlier run of the job processed
+    kafka: KafkaSource | None = None
+
+    @property
+    def record_format(self) -> str:
+        """How a record is written: the file format, or a Kafka value's (json or csv)."""
+        return self.kafka.value_format if self.kafka is not None else self.format
+
+    @property
+    def is_files(self) -> bool:
+        """Whether the source is files (csv, json or parquet), not a table or a topic."""
+        return self.format in ("csv", "json", "parquet") and not self.path.is_table
 
     @property
     def delimiter(self) -> str:
@@ -185,10 +209,15 @@ class JobConfig:
 
     # A key store written {schema: ...} must not share a data output's schema (its grants).
     keys_apart_from_data: bool = True
+    # `strm-spark stream`'s checkpoint folder (`outputs.checkpoint`); by default `checkpoint` in
+    # the summary folder. None: the summary is a schema, and a stream needs one set.
+    checkpoint: Location | None = None
 
     def __post_init__(self) -> None:
         if self.audit is None:
             object.__setattr__(self, "audit", self.key_store.child("audit"))
+        if self.checkpoint is None and self.summary_dir.is_files:
+            object.__setattr__(self, "checkpoint", self.summary_dir.child("checkpoint"))
 
     def summary_table(self, name: str) -> Location:
         """One of the job's own tables (`runs`, `files`): in the summary folder, or
@@ -210,10 +239,18 @@ class JobConfig:
             ),
             self.audit,
             *(d.path for d in self.derived),
+            self.checkpoint,
         ]
         if self.keys_export is not None:
             outs.append(self.keys_export.path)
         return [o for o in outs if o]
+
+    def with_checkpoint(self, path: str) -> JobConfig:
+        """This job with another stream checkpoint (`--checkpoint`), relative to the current
+        folder."""
+        from dataclasses import replace
+
+        return replace(self, checkpoint=resolve_location(path, Path.cwd()))
 
     def with_source_path(self, path: str) -> JobConfig:
         from dataclasses import replace

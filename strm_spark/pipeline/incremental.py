@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from strm_spark.errors import StrmSparkError
+from strm_spark.errors import StrmSparkError, UsageError
 from strm_spark.storage.listing import SourceFile
-from strm_spark.storage.tables import create_table, is_conflict, merge, read, sql_string, update
+from strm_spark.storage.tables import (
+    create_table,
+    is_conflict,
+    is_delta,
+    merge,
+    read,
+    sql_string,
+    update,
+)
 
 FILES_SCHEMA = T.StructType(
     [
@@ -141,6 +150,22 @@ class FileLog:
             "state = 'done', at = current_timestamp()",
             f"jobName = {sql_string(self.job)} AND batchId = {int(batch.batch_id)}",
         )
+
+    def handover(self) -> tuple[str, ...]:
+        """The files the job's batches processed, for a stream taking over the job (none when
+        the job never ran incrementally); an unfinished batch must be finished by `run` first.
+        Each path as Spark's file listing and its `_metadata.file_path` write it."""
+        if not is_delta(self.spark, self.path):
+            return ()
+        rows = read(self.spark, self.path).where(F.col("jobName") == F.lit(self.job))
+        rows = rows.select("path", "state").collect()
+        if any(r["state"] != "done" for r in rows):
+            raise UsageError(
+                f"job {self.job} has an unfinished incremental batch: finish it with "
+                "`strm-spark run` before streaming the job"
+            )
+        paths = {r["path"] for r in rows}
+        return tuple(sorted(paths | {quote(p, safe="/:") for p in paths}))
 
     def txn(self, batch: Batch) -> tuple[str, int]:
         """Delta's idempotent-write options for the batch's output writes."""

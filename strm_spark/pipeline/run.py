@@ -25,6 +25,7 @@ from strm_spark.keys import tombstones as tombstone_table
 from strm_spark.keys.store import KeyStore
 from strm_spark.pipeline import derive, keys, summary, write
 from strm_spark.pipeline import transforms as tf
+from strm_spark.pipeline.checkpoint import refuse_if_streamed
 from strm_spark.pipeline.encrypt import Encryptor
 from strm_spark.pipeline.incremental import Batch, FileLog
 from strm_spark.pipeline.read import as_data_error, read_source
@@ -85,11 +86,45 @@ def run_job(
             raise
 
 
+@dataclass(frozen=True)
+class MicroBatch:
+    """A stream's micro-batch, run as a batch (`strm_spark.pipeline.stream`): its rows (in
+    `read_source`'s shape), its run id and the Delta transaction of its writes."""
+
+    batch_id: int
+    run_id: str
+    txn: tuple[str, int]
+    rows: DataFrame
+
+
+def run_micro_batch(
+    spark: SparkSession, config: JobConfig, micro: MicroBatch, engine: str = "auto"
+) -> summary.RunSummary:
+    """One micro-batch of a stream, as `run_job` runs a batch: the stream checked the config
+    once, before it started. Every write is idempotent (Delta's transaction per stream and
+    batch id, insert-only key and subject MERGEs), so a replayed micro-batch completes what a
+    killed one left and adds nothing twice."""
+    try:
+        return _run(spark, config, micro.run_id, False, engine, micro)
+    except StrmSparkError:
+        raise
+    except Exception as exc:
+        translated = as_data_error(exc)
+        if translated is not None:
+            raise translated from None
+        raise
+
+
 def _run(
-    spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool, engine: str
+    spark: SparkSession,
+    config: JobConfig,
+    run_id: str | None,
+    reprocess: bool,
+    engine: str,
+    micro: MicroBatch | None = None,
 ) -> summary.RunSummary:
     started = time.monotonic()
-    plan = _plan_run(spark, config, run_id, reprocess)
+    plan = _plan_run(spark, config, run_id, reprocess, micro)
     out, batch, files = plan.out, plan.batch, plan.files
     if files and batch is None:
         out.notes.append("no new files in the source: nothing to do")
@@ -104,7 +139,7 @@ def _run(
     with contextlib.ExitStack() as release:
         release.enter_context(scoped_conf(spark, RUN_CONF))
         release.enter_context(scoped_conf(spark, _run_conf(spark), optional=True))
-        rows = _read_stage(spark, config, store, batch)
+        rows = _read_stage(spark, config, store, batch, micro)
         groups, counts = _scan_stage(rows, config, out, release)
         progress(1, "read %s rows, %s rejected", f"{counts.rows:,}", f"{counts.rejected:,}")
         summary.check_rejected_fraction(config, out)
@@ -137,9 +172,11 @@ def _run(
         valid = derive.valid_rows(derive.with_keys(kept, keymap), config, encryptor)
         # Rejected rows come from the scan; row numbers count every record of a file, dropped
         # ones too.
-        rejected = derive.with_row_numbers(
-            derive.with_keys(keys.rejected_source(groups), keymap), groups, counts.rejected > 0
-        )
+        rejected = derive.with_keys(keys.rejected_source(groups), keymap)
+        if config.source.kafka is not None:  # a Kafka record is found by its offset
+            rejected = rejected.withColumn("rowNumber", F.col(cols.ROW_ID))
+        else:
+            rejected = derive.with_row_numbers(rejected, groups, counts.rejected > 0)
         tasks = _output_tasks(
             _Outputs(spark, config, plan, store, encryptor, mask_seed), valid, rejected, counts
         )
@@ -153,7 +190,7 @@ def _run(
         progress(5, "encrypted, derived, rejected and data subjects tables written")
         if batch is not None:
             files.finish(batch)
-    return summary.finish(spark, config, out, started)
+    return summary.finish(spark, config, out, started, plan.txn if micro else None)
 
 
 @dataclass
@@ -170,8 +207,23 @@ class _RunPlan:
 
 
 def _plan_run(
-    spark: SparkSession, config: JobConfig, run_id: str | None, reprocess: bool
+    spark: SparkSession,
+    config: JobConfig,
+    run_id: str | None,
+    reprocess: bool,
+    micro: MicroBatch | None = None,
 ) -> _RunPlan:
+    if micro is not None:
+        out = summary.RunSummary(
+            config.name,
+            micro.run_id,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            config.source.path,
+        )
+        out.batch = {"id": micro.batch_id, "stream": micro.txn[0], "mode": "append"}
+        return _RunPlan(None, None, micro.run_id, "append", micro.txn, out)
+    if config.source.incremental:
+        refuse_if_streamed(spark, config)
     files = (
         FileLog(spark, config.summary_table("files"), config.name)
         if config.source.incremental
@@ -199,15 +251,21 @@ def _plan_run(
 
 
 def _read_stage(
-    spark: SparkSession, config: JobConfig, store: KeyStore, batch: Batch | None
+    spark: SparkSession,
+    config: JobConfig,
+    store: KeyStore,
+    batch: Batch | None,
+    micro: MicroBatch | None = None,
 ) -> DataFrame:
     """The validated source rows (with TOMBSTONED where subjects were forgotten earlier): a
     plan, not a cache. Each output reads the source again, which costs less than caching every
     row (docs/performance.md). Only tombstones already in the store are read."""
-    rows = with_validation(
-        read_source(spark, config.source, config.contract, batch.paths if batch else None),
-        config,
-    )
+    if micro is not None:
+        source = micro.rows
+    else:
+        paths = batch.paths if batch else None
+        source = read_source(spark, config.source, config.contract, paths)
+    rows = with_validation(source, config)
     tombs = tombstone_table.read(spark, config.key_store, config.group_id)
     if tombs is not None:  # subjects forgotten earlier: their earlier rows are dropped
         rows = with_tombstoned(rows, tombs, store.audit_key(config.group_id), config)

@@ -68,7 +68,9 @@ class RunSummary:
             f"strm-spark run summary: job {self.job} (run {self.run_id})",
             f"  source            {self.source}",
         ]
-        if self.batch is not None:
+        if self.batch is not None and "stream" in self.batch:
+            lines.append(f"  micro-batch       {self.batch['id']} of stream {self.batch['stream']}")
+        elif self.batch is not None:
             lines.append(
                 f"  batch             {self.batch['id']}: {self.batch['files']:,} new file(s)"
                 + (" (resumed after an unfinished run)" if self.batch["resumed"] else "")
@@ -128,9 +130,14 @@ def runs_path(config: JobConfig) -> str:
 
 
 def finish(
-    spark: SparkSession, config: JobConfig, summary: RunSummary, started: float
+    spark: SparkSession,
+    config: JobConfig,
+    summary: RunSummary,
+    started: float,
+    txn: tuple[str, int] | None = None,
 ) -> RunSummary:
-    """Close the summary (wall time, rate) and append it to the job's table of runs."""
+    """Close the summary (wall time, rate) and append it to the job's table of runs (once per
+    `txn`: a stream's replayed micro-batch adds no second row)."""
     summary.wall_time_s = round(time.monotonic() - started, 2)
     summary.rows_per_s = (
         round(summary.rows_read / summary.wall_time_s, 1) if summary.wall_time_s else 0.0
@@ -153,6 +160,7 @@ def finish(
         runs_path(config),
         "append",
         stats_columns="job,runId,startedAt",
+        txn=txn,
     )
     return summary
 

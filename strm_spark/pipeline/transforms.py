@@ -15,6 +15,7 @@ from strm_spark.columns import (
     DAY,
     ENC_CORRUPT,
     EPOCH_MS,
+    KAFKA_MS,
     KEY_LINK,
     KEY_VALUE,
     RAW_PREFIX,
@@ -76,11 +77,16 @@ def _add_reasons(df: DataFrame, reasons: Sequence[tuple[Column, str]]) -> DataFr
 def with_event_time(df: DataFrame, field: str, pattern: str, default_time_zone: str) -> DataFrame:
     """`__epoch_ms` (epoch milliseconds, truncated) and `__day` (UTC day) of each row."""
     ts = parse_event_time(field_col(field), pattern, default_time_zone)
-    df = df.withColumn(EPOCH_MS, epoch_millis(ts)).withColumn(DAY, utc_day(col(EPOCH_MS)))
+    millis = epoch_millis(ts)
+    missing = field_col(field).isNull()
+    if KAFKA_MS in df.columns:  # a Kafka record's timestamp stands in for a missing field
+        millis = F.when(missing, col(KAFKA_MS)).otherwise(millis)
+        missing = missing & col(KAFKA_MS).isNull()
+    df = df.withColumn(EPOCH_MS, millis).withColumn(DAY, utc_day(col(EPOCH_MS)))
     return _add_reasons(
         df,
         [
-            _reason(field_col(field).isNull(), f"timestamp field '{field}' is missing"),
+            _reason(missing, f"timestamp field '{field}' is missing"),
             _reason(
                 field_col(field).isNotNull() & col(EPOCH_MS).isNull(),
                 f"timestamp field '{field}' does not match pattern '{pattern}'",

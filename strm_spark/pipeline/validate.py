@@ -35,7 +35,7 @@ def with_validation(rows: DataFrame, config: JobConfig) -> DataFrame:
             config.consent.mapping,
         )
         .transform(tf.with_validations, contract)
-        .transform(tf.with_malformed_records, charset, config.source.format)
+        .transform(tf.with_malformed_records, charset, config.source.record_format)
         .transform(tf.with_subject, contract.data_subject_field)
         .transform(tf.with_key_value, contract.key_field)
         .transform(tf.with_pii_columns, contract)

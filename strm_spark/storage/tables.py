@@ -75,8 +75,11 @@ def read(spark: SparkSession, location: str, fmt: str = "delta") -> DataFrame:
     return reader.load(str(location))
 
 
-def read_with(reader: DataFrameReader, location: str | list[str]) -> DataFrame:
-    """`reader` (its format and options set) on a table by name, or on files."""
+def read_with(reader: DataFrameReader, location: str | list[str] | None) -> DataFrame:
+    """`reader` (its format and options set; `spark.read` or `spark.readStream`) on a table by
+    name, on files, or, with no location, on what its options name (a Kafka topic)."""
+    if location is None:
+        return reader.load()
     if is_named(location):
         return reader.table(str(location))
     return reader.load(location if isinstance(location, list) else str(location))

@@ -188,3 +188,37 @@ def test_run_strm_over_connect_equals_classic(spark, server, tmp_path):
         assert len(text("remote", file).splitlines()) == len(text("classic", file).splitlines()), (
             file
         )
+
+
+def test_stream_over_connect_equals_the_classic_batch_job(spark, server, tmp_path):
+    """`strm-spark stream --remote`: foreachBatch runs on the server (its own Python process),
+    and the micro-batches write what a classic batch run of the same files writes."""
+    require_shared()
+    lines = UCI_CSV.read_text(encoding="utf-8").splitlines()
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.csv").write_text("\n".join(lines[:101]) + "\n", encoding="utf-8")
+    bad = "536999,X,BAD DATE,1,not a date,1.0,12345,United Kingdom"
+    (src / "b.csv").write_text("\n".join([lines[0], *lines[101:151], bad]) + "\n")
+    remote_out, classic_out = tmp_path / "remote", tmp_path / "classic"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job_doc(src, remote_out)))
+    proc = _cli(server, "stream", "job.yaml", "--max-files-per-trigger", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "micro-batches     2" in proc.stdout and "rows rejected     1" in proc.stdout
+    run_job(spark, parse_job_config(job_doc(src, classic_out), "classic.yaml", tmp_path))
+    assert_df_equality(
+        _derived(spark, remote_out),
+        _derived(spark, classic_out),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+    def rejected(out: Path):
+        df = spark.read.format("delta").load(str(out / "rejected"))
+        return [(r["rejectReasons"], r["rowNumber"]) for r in df.collect()]
+
+    assert (
+        rejected(remote_out)
+        == rejected(classic_out)
+        == [(["timestamp field 'InvoiceDate' does not match pattern 'yyyy-MM-dd HH:mm:ss'"], 51)]
+    )

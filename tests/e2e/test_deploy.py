@@ -41,7 +41,12 @@ from strm_spark.errors import CommandFailed
 from strm_spark.session import delta_jars
 
 SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent
-ENTRY_POINTS = {"batch_job": "run", "strm_job": "run-strm", "subjects": "subjects"}
+ENTRY_POINTS = {
+    "batch_job": "run",
+    "stream_job": "stream",
+    "strm_job": "run-strm",
+    "subjects": "subjects",
+}
 ROWS = 300
 # Short-lived JVMs on a small, shared machine: the client compiler alone warms up far sooner.
 QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
@@ -113,6 +118,7 @@ def test_wheel_has_console_script_and_job_entry_points(wheel):
         name: f"strm_spark.cli.entrypoints:{fn}"
         for name, fn in [
             ("batch_job", "batch_job_main"),
+            ("stream_job", "stream_job_main"),
             ("strm_job", "strm_job_main"),
             ("subjects", "subjects_main"),
         ]
