@@ -141,7 +141,7 @@ lint: venv
 # and its shared job outputs stay in one worker). On 2 cores two workers took 670-710 s against
 # about 835 s for the tiers one after another in one process; three workers were slower.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: lint setup compat kafka-broker
 	STRM_SPARK_COMPAT_VENV=$(abspath $(COMPAT_VENV)) $(BIN)/python -m pytest -q --durations=30 $(PYTEST_PARALLEL) tests/unit tests/spark tests/e2e

@@ -554,8 +554,11 @@ def _markdown(results: list[dict], extra: dict) -> str:
             f"{st['seconds']['stream']} s in one micro-batch, {st['seconds']['stream_3_batches']} s in "
             f"three, against {st['seconds']['batch']} s for the batch job (throughput ratio "
             f"{st['throughput_ratio']}, {st['throughput_ratio_3_batches']} in three; target >= 0.8). "
-            f"A one-row micro-batch: {fc['one_row_micro_batch_s']} s, "
-            f"{fc['one_row_micro_batch_spark_jobs']} Spark jobs; a start with nothing new: "
+            f"A stream start with one one-row micro-batch: {fc['one_row_micro_batch_s']} s, "
+            f"{fc['one_row_micro_batch_spark_jobs']} Spark jobs, the micro-batch itself "
+            f"{fc.get('one_row_micro_batch_alone_s')} s (a one-row batch run into the "
+            f"same tables: {fc.get('one_row_batch_run_s')} s, "
+            f"{fc.get('one_row_batch_run_spark_jobs')} Spark jobs); a start with nothing new: "
             f"{fc['start_with_nothing_new_s']} s (no micro-batch)."
         )
     if "kafka" in extra:
@@ -563,7 +566,8 @@ def _markdown(results: list[dict], extra: dict) -> str:
         w, lat = k["micro_batch_wall_s"], k["latency_s"] or {}
         lines.append(
             f"Kafka ({k['rate_per_s']:,} events/s for {k['seconds']:.0f} s, trigger every "
-            f"{k['trigger_interval']}): {k['rows_encrypted']:,} rows in {k['micro_batches']} "
+            f"{k['trigger_interval']}): {k['rows_encrypted']:,} of {k.get('rows_produced') or 0:,} "
+            f"rows produced encrypted in {k['micro_batches']} "
             f"micro-batches; micro-batch wall time median {w['median']} s, max {w['max']} s, "
             f"{w['over_interval']} over the interval; produce to visible p50 {lat.get('p50')} s "
             f"(target <= 15), p95 {lat.get('p95')} s, max {lat.get('max')} s."

@@ -150,3 +150,65 @@ def strm_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def cli_process(*args: str, cwd: Path) -> subprocess.Popen:
+    """`strm-spark ARGS` started in a process group of its own (to SIGKILL it whole), on
+    local[2] with the suite's interpreted-Java settings; stdout and stderr piped."""
+    from conftest import INTERPRETED_JAVA_OPTIONS
+
+    env = dict(
+        os.environ,
+        PYSPARK_PYTHON=sys.executable,
+        STRM_SPARK_MASTER="local[2]",
+        JAVA_TOOL_OPTIONS=INTERPRETED_JAVA_OPTIONS,
+    )
+    env.pop("SPARK_REMOTE", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "strm_spark.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def delta_commits(table: Path) -> int:
+    """How many commits a local Delta table has (0 before it exists)."""
+    log = table / "_delta_log"
+    return len(list(log.glob("*.json"))) if log.exists() else 0
+
+
+def kill_all_when(points: list[tuple], timeout: float = 420, frozen=None) -> None:
+    """SIGKILL each (process, table, commits) point's process group as soon as its Delta
+    `table` has `commits` commits. The group is stopped (SIGSTOP) first and `frozen(point)`
+    looks at what it left, then it is killed. Fails if a process ends before its kill point or
+    never reaches it."""
+    import signal
+    import time
+
+    import pytest
+
+    pending = list(points)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for point in list(pending):
+            proc, table, commits = point
+            if delta_commits(table) >= commits:
+                os.killpg(proc.pid, signal.SIGSTOP)
+                if frozen is not None:
+                    frozen(point)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                pending.remove(point)
+            elif proc.poll() is not None:
+                for other, _, _ in pending:
+                    if other.poll() is None:
+                        os.killpg(other.pid, signal.SIGKILL)
+                pytest.fail(f"the job finished before {table} reached {commits} commits")
+        time.sleep(0.005)
+    for proc, table, commits in pending:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"{table} never reached {commits} commits")

@@ -82,7 +82,22 @@ def _row(spark, store: Location, group_id: str):
     return min(rows, key=lambda r: r["createdAt"]) if rows else None
 
 
+# The KEKs this process opened, by (group, master key id, wrapped keyset): a stream's
+# micro-batches, or a notebook's runs, ask the KMS once, not once each. A rewrapped or new KEK
+# row is not in it, and is opened with the KMS again.
+_OPENED: dict[tuple[str, str, bytes], MasterKey] = {}
+
+
 def _open(row, group_id: str, master: MasterKey) -> MasterKey:
+    key = (group_id, master.id, bytes(row["keyset"]))
+    if key not in _OPENED:
+        if len(_OPENED) > 16:
+            _OPENED.clear()
+        _OPENED[key] = _open_with_kms(row, group_id, master)
+    return _OPENED[key]
+
+
+def _open_with_kms(row, group_id: str, master: MasterKey) -> MasterKey:
     if row["wrappedBy"] != master.id:
         raise KeyStoreError(
             f"the key-encryption keyset of group {group_id!r} is wrapped by {row['wrappedBy']}, "

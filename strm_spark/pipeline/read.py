@@ -88,9 +88,8 @@ def read_source(
     Malformed records land in `__corrupt`; `__file`, `__block` and `__mid` locate each row.
     `paths` (an incremental run's batch) replaces `source.path`."""
     if source.kafka is not None:  # a batch over the topic: what it holds now
-        return kafka_rows(
-            read_with(_kafka_reader(spark.read, source), None), source.kafka, contract
-        )
+        records = read_with(_kafka_reader(spark.read, source), None)
+        return kafka_rows(records, source.kafka, contract, source.delimiter)
     location = paths if paths is not None else source.path
     reader = _reader(spark.read, source, contract)
     if source.format in ("csv", "json"):
@@ -117,7 +116,9 @@ def _kafka_reader(reader, source: SourceConfig):
     )
 
 
-def kafka_rows(records: DataFrame, kafka: KafkaSource, contract: Contract) -> DataFrame:
+def kafka_rows(
+    records: DataFrame, kafka: KafkaSource, contract: Contract, delimiter: str = ","
+) -> DataFrame:
     """Kafka records (key, value, topic, partition, offset, timestamp) as `read_source`'s rows:
     the value parsed as JSON or CSV per the contract, a value that does not parse kept whole in
     `__corrupt` (a rejected row). `__file` is `kafka:<topic>:<partition>` and `__mid` the offset;
@@ -128,7 +129,8 @@ def kafka_rows(records: DataFrame, kafka: KafkaSource, contract: Contract) -> Da
         schema = T.StructType(
             [T.StructField(n, T.StringType(), True) for n in contract.field_names]
         ).add(CORRUPT, T.StringType(), True)
-        parsed = F.from_csv(text, schema.simpleString(), {**options, "escape": '"'})
+        csv = {**options, "escape": '"', "sep": delimiter}
+        parsed = F.from_csv(text, schema.simpleString(), csv)
     else:
         schema = contract.spark_schema().add(CORRUPT, T.StringType(), True)
         parsed = F.from_json(text, schema, options)

@@ -75,15 +75,20 @@ def run_job(
     preflight.check_on_session(spark, config)
     # Existing local output folders owner-only, and every file written, also by a failed run.
     with owner_only(spark, config.written_locations()):
-        try:
-            return _run(spark, config, run_id, reprocess, engine)
-        except StrmSparkError:
-            raise
-        except Exception as exc:
-            translated = as_data_error(exc)
-            if translated is not None:
-                raise translated from None
-            raise
+        return _data_errors_named(lambda: _run(spark, config, run_id, reprocess, engine))
+
+
+def _data_errors_named(run: Callable[[], summary.RunSummary]) -> summary.RunSummary:
+    """`run`, with the Spark read failures we know raised as a DataError naming the file."""
+    try:
+        return run()
+    except StrmSparkError:
+        raise
+    except Exception as exc:
+        translated = as_data_error(exc)
+        if translated is not None:
+            raise translated from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -104,15 +109,7 @@ def run_micro_batch(
     once, before it started. Every write is idempotent (Delta's transaction per stream and
     batch id, insert-only key and subject MERGEs), so a replayed micro-batch completes what a
     killed one left and adds nothing twice."""
-    try:
-        return _run(spark, config, micro.run_id, False, engine, micro)
-    except StrmSparkError:
-        raise
-    except Exception as exc:
-        translated = as_data_error(exc)
-        if translated is not None:
-            raise translated from None
-        raise
+    return _data_errors_named(lambda: _run(spark, config, micro.run_id, False, engine, micro))
 
 
 def _run(

@@ -136,7 +136,7 @@ class _EachBatch:
             txn=(f"strm-spark:{config.name}:{self.stream_id}", batch_id),
         )
         if config.source.kafka is not None:
-            rows = kafka_rows(df, config.source.kafka, config.contract)
+            rows = kafka_rows(df, config.source.kafka, config.contract, config.source.delimiter)
         elif config.source.is_files:  # read and located by the stream, as a batch reads files
             rows = with_row_ids(df)
             if self.skip:
@@ -196,7 +196,7 @@ def run_stream(
         )
         log.info("stream %s of job %s started (%s)", stream_id, config.name, trigger)
         query = writer.start()
-        _await(query, options.timeout_s)
+        stopped = _await(query, options.timeout_s)
     _fill(spark, config, out, started_at)
     out.wall_time_s = round(time.monotonic() - started, 2)
     out.outputs = {
@@ -207,6 +207,8 @@ def run_stream(
         "keys": str(config.key_store),
         "run summary": runs_path(config),
     }
+    if stopped:
+        out.notes.append(stopped)
     if not out.micro_batches:
         out.notes.append("nothing new in the source: no micro-batch ran")
     return out
@@ -227,9 +229,10 @@ def _interval(text: str | None) -> str:
     return f"{int(m[1])} {unit}"
 
 
-def _await(query, timeout_s: float | None) -> None:
-    """Wait for the query, logging each micro-batch's progress; stop it after `timeout_s`.
-    A failed micro-batch fails the query: its strm-spark error is raised as itself."""
+def _await(query, timeout_s: float | None) -> str | None:
+    """Wait for the query, logging each micro-batch's progress; stop it after `timeout_s` or
+    on Ctrl-C (a micro-batch it interrupts is replayed by the next start), and say so. A
+    failed micro-batch fails the query: its strm-spark error is raised as itself."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     seen = None
     try:
@@ -244,11 +247,10 @@ def _await(query, timeout_s: float | None) -> None:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 query.stop()
-                query.awaitTermination()
-                return
+                return f"stopped after --timeout {timeout_s:g} s"
     except KeyboardInterrupt:
         query.stop()
-        raise
+        return "stopped by Ctrl-C; the next start goes on from the checkpoint"
     except Exception as exc:
         raise _as_strm_error(exc) from None
 
@@ -257,9 +259,17 @@ def _await(query, timeout_s: float | None) -> None:
 _RAISED = re.compile(r"(?:strm_spark\.errors\.)?(?P<cls>[A-Z][A-Za-z]*Error): (?P<msg>[^\n]+)")
 
 
+class KafkaUnavailable(Exception):
+    """The Kafka source failed (a broker down, a topic missing or without a leader yet): nothing
+    of the failed micro-batch was committed; the next start goes on from the checkpoint."""
+
+
+_KAFKA_ERROR = re.compile(r"org\.apache\.kafka\.common\.errors\.(\w+Exception)")
+
+
 def _as_strm_error(exc: Exception) -> Exception:
     """The strm-spark error a micro-batch raised, as itself (its message names files, fields and
-    rules, never values); any other failure as it is."""
+    rules, never values); a Kafka client's error by its class; any other failure as it is."""
     for m in _RAISED.finditer(str(exc)):
         cls = getattr(errors, m["cls"], None)
         if (
@@ -270,6 +280,9 @@ def _as_strm_error(exc: Exception) -> Exception:
             return cls(m["msg"].strip())
         if cls is errors.ConfigError:
             return StrmSparkError(m["msg"].strip())
+    kafka = _KAFKA_ERROR.search(str(exc))
+    if kafka:
+        return KafkaUnavailable(f"the Kafka source failed ({kafka[1]})")
     return exc
 
 

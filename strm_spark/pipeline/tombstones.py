@@ -41,7 +41,7 @@ def with_tombstoned(
     if CORRUPT in rows.columns and subject_field:
         hashes = frozenset(r["subjectHash"] for r in tombs.select("subjectHash").collect())
         named = _raw_record_flag(
-            audit_key, hashes, config.source.format, subject_field, config.source.delimiter
+            audit_key, hashes, config.source.record_format, subject_field, config.source.delimiter
         )
         flag = flag | (F.col(CORRUPT).isNotNull() & F.coalesce(named(F.col(CORRUPT)), F.lit(False)))
     return flagged.withColumn(TOMBSTONED, flag).drop("__forgotten_ms")

@@ -81,7 +81,7 @@ def _subject_rejected_rows(
     plain = _decrypted(joined, contract)
     wanted = frozenset(subjects)
     raw_matches = _raw_record_matcher(
-        wanted, subject_field, config.source.format, config.source.delimiter
+        wanted, subject_field, config.source.record_format, config.source.delimiter
     )
 
     def flag(field_values: pd.Series, raw: pd.Series) -> pd.Series:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INTERPRETED_JAVA_OPTIONS, UCI_CSV, require_shared
-from helpers import job_config, job_doc, key_ring
+from conftest import UCI_CSV, require_shared
+from helpers import cli_process, job_config, job_doc, key_ring, kill_all_when
 from pyspark.sql import functions as F
 
 from strm_spark.errors import ConfigError, DataError
@@ -132,53 +128,6 @@ def test_incremental_config_errors(tmp_path):
 # ---------------------------------------------------------------- SIGKILL and concurrency
 
 
-def _cli(config: Path, cwd: Path) -> subprocess.Popen:
-    env = dict(
-        os.environ,
-        PYSPARK_PYTHON=sys.executable,
-        STRM_SPARK_MASTER="local[2]",
-        JAVA_TOOL_OPTIONS=INTERPRETED_JAVA_OPTIONS,
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "strm_spark.cli", "run", str(config)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _commits(table: Path) -> int:
-    return (
-        len(list((table / "_delta_log").glob("*.json"))) if (table / "_delta_log").exists() else 0
-    )
-
-
-def _kill_all_when(points: list[tuple[subprocess.Popen, Path, int]], timeout: float = 420) -> None:
-    """SIGKILL each job's process group as soon as its `table` has `commits` commits; fails if
-    a job ends before its kill point or never reaches it."""
-    pending = list(points)
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for point in list(pending):
-            proc, table, commits = point
-            if _commits(table) >= commits:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                pending.remove(point)
-            elif proc.poll() is not None:
-                for other, _, _ in pending:
-                    if other.poll() is None:
-                        os.killpg(other.pid, signal.SIGKILL)
-                pytest.fail(f"the job finished before {table.name} reached {commits} commits")
-        time.sleep(0.02)
-    for proc, table, commits in pending:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"{table.name} never reached {commits} commits")
-
-
 def _finish(proc: subprocess.Popen) -> str:
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr[-3000:]
@@ -201,8 +150,17 @@ def test_sigkill_at_several_points_then_rerun_is_exactly_once(spark, tmp_path):
         rows = _write_part(src, "part-0.csv", lines, 150 * len(runs), 150)
         job = tmp_path / name / "job.yaml"
         job.write_text(yaml.safe_dump(_incremental_doc(src, out)))
-        runs.append((src, out, rows, _cli(job, tmp_path / name), out / table, commits))
-    _kill_all_when([(proc, table, commits) for *_, proc, table, commits in runs])
+        runs.append(
+            (
+                src,
+                out,
+                rows,
+                cli_process("run", str(job), cwd=tmp_path / name),
+                out / table,
+                commits,
+            )
+        )
+    kill_all_when([(proc, table, commits) for *_, proc, table, commits in runs])
     for src, out, rows, *_ in runs:
         rerun = run_job(
             spark, _config(src, out)
@@ -233,7 +191,7 @@ def test_two_jobs_of_one_group_at_once_converge_on_one_key_per_day(spark, tmp_pa
         doc["keys"]["store"] = str(shared)
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(doc))
     for name in ("job_a", "job_b"):
-        procs.append(_cli(tmp_path / f"{name}.yaml", tmp_path))
+        procs.append(cli_process("run", str(tmp_path / f"{name}.yaml"), cwd=tmp_path))
     for proc in procs:
         _finish(proc)
     keys = spark.read.format("delta").load(str(shared / "keys"))

@@ -1,8 +1,9 @@
 """Keys under a real KMS: moto's server on 127.0.0.1 as AWS KMS, the job and its requests run
 by the CLI (each its own process), and every KMS request counted by moto's recorder.
 
-The KMS key wraps one key-encryption keyset per group; a run, a rerun, an export, a forget and
-a decrypting view each make one KMS request, whatever the batch holds. Rotation rewraps that
+The KMS key wraps one key-encryption keyset per group; a run, a rerun, a stream of two
+micro-batches, an export, a forget and a decrypting view each make one KMS request, whatever
+the batch holds. Rotation rewraps that
 keyset under a second key in O(1); the first key is then disabled and everything still opens.
 A wrong key and a disabled key are refused (exit 2), a stopped server is an outage (exit 1),
 and nothing is written before the check."""
@@ -96,6 +97,16 @@ def test_one_kms_request_a_command_rotation_and_refusals(kms, tmp_path):
     assert _requests(endpoint) == ["Encrypt", "Decrypt"]
     rerun = _cli(tmp_path, env, "run", "job.yaml")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _requests(endpoint) == ["Decrypt"]
+    # A stream of the group, two micro-batches: the KMS once, not once a micro-batch.
+    (tmp_path / "stream-in").mkdir()
+    for name, part in (("a.csv", lines[1:201]), ("b.csv", lines[201:401])):
+        (tmp_path / "stream-in" / name).write_text("\n".join([lines[0], *part]) + "\n")
+    doc = job_doc("stream-in", Path("stream-out"), name="stream_job")
+    doc["keys"] = {**yaml.safe_load((tmp_path / "job.yaml").read_text())["keys"]}
+    (tmp_path / "stream.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    stream = _cli(tmp_path, env, "stream", "stream.yaml", "--max-files-per-trigger", "1")
+    assert stream.returncode == 0 and "micro-batches     2" in stream.stdout, stream.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt"]
     subject = "17850"
     export = _cli(tmp_path, env, "subjects", "export", "job.yaml", subject, "--out", "export")

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INTERPRETED_JAVA_OPTIONS, UCI_CSV, require_shared
-from helpers import job_doc, key_ring, strm_cli
+from conftest import UCI_CSV, require_shared
+from helpers import cli_process, delta_commits, job_doc, key_ring, kill_all_when, strm_cli
 from kafka_broker import KafkaBroker, produce
 from pyspark.sql import functions as F
 
+from strm_spark.cli.main import main
 from strm_spark.config.load import parse_job_config
 from strm_spark.errors import DataError, UsageError
 from strm_spark.pipeline.run import run_job
@@ -130,16 +128,13 @@ def test_file_stream_is_the_batch_job_in_micro_batches(spark, tmp_path):
     assert rejected[0] == rejected[1] and rejected[0][0]["rowNumber"] == 101
 
     idle = run_stream(spark, config)
+    assert idle.stream_id == first.stream_id
     assert idle.micro_batches == 0 and "no micro-batch ran" in idle.render()
-    _write(src, "d.csv", lines, 300, 50)
-    later = run_stream(spark, config)
-    assert later.stream_id == first.stream_id and later.micro_batches == 1
-    assert later.rows_read == 50
-    assert _table(spark, tmp_path / "stream" / "encrypted").count() == 350
+    assert _table(spark, tmp_path / "stream" / "encrypted").count() == 300
     _keys_unique(spark, tmp_path / "stream" / "keystore")
 
 
-def test_checkpoint_of_another_job_or_query_is_refused(spark, tmp_path):
+def test_checkpoint_of_another_job_or_query_is_refused(spark, tmp_path, capsys):
     lines = _lines()
     src = tmp_path / "in"
     _write(src, "a.csv", lines, 0, 20)
@@ -148,9 +143,10 @@ def test_checkpoint_of_another_job_or_query_is_refused(spark, tmp_path):
     run_stream(spark, _config(doc, tmp_path))
     other = job_doc(src, tmp_path / "b", name="other_job")
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
-    done = strm_cli("stream", "other.yaml", "--checkpoint", "ckpt", cwd=tmp_path)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "belongs to job test_job, not other_job" in done.stderr
+    # The CLI in this process (its session is this one): exit 2, nothing written.
+    checkpoint = str(tmp_path / "ckpt")
+    assert main(["stream", str(tmp_path / "other.yaml"), "--checkpoint", checkpoint]) == 2
+    assert "belongs to job test_job, not other_job" in capsys.readouterr().err
     assert not (tmp_path / "b" / "encrypted").exists()
     # A folder with a checkpoint strm-spark did not write: another query's.
     query = spark.readStream.format("rate").load().writeStream.format("noop")
@@ -208,19 +204,13 @@ def test_kafka_stream_by_the_cli_with_malformed_events_and_privacy_streams(spark
     }
     assert "not json" not in {str(r["rawRecord"]) for r in rejected.collect()}
 
-    # Privacy streams: the derived table is a stream a downstream query can read, and the
-    # decrypting view over the encrypted table gives the same rows.
-    seen = []
-    downstream = (
-        spark.readStream.format("delta")
-        .load(str(out / "derived" / "d0"))
-        .writeStream.foreachBatch(lambda df, _: seen.append(df.count()))
-        .trigger(availableNow=True)
-        .option("checkpointLocation", str(tmp_path / "downstream"))
-        .start()
-    )
-    downstream.awaitTermination()
-    assert sum(seen) == 200
+    # Privacy streams: the derived table is a stream a downstream query can read (here another
+    # strm-spark stream, whose source is that Delta table), and the decrypting view over the
+    # encrypted table gives the same rows.
+    downstream = job_doc(out / "derived" / "d0", tmp_path / "downstream", fmt="delta")
+    read = run_stream(spark, _config({**downstream, "name": "downstream"}, tmp_path))
+    assert read.rows_read == 200 and read.rows_rejected == 0
+    assert _invoices(_table(spark, tmp_path / "downstream" / "encrypted")) == _invoices(enc)
     from strm_spark.sql.views import register_job_views
 
     names = register_job_views(
@@ -233,8 +223,8 @@ def test_kafka_stream_by_the_cli_with_malformed_events_and_privacy_streams(spark
 
     # Only new events the next time.
     produce(spark, broker.bootstrap, "events", _events(lines, 200, 30))
-    done = strm_cli("stream", "job.yaml", cwd=tmp_path)
-    assert done.returncode == 0 and "rows read         30" in done.stdout
+    again = run_stream(spark, _config(_kafka_doc(broker.bootstrap, "events", out), tmp_path))
+    assert again.rows_read == 30 and again.micro_batches == 1
     assert _table(spark, out / "encrypted").count() == 230
     _keys_unique(spark, out / "keystore")
 
@@ -273,43 +263,22 @@ def test_forgotten_subjects_earlier_events_on_the_stream_are_dropped(spark, brok
     def of_subject(e: str) -> bool:
         return json.loads(e)["CustomerID"] == subject
 
-    late = [e for e in events[:40] if of_subject(e)]  # their earlier events, arriving again
+    theirs = [e for e in events[:40] if of_subject(e)]  # their earlier events, arriving again
+    # ... and one that does not parse, naming them: dropped too, not kept as a rejected row
+    late = [*theirs, f'{{"InvoiceNo": "536365", "CustomerID": "{subject}", "Country": broken']
     new = [e for e in events[40:] if not of_subject(e)]
     produce(spark, broker.bootstrap, "forget", [*late, *new])
     again = run_stream(spark, config)
-    assert again.rows_tombstoned == len(late) > 0 and "rows dropped" in again.render()
+    assert again.rows_tombstoned == len(late) > 1 and "rows dropped" in again.render()
+    assert again.rows_rejected == 0
     # Their earlier rows stay encrypted under destroyed keys; none of their events came back.
     assert _table(spark, tmp_path / "out" / "encrypted").count() == 40 + len(new)
     derived = _table(spark, tmp_path / "out" / "derived" / "d0")
     assert derived.where(F.col("CustomerID") == subject).count() == 0
-    assert derived.count() == 40 - len(late) + len(new)
+    assert derived.count() == 40 - len(theirs) + len(new)
 
 
 # ---------------------------------------------------------------- exactly once
-
-
-def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = dict(
-        os.environ,
-        PYSPARK_PYTHON=sys.executable,
-        STRM_SPARK_MASTER="local[2]",
-        JAVA_TOOL_OPTIONS=INTERPRETED_JAVA_OPTIONS,
-    )
-    env.pop("SPARK_REMOTE", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "strm_spark.cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _commits(table: Path) -> int:
-    log = table / "_delta_log"
-    return len(list(log.glob("*.json"))) if log.exists() else 0
 
 
 def test_sigkill_at_each_step_of_a_micro_batch_then_restart_is_exactly_once(spark, tmp_path):
@@ -329,27 +298,15 @@ def test_sigkill_at_each_step_of_a_micro_batch_then_restart_is_exactly_once(spar
         src, out = tmp_path / name / "in", tmp_path / name / "out"
         _write(src, "part-0.csv", lines, 150 * i, 150)
         (tmp_path / name / "job.yaml").write_text(yaml.safe_dump(job_doc(src, out)))
-        proc = _cli(["stream", "job.yaml"], tmp_path / name)
+        proc = cli_process("stream", "job.yaml", cwd=tmp_path / name)
         runs.append((name, src, out, proc, out / table, commits))
-    pending = list(runs)
-    deadline = time.monotonic() + 420
-    while pending and time.monotonic() < deadline:
-        for run in list(pending):
-            name, _, out, proc, table, commits = run
-            if _commits(table) >= commits:
-                os.killpg(proc.pid, signal.SIGSTOP)  # frozen at once, then looked at
-                if name == "checkpoint":
-                    assert not (out / "_runs" / "checkpoint" / "commits" / "0").exists()
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                pending.remove(run)
-            elif proc.poll() is not None:
-                for *_, other, _, _ in pending:
-                    if other.poll() is None:
-                        os.killpg(other.pid, signal.SIGKILL)
-                pytest.fail(f"{name}: the stream ended before its kill point")
-        time.sleep(0.005)
-    assert not pending, f"never reached: {[r[0] for r in pending]}"
+    checkpoint_point = runs[-1][4]
+
+    def frozen(point) -> None:  # stopped right after its runs commit: the checkpoint's not yet
+        if point[1] == checkpoint_point:
+            assert not (point[1].parent / "checkpoint" / "commits" / "0").exists()
+
+    kill_all_when([(proc, table, commits) for *_, proc, table, commits in runs], frozen=frozen)
     for i, (name, src, out, *_) in enumerate(runs):
         config = _config(job_doc(src, out), tmp_path / name)
         again = run_stream(spark, config)
@@ -380,7 +337,7 @@ def test_a_stream_and_a_batch_job_of_one_group_at_once_share_one_key_per_day(spa
         doc = job_doc(src, tmp_path / name / "out", name=name)
         doc["keys"]["store"] = str(shared)
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(doc))
-        procs.append(_cli([command, f"{name}.yaml"], tmp_path))
+        procs.append(cli_process(command, f"{name}.yaml", cwd=tmp_path))
     for proc in procs:
         _, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr[-3000:]
@@ -402,33 +359,43 @@ def test_a_stream_and_a_batch_job_of_one_group_at_once_share_one_key_per_day(spa
 def test_broker_restart_in_the_middle_of_a_stream_loses_nothing(spark, broker, tmp_path):
     lines = _lines()
     out = tmp_path / "out"
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(_kafka_doc(broker.bootstrap, "restart", out)))
+    config = _config(_kafka_doc(broker.bootstrap, "restart", out), tmp_path)
     produce(spark, broker.bootstrap, "restart", _events(lines, 0, 50))
-    proc = _cli(["stream", "job.yaml", "--trigger-interval", "2s", "--timeout", "240"], tmp_path)
+    ended: dict = {}
+
+    def stream() -> None:  # a long-running query, in a thread of this process
+        try:
+            options = StreamOptions(available_now=False, interval="2s", timeout_s=240)
+            ended["summary"] = run_stream(spark, config, options)
+        except Exception as exc:
+            ended["error"] = exc
+
+    thread = threading.Thread(target=stream)
+    thread.start()
     try:
         deadline = time.monotonic() + 180
-        while _commits(out / "encrypted") < 2 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
+        while delta_commits(out / "encrypted") < 2 and time.monotonic() < deadline:
+            assert thread.is_alive(), ended
             time.sleep(0.5)
-        assert _commits(out / "encrypted") >= 2, "the stream wrote nothing"
+        assert delta_commits(out / "encrypted") >= 2, "the stream wrote nothing"
         broker.restart()
         produce(spark, broker.bootstrap, "restart", _events(lines, 50, 50))
-        while time.monotonic() < deadline:
-            if proc.poll() is not None or _table(spark, out / "encrypted").count() >= 100:
+        while thread.is_alive() and time.monotonic() < deadline:
+            if _table(spark, out / "encrypted").count() >= 100:
                 break
             time.sleep(1)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    if proc.returncode not in (0, -signal.SIGTERM):  # failed: a clear error, then a resume
-        assert "strm-spark: error:" in stderr, stderr[-3000:]
-        run_stream(spark, _config(_kafka_doc(broker.bootstrap, "restart", out), tmp_path))
-    enc = _table(spark, out / "encrypted")
-    assert _invoices(enc) == _expected(lines, 0, 100)
+        for query in spark.streams.active:
+            query.stop()
+        thread.join(120)
+    if "error" in ended:  # failed: a strm-spark error or Spark's, then a resume
+        run_stream(spark, config)
+    assert _invoices(_table(spark, out / "encrypted")) == _expected(lines, 0, 100)
 
 
-def test_an_incremental_job_is_handed_over_to_the_stream_without_reprocessing(spark, tmp_path):
+def test_an_incremental_job_is_handed_over_to_the_stream_without_reprocessing(
+    spark, tmp_path, capsys
+):
     lines = _lines()
     src, out = tmp_path / "in", tmp_path / "out"
     _write(src, "a b.csv", lines, 0, 60)  # a name Spark writes URL-encoded in its metadata
@@ -441,5 +408,5 @@ def test_an_incremental_job_is_handed_over_to_the_stream_without_reprocessing(sp
     streamed = run_stream(spark, config)
     assert streamed.rows_read == 40 and _table(spark, out / "encrypted").count() == 100
     assert _invoices(_table(spark, out / "encrypted")) == _expected(lines, 0, 100)
-    refused = strm_cli("run", "job.yaml", cwd=tmp_path)
-    assert refused.returncode == 2 and "runs as a stream now" in refused.stderr
+    assert main(["run", str(tmp_path / "job.yaml")]) == 2
+    assert "runs as a stream now" in capsys.readouterr().err
