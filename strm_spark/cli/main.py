@@ -120,7 +120,28 @@ def _validate(args: argparse.Namespace) -> int:
         f"{args.config}: valid (job {config.name}, contract {config.contract.source}, "
         f"{len(config.contract.pii_fields)} PII fields, {len(config.derived)} derived outputs)"
     )
+    if args.online:
+        for line in _online_checks(args, config):
+            print(f"  online: {line}")
     return 0
+
+
+def _online_checks(args: argparse.Namespace, config) -> list[str]:
+    """`validate --online`: what a run checks on its session before writing, writing nothing:
+    the regexes in Spark, and a KMS master key against the key store (one KMS request)."""
+    from strm_spark.config.preflight import check_on_session
+    from strm_spark.crypto.envelope import load_master_key
+    from strm_spark.keys.hierarchy import check_master
+
+    spark = spark_for(args, f"validate {config.name}")
+    check_on_session(spark, config)
+    done = ["the validation regexes compile in Spark"]
+    master = load_master_key(config.master_key) if config.master_key else None
+    if master is not None and master.kind == "kms":
+        done.append(check_master(spark, config.key_store, config.group_id, master))
+    elif master is not None:
+        done.append(f"the local master key {master.id} is a Tink AEAD keyset")
+    return done
 
 
 def _new_secret(args: argparse.Namespace) -> int:
@@ -174,6 +195,17 @@ def _keys_rotate_master(args: argparse.Namespace) -> int:
     )
     spark = spark_for(args, f"keys rotate-master {config.name}")
     kek = rotate_master(spark, config.key_store, config.group_id, old, new)
+    from strm_spark.subjects import audit
+
+    record = audit.AuditRecord(
+        "rotate-master",
+        "completed",
+        config.name,
+        config.group_id,
+        [],
+        details={"keyEncryptionKeyset": kek, "from": old.id, "to": new.id},
+    )
+    audit.append(spark, config.audit, record)  # who rotated what, when: no key material
     print(
         f"key-encryption keyset {kek} of group {config.group_id}: now wrapped by {new.id} "
         f"(was {old.id}); the keysets it wraps are unchanged. Set keys.master_key to the new "
@@ -200,6 +232,23 @@ def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
     to.add_argument("--to-keyset-file", metavar="FILE", help="a new local Tink AEAD keyset file")
     session_options(p)
     p.set_defaults(func=_keys_rotate_master)
+
+
+def _add_validate_command(sub: argparse._SubParsersAction) -> None:
+    val = sub.add_parser(
+        "validate",
+        help="check a job config and its contract (starts no Spark; --online: on a session)",
+    )
+    val.add_argument("config")
+    _strict(val)
+    val.add_argument(
+        "--online",
+        action="store_true",
+        help="also check on a Spark session, writing nothing: the regexes, and a KMS master "
+        "key against the key store (one KMS request)",
+    )
+    session_options(val)
+    val.set_defaults(func=_validate)
 
 
 def _add_stream_command(sub: argparse._SubParsersAction) -> None:
@@ -310,10 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.set_defaults(func=_sql)
 
-    val = sub.add_parser("validate", help="check a job config and its contract; starts no Spark")
-    val.add_argument("config")
-    _strict(val)
-    val.set_defaults(func=_validate)
+    _add_validate_command(sub)
 
     sec = sub.add_parser("new-secret", help="create a random secret file (e.g. a masking seed)")
     sec.add_argument("path")

@@ -185,3 +185,18 @@ def rotate_master(spark, store: Location, group_id: str, old: MasterKey, new: Ma
         f"key store {store}: rotate the key-encryption keyset",
     )
     return kek.id
+
+
+def check_master(spark, store: Location, group_id: str, master: MasterKey) -> str:
+    """What `validate --online` checks of a KMS master key, writing nothing: the group's
+    key-encryption keyset opens with it (one KMS request), or, for a group without one yet,
+    the key wraps and opens a throwaway keyset (two). Raises as a run would."""
+    if is_delta(spark, kek_table(store)) and _row(spark, store, group_id) is not None:
+        kek = kek_master(spark, store, group_id, master, create=False)
+        return f"{master.id} opens the key-encryption keyset {kek.id} of group {group_id!r}"
+    handle = tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM)
+    _wrapped(handle, group_id, master)  # Tink checks it by opening it again
+    return (
+        f"{master.id} wraps and opens a keyset (group {group_id!r} has no key-encryption "
+        "keyset yet: the first run makes it)"
+    )

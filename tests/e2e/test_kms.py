@@ -6,7 +6,8 @@ micro-batches, an export, a forget and a decrypting view each make one KMS reque
 the batch holds. Rotation rewraps that
 keyset under a second key in O(1); the first key is then disabled and everything still opens.
 A wrong key and a disabled key are refused (exit 2), a stopped server is an outage (exit 1),
-and nothing is written before the check."""
+and nothing is written before the check, which `validate --online` also runs. A rotation is
+recorded in the audit table."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def _job(root: Path, arn: str) -> None:
     (root / "job.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
 
 
-def test_one_kms_request_a_command_rotation_and_refusals(kms, tmp_path):
+def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path):
     require_shared()
     endpoint, (first, second), env, client = kms
     lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:1001]
@@ -121,12 +122,25 @@ def test_one_kms_request_a_command_rotation_and_refusals(kms, tmp_path):
     assert rotate.returncode == 0, rotate.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt", "Encrypt", "Decrypt"]
     assert "now wrapped by" in rotate.stdout
+    # ... and recorded in the audit table: which keyset, from which key to which, no key.
+    records = spark.read.format("delta").load(str(tmp_path / "out" / "keystore" / "audit"))
+    rotated = records.where("action = 'rotate-master'").collect()
+    assert len(rotated) == 1 and rotated[0]["status"] == "completed"
+    details = json.loads(rotated[0]["details"])
+    assert details["from"].endswith(first.split("/")[-1]) and details["to"].endswith(
+        second.split("/")[-1]
+    )
     # The old key named in the config is refused before anything is written.
     stale = _cli(tmp_path, env, "run", "job.yaml")
     assert stale.returncode == 2 and "not by the configured keys.master_key" in stale.stderr
     _job(tmp_path, second)
     client.disable_key(KeyId=first.split("/")[-1])  # moto does not enforce it: see below
     _requests(endpoint)  # not the test's own request
+    # `validate --online`: the new key opens the group's keyset (one request), nothing written.
+    online = _cli(tmp_path, env, "validate", "job.yaml", "--online")
+    assert online.returncode == 0, online.stderr[-3000:]
+    assert "opens the key-encryption keyset" in online.stdout
+    assert _requests(endpoint) == ["Decrypt"]
     used: set[str] = set()
     again = _cli(tmp_path, env, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -149,6 +163,8 @@ def test_one_kms_request_a_command_rotation_and_refusals(kms, tmp_path):
     assert wrong.returncode == 2 and "wrong or disabled key" in wrong.stderr, wrong.stderr[-2000:]
     assert "NotFoundException" in wrong.stderr or "TinkError" in wrong.stderr
     assert sorted(p.name for p in keys.glob("*.json")) == versions
+    check = _cli(tmp_path, env, "validate", "wrong.yaml", "--online")
+    assert check.returncode == 2 and "wrong or disabled key" in check.stderr
     # A KMS that cannot be reached: an outage, exit 1, nothing written.
     gone = _cli(tmp_path, {**env, "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9"}, "run", "job.yaml")
     assert gone.returncode == 1 and "KmsUnavailable" in gone.stderr, gone.stderr[-2000:]
