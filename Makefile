@@ -65,7 +65,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[spark,test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[spark,test,aws]'
 	@touch $@
 
 jars: $(DELTA_JARS) $(S3A_JARS) $(KAFKA_JARS)

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from strm_spark.cli.keys import add_keys_commands
 from strm_spark.cli.options import session_options, spark_for
 from strm_spark.cli.subjects import add_subjects_commands
 from strm_spark.errors import StrmSparkError
@@ -156,84 +157,6 @@ def _new_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_new_master_key(args: argparse.Namespace) -> int:
-    from strm_spark.crypto.envelope import new_master_key_file
-
-    key_id = new_master_key_file(args.path)
-    if key_id is None:
-        print(
-            f"master key file {args.path} exists; left unchanged (overwriting it would make every keyset "
-            "wrapped with it unreadable)"
-        )
-    else:
-        print(
-            f"created master key file {args.path} ({key_id}, Tink AES256_GCM, mode 0600); "
-            "keep it out of version control and back it up: without it the key store cannot be read"
-        )
-    return 0
-
-
-def _keys_rotate_master(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from strm_spark.config.load import load_job_config
-    from strm_spark.config.model import MasterKeyRef
-    from strm_spark.crypto.envelope import load_master_key
-    from strm_spark.errors import ConfigError
-    from strm_spark.keys.hierarchy import rotate_master
-
-    config = load_job_config(args.config)
-    if config.master_key is None:
-        raise ConfigError(args.config, "keys.master_key", "no master key to rotate from")
-    old = load_master_key(config.master_key)
-    new = load_master_key(
-        MasterKeyRef(kms_uri=args.to, config_field="--to")
-        if args.to
-        else MasterKeyRef(
-            keyset_file=str(Path(args.to_keyset_file).resolve()), config_field="--to-keyset-file"
-        )
-    )
-    spark = spark_for(args, f"keys rotate-master {config.name}")
-    kek = rotate_master(spark, config.key_store, config.group_id, old, new)
-    from strm_spark.subjects import audit
-
-    record = audit.AuditRecord(
-        "rotate-master",
-        "completed",
-        config.name,
-        config.group_id,
-        [],
-        details={"keyEncryptionKeyset": kek, "from": old.id, "to": new.id},
-    )
-    audit.append(spark, config.audit, record)  # who rotated what, when: no key material
-    print(
-        f"key-encryption keyset {kek} of group {config.group_id}: now wrapped by {new.id} "
-        f"(was {old.id}); the keysets it wraps are unchanged. Set keys.master_key to the new "
-        "key before the next run."
-    )
-    return 0
-
-
-def _add_keys_commands(sub: argparse._SubParsersAction) -> None:
-    keys = sub.add_parser("keys", help="key store tools")
-    actions = keys.add_subparsers(dest="action", required=True)
-    p = actions.add_parser(
-        "new-master-key", help="create a local Tink AEAD master key file (mode 0600)"
-    )
-    p.add_argument("path")
-    p.set_defaults(func=_keys_new_master_key)
-    p = actions.add_parser(
-        "rotate-master",
-        help="rewrap the group's key-encryption keyset under another master key (O(1))",
-    )
-    p.add_argument("config", help="the job config; its keys.master_key opens the keyset now")
-    to = p.add_mutually_exclusive_group(required=True)
-    to.add_argument("--to", metavar="URI", help="the new KMS key (aws-kms://... | gcp-kms://...)")
-    to.add_argument("--to-keyset-file", metavar="FILE", help="a new local Tink AEAD keyset file")
-    session_options(p)
-    p.set_defaults(func=_keys_rotate_master)
-
-
 def _add_validate_command(sub: argparse._SubParsersAction) -> None:
     val = sub.add_parser(
         "validate",
@@ -367,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     sec.set_defaults(func=_new_secret)
 
     add_subjects_commands(sub)
-    _add_keys_commands(sub)
+    add_keys_commands(sub)
     return parser
 
 

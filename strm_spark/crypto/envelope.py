@@ -4,8 +4,8 @@ With `keys.master_key` set, every keyset in `<store>/keys` is stored as a Tink e
 keyset (`json_proto_keyset_format.serialize_encrypted`) with its key link as associated
 data, so a keyset cannot be moved to another key link. The master key is a local Tink
 AES256_GCM keyset file (development; `strm-spark keys new-master-key PATH`) or a KMS key
-(`gcp-kms://...`, `aws-kms://...`, through Tink's KMS integrations, which need the
-`tink[gcpkms]` or `tink[awskms]` extras).
+(`gcp-kms://...`, `aws-kms://...`, through Tink's KMS integrations: install
+`strm-spark[aws]` or `strm-spark[gcp]`).
 
 `MasterKey` is what travels to the workers: the serialized master keyset (or the KMS URI),
 never a Tink object (they do not pickle). The AEAD is built on first use and cached per
@@ -72,25 +72,47 @@ def _aws_client(uri: str, credentials_file: str | None, awskms):
     return awskms.new_client(boto3_client=boto3.client("kms", region_name=region), key_uri=uri)
 
 
+def _gcp_client(uri: str, credentials_file: str | None, gcpkms):
+    """Tink's Google Cloud KMS client on a KeyManagementServiceClient: credentials from Google's
+    standard configuration (Application Default Credentials), or a service account file."""
+    from google.cloud import kms_v1
+
+    client = (
+        kms_v1.KeyManagementServiceClient.from_service_account_file(credentials_file)
+        if credentials_file
+        else kms_v1.KeyManagementServiceClient()
+    )
+    return gcpkms.new_client(kms_v1_client=client, key_uri=uri)
+
+
+_EXTRAS = {"gcp-kms://": ("gcp", "Google Cloud KMS"), "aws-kms://": ("aws", "AWS KMS")}
+
+
 def _kms_aead(uri: str, credentials_file: str | None) -> aead.Aead:
-    if uri.startswith("gcp-kms://"):
-        try:
+    scheme = next((s for s in _EXTRAS if uri.startswith(s)), None)
+    if scheme is None:
+        raise SecretError(f"unsupported KMS key URI {uri!r}; expected gcp-kms:// or aws-kms://")
+    extra, name = _EXTRAS[scheme]
+    try:
+        if extra == "gcp":
             from tink.integration import gcpkms
-        except ImportError:
-            raise SecretError(
-                f"master key {uri} needs Tink's Google Cloud KMS integration: "
-                "pip install 'tink[gcpkms]'"
-            ) from None
-        return gcpkms.GcpKmsClient(uri, credentials_file).get_aead(uri)
-    if uri.startswith("aws-kms://"):
-        try:
-            from tink.integration import awskms
-        except ImportError:
-            raise SecretError(
-                f"master key {uri} needs Tink's AWS KMS integration: pip install 'tink[awskms]'"
-            ) from None
+
+            return _gcp_client(uri, credentials_file, gcpkms).get_aead(uri)
+        from tink.integration import awskms
+
         return _aws_client(uri, credentials_file, awskms).get_aead(uri)
-    raise SecretError(f"unsupported KMS key URI {uri!r}; expected gcp-kms:// or aws-kms://")
+    except ImportError:
+        raise SecretError(
+            f"master key {uri} needs Tink's {name} integration: pip install 'strm-spark[{extra}]'"
+        ) from None
+    except tink.TinkError:
+        raise SecretError(f"master key {uri}: not a valid {name} key URI") from None
+    except Exception as exc:  # no region, no credentials: the error's class, never its text
+        raise SecretError(
+            f"master key {uri}: the {name} client cannot be created ({type(exc).__name__}); "
+            "its region and credentials come from the SDK's standard configuration "
+            "(docs/deployment.md)"
+        ) from None
 
 
 def load_master_key(ref: MasterKeyRef) -> MasterKey:

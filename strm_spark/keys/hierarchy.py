@@ -10,10 +10,14 @@ table records in `wrappedBy`. Keysets wrapped directly by the KMS key before (st
 the hierarchy) still open with the KMS key itself.
 
 `rotate_master` rewraps the KEK under another master key (KMS or a local keyset): one row,
-whatever the store holds."""
+whatever the store holds; a group without a KEK (keysets wrapped directly by a master key)
+gets one there, and `strm_spark.keys.rewrap` moves its keysets under it. `add_kek_key`
+rotates the KEK itself: a new primary key in it, the old ones kept to open what they wrapped
+until the keysets are rewrapped. Every key of an opened KEK is named by `kek_ids`."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import tink
@@ -164,27 +168,85 @@ def kek_master(
     return _open(_row(spark, store, group_id), group_id, master)  # another run's won
 
 
-def rotate_master(spark, store: Location, group_id: str, old: MasterKey, new: MasterKey) -> str:
-    """Rewrap the group's KEK under `new` (opened with `old`): one row, whatever the store
-    holds; the keysets stay as they are. Returns the KEK's id."""
-    row = _row(spark, store, group_id)
-    if row is None:
-        raise KeyStoreError(f"group {group_id!r} has no key-encryption keyset to rotate")
-    kek = _open(row, group_id, old)
-    handle = tink.json_proto_keyset_format.parse(kek.material.decode(), secret_key_access.TOKEN)
+def kek_ids(master: MasterKey) -> list[str]:
+    """The ids (`kek:<key id>`) of every key of an opened KEK, the primary first: the primary
+    wraps new keysets, each of them opens what it wrapped. Empty for any other master key."""
+    if not master.id.startswith("kek:") or master.kind != "keyset":
+        return []
+    others = [f"kek:{k['keyId']}" for k in json.loads(master.material).get("key", [])]
+    return [master.id, *(i for i in others if i != master.id)]
+
+
+def _replace_row(
+    spark, store: Location, group_id: str, was: str, kek_id: str, wrapped: bytes, by: str, what: str
+) -> None:
+    """Replace the group's KEK row, only if it still holds the KEK `was` (compare-and-swap:
+    of two concurrent rotations, the second fails and changes nothing)."""
     update = spark.createDataFrame(
-        [(group_id, bytearray(_wrapped(handle, group_id, new)), new.id, datetime.now(UTC))],
-        "groupId string, keyset binary, wrappedBy string, rotatedAt timestamp",
+        [(group_id, was, kek_id, bytearray(wrapped), by, datetime.now(UTC))],
+        "groupId string, was string, kekId string, keyset binary, wrappedBy string, "
+        "rotatedAt timestamp",
     )
-    merge(
+    metrics = merge(
         update,
         kek_table(store),
-        "t.groupId = s.groupId",
-        "WHEN MATCHED THEN UPDATE SET t.keyset = s.keyset, t.wrappedBy = s.wrappedBy, "
-        "t.rotatedAt = s.rotatedAt",
-        f"key store {store}: rotate the key-encryption keyset",
+        "t.groupId = s.groupId AND t.kekId = s.was",
+        "WHEN MATCHED THEN UPDATE SET t.kekId = s.kekId, t.keyset = s.keyset, "
+        "t.wrappedBy = s.wrappedBy, t.rotatedAt = s.rotatedAt",
+        f"key store {store}: {what}",
     )
-    return kek.id
+    if metrics is None or metrics["num_updated_rows"] != 1:
+        raise KeyStoreError(
+            f"the key-encryption keyset of group {group_id!r} changed while it was rotated "
+            "(another rotation?); nothing was changed here: run the command again"
+        )
+
+
+def _handle(kek: MasterKey) -> tink.KeysetHandle:
+    return tink.json_proto_keyset_format.parse(kek.material.decode(), secret_key_access.TOKEN)
+
+
+def rotate_master(
+    spark, store: Location, group_id: str, old: MasterKey, new: MasterKey
+) -> tuple[MasterKey, bool]:
+    """Rewrap the group's KEK under `new` (opened with `old`, or with `new` when an interrupted
+    rotation already rewrapped it): one row, whatever the store holds; the keysets stay as
+    they are. A group without a KEK (a store older than the hierarchy, or one a local master
+    keyset wrapped directly) gets one, wrapped by `new`. Returns the opened KEK and whether it
+    was made here."""
+    row = _row(spark, store, group_id) if is_delta(spark, kek_table(store)) else None
+    if row is None:
+        return kek_master(spark, store, group_id, new), True
+    if row["wrappedBy"] == new.id:
+        return _open(row, group_id, new), False
+    kek = _open(row, group_id, old)
+    wrapped = _wrapped(_handle(kek), group_id, new)
+    _replace_row(spark, store, group_id, kek.id, kek.id, wrapped, new.id, "rewrap the KEK")
+    return kek, False
+
+
+def add_kek_key(
+    spark, store: Location, group_id: str, master: MasterKey, kek: MasterKey
+) -> MasterKey:
+    """Rotate the KEK itself: a new AES256_GCM key becomes its primary (new keysets are wrapped
+    with it), the old keys stay in it to open what they wrapped. The row is replaced only if
+    it still holds `kek`. Returns the new KEK."""
+    doc = json.loads(kek.material)
+    ids = {k["keyId"] for k in doc["key"]}
+    fresh = json.loads(
+        tink.json_proto_keyset_format.serialize(
+            tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM), secret_key_access.TOKEN
+        )
+    )
+    if fresh["primaryKeyId"] in ids:  # a 32-bit id already in the keyset: draw again
+        return add_kek_key(spark, store, group_id, master, kek)
+    doc["key"].append(fresh["key"][0])
+    doc["primaryKeyId"] = fresh["primaryKeyId"]
+    handle = tink.json_proto_keyset_format.parse(json.dumps(doc), secret_key_access.TOKEN)
+    rotated = _as_master(handle)
+    wrapped = _wrapped(handle, group_id, master)
+    _replace_row(spark, store, group_id, kek.id, rotated.id, wrapped, master.id, "rotate the KEK")
+    return rotated
 
 
 def check_master(spark, store: Location, group_id: str, master: MasterKey) -> str:

@@ -26,7 +26,7 @@ from strm_spark.config.model import JobConfig
 from strm_spark.crypto import cells as crypto
 from strm_spark.crypto.envelope import MasterKey, load_master_key, open_keyset, unwrap, wrap
 from strm_spark.errors import KeyStoreError
-from strm_spark.keys.hierarchy import kek_master
+from strm_spark.keys.hierarchy import kek_ids, kek_master
 from strm_spark.storage import Location
 from strm_spark.storage.sinks import write
 from strm_spark.storage.tables import create_table, is_delta, merge, read, sql_string
@@ -130,11 +130,11 @@ class KeyStore:
         has none, a run (`create_kek`) makes it in `ensure`, after its input is checked;
         readers use the KMS key itself."""
         master = load_master_key(config.master_key) if (with_master and config.master_key) else None
-        if master is not None and master.kind == "kms":
+        if master is not None:  # a group rotated to a local key keeps its KEK too
             kek = kek_master(spark, config.key_store, config.group_id, master, create=False)
             if kek is not None:
                 return cls(spark, config.key_store, kek, legacy=master)
-            if create_kek:
+            if create_kek and master.kind == "kms":
                 return cls(
                     spark, config.key_store, master, legacy=master, kek_group=config.group_id
                 )
@@ -142,7 +142,10 @@ class KeyStore:
 
     def _masters(self) -> dict[str, MasterKey]:
         """The master keys that open stored keysets, by the id their `wrappedBy` records."""
-        return {m.id: m for m in (self.master, self.legacy) if m is not None}
+        found = {m.id: m for m in (self.legacy, self.master) if m is not None}
+        if self.master is not None:  # each key of a rotated KEK opens what it wrapped
+            found.update({i: self.master for i in kek_ids(self.master)})
+        return found
 
     @property
     def keys_path(self) -> Location:

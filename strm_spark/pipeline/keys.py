@@ -161,6 +161,7 @@ class BatchKeys:
         self._caches: list[DataFrame] = []
         self.missing = self.missing_quarantine = 0
         self.cleartext = 0
+        self.wrapped: dict[str | None, int] = {}
         self._found: DataFrame | None = None
         self._quarantine: DataFrame | None = None  # the quarantine key this run appended
         self._expiry: tuple[datetime | None, datetime | None] = (None, None)
@@ -240,6 +241,7 @@ class BatchKeys:
             stored[g["wrappedBy"]] = (stored.get(g["wrappedBy"], (0, None))[0] + g["n"], None)
             unopened += g["n"] if g["unopened"] else 0
             self._widen_expiry(g["lo"], g["hi"])
+        self.wrapped = {by: n for by, (n, _) in stored.items()}  # the store's form
         self.cleartext = self.store.check_wrapping(stored)
         if unopened:
             raise KeyStoreError(

@@ -144,11 +144,7 @@ def _run(
         progress(2, "key store ready: %s", store.location)
         batch_keys.look_up(encryptor)
         _note_cleartext(out, store.master, batch_keys.cleartext)
-        if store.legacy is not None:  # the store's form, under a KMS key
-            out.notes.append(
-                f"keysets are wrapped by the group's key-encryption keyset ({store.master.id}), "
-                f"which {store.legacy.id} wraps (one KMS request a run)"
-            )
+        out.key_store = _store_form(store, batch_keys.wrapped)
         progress(3, "keys looked up: %s needed", f"{out.keys_needed:,}")
         if batch is not None:
             files.claim(batch)
@@ -302,6 +298,24 @@ def _key_stage(
     batch_keys = keys.BatchKeys(store, config, pairs, counts, run_id)
     release.callback(batch_keys.release)
     return batch_keys
+
+
+def _store_form(store, wrapped: dict[str | None, int]) -> str:
+    """The key store's form, for the summary: under the key hierarchy (one KMS request a run)
+    or wrapped directly by a master key (`keys rotate-master` moves it under the hierarchy)."""
+    if store.master is None:
+        return "keysets in cleartext (no keys.master_key)"
+    move = "`strm-spark keys rotate-master` moves them under a key-encryption keyset"
+    if store.legacy is None:
+        return f"keysets wrapped directly by the master key {store.master.id} ({move})"
+    form = (
+        f"key hierarchy: keysets wrapped by the key-encryption keyset {store.master.id}, "
+        f"which {store.legacy.id} wraps"
+    )
+    direct = sum(n for by, n in wrapped.items() if by is not None and not by.startswith("kek:"))
+    return form + (
+        f"; {direct:,} of the batch's keysets wrapped directly ({move})" if direct else ""
+    )
 
 
 def _note_cleartext(out: summary.RunSummary, master: object, cleartext: int) -> None:

@@ -52,6 +52,7 @@ class RunSummary:
     keys_created: int = 0
     keys_reused: int = 0
     quarantine_key: bool = False
+    key_store: str = ""  # the store's form: key hierarchy, or keysets wrapped directly
     derived_rows: dict[str, int] = field(default_factory=dict)
     data_subject_links_added: int = 0
     engine: str = ""
@@ -97,6 +98,8 @@ class RunSummary:
             + (" (+1 quarantine key)" if self.quarantine_key else ""),
             f"  data subject links added {self.data_subject_links_added:,}",
         ]
+        if self.key_store:
+            lines.append(f"  key store         {self.key_store}")
         for name, count in self.derived_rows.items():
             lines.append(f"  derived {name:<10} {count:,} rows")
         if self.engine:

@@ -5,73 +5,29 @@ The KMS key wraps one key-encryption keyset per group; a run, a rerun, a stream 
 micro-batches, an export, a forget and a decrypting view each make one KMS request, whatever
 the batch holds. Rotation rewraps that
 keyset under a second key in O(1); the first key is then disabled and everything still opens.
-A wrong key and a disabled key are refused (exit 2), a stopped server is an outage (exit 1),
+A wrong key is refused (exit 2; moto does not refuse a disabled one, so the disabled first key
+shows only that nothing asks it again), a stopped server is an outage (exit 1),
 and nothing is written before the check, which `validate --online` also runs. A rotation is
 recorded in the audit table."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import UCI_CSV, require_shared
 from helpers import job_doc, strm_cli
+from kms_server import kms_requests as _requests
+from kms_server import kms_server
 
 
 @pytest.fixture(scope="module")
-def kms(tmp_path_factory):
-    """moto's server on a free port of 127.0.0.1 with two KMS keys; (endpoint, arns, env)."""
-    pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ENDPOINT_URL_KMS": endpoint,
-    }
-    client = boto3.client(
-        "kms",
-        region_name="eu-west-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    arns = [client.create_key()["KeyMetadata"]["Arn"] for _ in range(2)]
-    try:
-        yield endpoint, arns, env, client
-    finally:
-        server.stop()
-
-
-def _requests(endpoint: str, key_ids: set[str] | None = None) -> list[str]:
-    """The KMS actions requested since the last call (moto's recorder), then a new recording;
-    the key ids they name are added to `key_ids`."""
-    text = urllib.request.urlopen(f"{endpoint}/moto-api/recorder/download-recording").read()
-    for action in ("reset-recording", "start-recording"):
-        urllib.request.urlopen(
-            urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method="POST")
-        )
-    lines = [json.loads(line) for line in text.decode().splitlines() if line.strip()]
-    found = [line for line in lines if "X-Amz-Target" in line.get("headers", {})]
-    for line in found:
-        body = line.get("body") or ""
-        if line.get("body_encoded"):
-            body = base64.b64decode(body).decode("utf-8", "replace")
-        key = json.loads(body).get("KeyId") if body.startswith("{") else None
-        if key_ids is not None and key:
-            key_ids.add(key.split("/")[-1])
-    return [line["headers"]["X-Amz-Target"].split(".")[-1] for line in found]
+def kms():
+    with kms_server() as found:
+        yield found
 
 
 def _cli(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:

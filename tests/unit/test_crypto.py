@@ -128,3 +128,19 @@ def test_new_keyset_is_what_tinks_serializer_writes():
     assert list(made_by_tink) == list(docs[0]) and list(made_by_tink["key"][0]) == list(
         docs[0]["key"][0]
     )
+
+
+def test_a_kms_client_that_cannot_be_made_is_named_by_its_class(monkeypatch):
+    """No region for an AWS KMS key (an alias, with none configured): a SecretError that names
+    the SDK's error class and where its configuration comes from (exit 2), not a traceback."""
+    from strm_spark.config.model import MasterKeyRef
+    from strm_spark.crypto.envelope import load_master_key
+    from strm_spark.errors import SecretError
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(SecretError, match=r"AWS KMS client cannot be created \(NoRegionError\)"):
+        load_master_key(MasterKeyRef(kms_uri="aws-kms://alias/strm"))
+    with pytest.raises(SecretError, match="unsupported KMS key URI"):
+        load_master_key(MasterKeyRef(kms_uri="hcvault://transit/keys/strm"))
