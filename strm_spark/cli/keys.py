@@ -98,7 +98,7 @@ def _keys_rotate_kek(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chunk(parser: argparse.ArgumentParser) -> None:
+def _rewrap_options(parser: argparse.ArgumentParser, func) -> None:
     from strm_spark.keys.rewrap import CHUNK_KEYSETS
 
     parser.add_argument(
@@ -109,6 +109,8 @@ def _chunk(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"keysets rewrapped a commit at most, whole days (default {CHUNK_KEYSETS:,})",
     )
+    session_options(parser)
+    parser.set_defaults(func=func)
 
 
 def add_keys_commands(sub: argparse._SubParsersAction) -> None:
@@ -128,15 +130,11 @@ def add_keys_commands(sub: argparse._SubParsersAction) -> None:
     to = p.add_mutually_exclusive_group(required=True)
     to.add_argument("--to", metavar="URI", help="the new KMS key (aws-kms://... | gcp-kms://...)")
     to.add_argument("--to-keyset-file", metavar="FILE", help="a new local Tink AEAD keyset file")
-    _chunk(p)
-    session_options(p)
-    p.set_defaults(func=_keys_rotate_master)
+    _rewrap_options(p, _keys_rotate_master)
     p = actions.add_parser(
         "rotate-kek",
         help="a new key in the group's key-encryption keyset, every keyset rewrapped with it "
         "(resumable: run it again after an interruption)",
     )
     p.add_argument("config", help="the job config; its keys.master_key opens the keyset")
-    _chunk(p)
-    session_options(p)
-    p.set_defaults(func=_keys_rotate_kek)
+    _rewrap_options(p, _keys_rotate_kek)
