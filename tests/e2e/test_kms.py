@@ -1,5 +1,6 @@
 """Keys under a real KMS: moto's server on 127.0.0.1 as AWS KMS, the job and its requests run
-by the CLI (each its own process), and every KMS request counted by moto's recorder.
+by the CLI (in this process, each command with a new KMS client and nothing opened), and
+every KMS request counted by moto's recorder.
 
 The KMS key wraps one key-encryption keyset per group; a run, a rerun, a stream of two
 micro-batches, an export, a forget and a decrypting view each make one KMS request, whatever
@@ -13,15 +14,19 @@ recorded in the audit table."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from conftest import UCI_CSV, require_shared
-from helpers import job_doc, strm_cli
+from helpers import job_doc
 from kms_server import kms_requests as _requests
 from kms_server import kms_server
+
+from strm_spark.cli.main import main
+from strm_spark.crypto import envelope
+from strm_spark.keys import hierarchy
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +35,24 @@ def kms():
         yield found
 
 
-def _cli(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return strm_cli(*args, cwd=root, env={"STRM_SPARK_MASTER": "local[2]", **env})
+@pytest.fixture
+def cli(monkeypatch, capfd, tmp_path):
+    """`strm-spark ARGS` in this process, in `tmp_path`, as a new process runs it: with the
+    environment `env`, its KMS client made anew and no key-encryption keyset opened yet, so
+    each command's KMS requests are its own. (Its own process would prove nothing more: no
+    Python worker calls the KMS, and each process spent some 25 s starting a JVM.)"""
+    monkeypatch.chdir(tmp_path)
+
+    def run(env: dict, *args: str) -> SimpleNamespace:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        hierarchy._OPENED.clear()
+        envelope._master_aead.cache_clear()
+        code = main(list(args))
+        out, err = capfd.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run
 
 
 def _job(root: Path, arn: str) -> None:
@@ -40,7 +61,7 @@ def _job(root: Path, arn: str) -> None:
     (root / "job.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
 
 
-def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path):
+def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path, cli):
     require_shared()
     endpoint, (first, second), env, client = kms
     lines = UCI_CSV.read_text(encoding="utf-8").splitlines()[:1001]
@@ -48,11 +69,11 @@ def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path):
     _job(tmp_path, first)
     _requests(endpoint)
 
-    run = _cli(tmp_path, env, "run", "job.yaml")
+    run = cli(env, "run", "job.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     # The group's keyset made and wrapped: Tink checks a wrapped keyset by decrypting it.
     assert _requests(endpoint) == ["Encrypt", "Decrypt"]
-    rerun = _cli(tmp_path, env, "run", "job.yaml")
+    rerun = cli(env, "run", "job.yaml")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt"]
     # A stream of the group, two micro-batches: the KMS once, not once a micro-batch.
@@ -62,19 +83,19 @@ def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path):
     doc = job_doc("stream-in", Path("stream-out"), name="stream_job")
     doc["keys"] = {**yaml.safe_load((tmp_path / "job.yaml").read_text())["keys"]}
     (tmp_path / "stream.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    stream = _cli(tmp_path, env, "stream", "stream.yaml", "--max-files-per-trigger", "1")
+    stream = cli(env, "stream", "stream.yaml", "--max-files-per-trigger", "1")
     assert stream.returncode == 0 and "micro-batches     2" in stream.stdout, stream.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt"]
     subject = "17850"
-    export = _cli(tmp_path, env, "subjects", "export", "job.yaml", subject, "--out", "export")
+    export = cli(env, "subjects", "export", "job.yaml", subject, "--out", "export")
     assert export.returncode == 0, export.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt"]
-    view = _cli(tmp_path, env, "sql", "job.yaml", "-q", "SELECT count(*) FROM decrypted_0")
+    view = cli(env, "sql", "job.yaml", "-q", "SELECT count(*) FROM decrypted_0")
     assert view.returncode == 0, view.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt"]
 
     # Rotation: the keyset is rewrapped (one decrypt, one encrypt), whatever the store holds.
-    rotate = _cli(tmp_path, env, "keys", "rotate-master", "job.yaml", "--to", f"aws-kms://{second}")
+    rotate = cli(env, "keys", "rotate-master", "job.yaml", "--to", f"aws-kms://{second}")
     assert rotate.returncode == 0, rotate.stderr[-3000:]
     assert _requests(endpoint) == ["Decrypt", "Encrypt", "Decrypt"]
     assert "now wrapped by" in rotate.stdout
@@ -87,21 +108,21 @@ def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path):
         second.split("/")[-1]
     )
     # The old key named in the config is refused before anything is written.
-    stale = _cli(tmp_path, env, "run", "job.yaml")
+    stale = cli(env, "run", "job.yaml")
     assert stale.returncode == 2 and "not by the configured keys.master_key" in stale.stderr
     _job(tmp_path, second)
     client.disable_key(KeyId=first.split("/")[-1])  # moto does not enforce it: see below
     _requests(endpoint)  # not the test's own request
     # `validate --online`: the new key opens the group's keyset (one request), nothing written.
-    online = _cli(tmp_path, env, "validate", "job.yaml", "--online")
+    online = cli(env, "validate", "job.yaml", "--online")
     assert online.returncode == 0, online.stderr[-3000:]
     assert "opens the key-encryption keyset" in online.stdout
     assert _requests(endpoint) == ["Decrypt"]
     used: set[str] = set()
-    again = _cli(tmp_path, env, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0")
+    again = cli(env, "sql", "job.yaml", "-q", "SELECT count(*) AS n FROM decrypted_0")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.split("|")[-2].strip() == view.stdout.split("|")[-2].strip()
-    forget = _cli(tmp_path, env, "subjects", "forget", "job.yaml", subject, "--json")
+    forget = cli(env, "subjects", "forget", "job.yaml", subject, "--json")
     assert forget.returncode == 0 and json.loads(forget.stdout)["keys_removed"] > 0
     # The view's and the forget's, both with the second key only: the first is not needed.
     assert _requests(endpoint, used) == ["Decrypt", "Decrypt"]
@@ -115,13 +136,13 @@ def test_one_kms_request_a_command_rotation_and_refusals(spark, kms, tmp_path):
     (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
     keys = tmp_path / "out" / "keystore" / "keys" / "_delta_log"
     versions = sorted(p.name for p in keys.glob("*.json"))
-    wrong = _cli(tmp_path, env, "run", "wrong.yaml")
+    wrong = cli(env, "run", "wrong.yaml")
     assert wrong.returncode == 2 and "wrong or disabled key" in wrong.stderr, wrong.stderr[-2000:]
     assert "NotFoundException" in wrong.stderr or "TinkError" in wrong.stderr
     assert sorted(p.name for p in keys.glob("*.json")) == versions
-    check = _cli(tmp_path, env, "validate", "wrong.yaml", "--online")
+    check = cli(env, "validate", "wrong.yaml", "--online")
     assert check.returncode == 2 and "wrong or disabled key" in check.stderr
     # A KMS that cannot be reached: an outage, exit 1, nothing written.
-    gone = _cli(tmp_path, {**env, "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9"}, "run", "job.yaml")
+    gone = cli({**env, "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9"}, "run", "job.yaml")
     assert gone.returncode == 1 and "KmsUnavailable" in gone.stderr, gone.stderr[-2000:]
     assert sorted(p.name for p in keys.glob("*.json")) == versions
