@@ -98,13 +98,19 @@ def _keys_rotate_kek(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("expected a whole number of at least 1")
+    return int(value)
+
+
 def _rewrap_options(parser: argparse.ArgumentParser, func) -> None:
     from strm_spark.keys.rewrap import CHUNK_KEYSETS
 
     parser.add_argument(
         "--chunk-keysets",
         dest="chunk",
-        type=int,
+        type=_positive,
         default=CHUNK_KEYSETS,
         metavar="N",
         help=f"keysets rewrapped a commit at most, whole days (default {CHUNK_KEYSETS:,})",

@@ -250,12 +250,14 @@ def add_kek_key(
 
 
 def check_master(spark, store: Location, group_id: str, master: MasterKey) -> str:
-    """What `validate --online` checks of a KMS master key, writing nothing: the group's
-    key-encryption keyset opens with it (one KMS request), or, for a group without one yet,
-    the key wraps and opens a throwaway keyset (two). Raises as a run would."""
-    if is_delta(spark, kek_table(store)) and _row(spark, store, group_id) is not None:
-        kek = kek_master(spark, store, group_id, master, create=False)
+    """What `validate --online` checks of a master key, writing nothing: the group's
+    key-encryption keyset opens with it (one KMS request for a KMS key), or, for a group without
+    one yet, a KMS key wraps and opens a throwaway keyset (two). Raises as a run would."""
+    kek = kek_master(spark, store, group_id, master, create=False)
+    if kek is not None:
         return f"{master.id} opens the key-encryption keyset {kek.id} of group {group_id!r}"
+    if master.kind != "kms":  # a local key wraps keysets directly until `keys rotate-master`
+        return f"the local master key {master.id} is a Tink AEAD keyset"
     handle = tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM)
     _wrapped(handle, group_id, master)  # Tink checks it by opening it again
     return (

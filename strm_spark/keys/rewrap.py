@@ -138,11 +138,13 @@ def rewrap(
     openers: dict[str, MasterKey],
     progress: Callable[[int, int], None],
     limit: int = CHUNK_KEYSETS,
+    todo: Pending | None = None,
 ) -> tuple[int, Pending]:
     """Rewrap every keyset of the group that a key of `openers` wrapped under `target`, chunk
     by chunk, calling `progress(done, total)` after each commit. Returns how many were
-    rewrapped and what was found to do (its `unknown` keysets are left as they are)."""
-    todo = pending(store, group_id, target, openers)
+    rewrapped and what was found to do (`todo`, when the caller has just found it; its
+    `unknown` keysets are left as they are)."""
+    todo = todo if todo is not None else pending(store, group_id, target, openers)
     done = 0
     progress(0, todo.total)
     for days in chunks(todo.days, limit):

@@ -99,15 +99,15 @@ def rotate_kek(
     todo = rewrap.pending(store, config.group_id, kek, _openers(kek, master))
     if todo.total:  # keysets an earlier rotation left: finish them, no new key
         rotated, was, resumed = kek, ", ".join(sorted(todo.by)), True
-    else:
+    else:  # a new primary key: the keysets to do are found anew, against it
         rotated = hierarchy.add_kek_key(spark, config.key_store, config.group_id, master, kek)
-        was, resumed = kek.id, False
+        was, resumed, todo = kek.id, False, None
     done = Rotation(
         "rotate-kek", config.group_id, rotated.id, was, rotated.id, master.id, resumed=resumed
     )
     store = KeyStore(spark, config.key_store, rotated, legacy=master)
     done.rewrapped, todo = rewrap.rewrap(
-        store, config.group_id, rotated, _openers(rotated, master), progress, chunk
+        store, config.group_id, rotated, _openers(rotated, master), progress, chunk, todo
     )
     done.to_do, done.unknown = todo.total, todo.unknown
     return done

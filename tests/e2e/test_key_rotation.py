@@ -106,6 +106,8 @@ def test_a_local_store_moves_under_a_kek_and_the_kek_rotates_resumably(spark, tm
     (kek,) = _wrapped_by(spark, tmp_path)
     assert kek.startswith("kek:")
     assert _cli(capfd, "run", old)[0] == 2  # the old key no longer opens the store
+    code, out, err = _cli(capfd, "validate", new, "--online")  # checks the new key's KEK
+    assert code == 0 and f"opens the key-encryption keyset {kek}" in out, err[-2000:]
     again = _run(capfd, new)
     assert again["keys_created"] == 0 and again["keys_reused"] == keys
     assert f"key-encryption keyset {kek}, which tink-keyset:" in again["key_store"]
